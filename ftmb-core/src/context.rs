@@ -1,0 +1,239 @@
+//! The per-worker runtime context: the only door from an element to the
+//! world outside its packet and its own fields.
+//!
+//! # The state access contract
+//!
+//! Fault tolerance logs and replays exactly what passes through this door,
+//! so elements must keep to it:
+//!
+//! 1. **Shared state** (anything two workers can touch) lives in
+//!    [`crate::shared::Shared`] variables declared at initialize; every
+//!    access goes through [`crate::shared::Shared::access`] with the packet
+//!    on whose behalf it is made. No statics, no `Arc<Mutex<_>>` smuggled
+//!    into an element, no state captured in closures.
+//! 2. **Time** comes from [`Ctx::now_ns`]; elements never read the system
+//!    clock. The runtime reads the clock once per batch and logs it.
+//! 3. **Randomness** comes from [`Ctx::random`]; elements never seed their
+//!    own generators from the environment. The per-worker generator's seed
+//!    is logged and its state is part of the snapshot.
+//! 4. **Outputs that leave the system** go through [`Ctx::emit`] to a sink
+//!    declared at initialize, so the output logger can hold them until they
+//!    are committed.
+//! 5. Everything else an element keeps in its own fields is worker-private
+//!    and is rebuilt by replaying the worker's packets in order.
+
+use crate::depvec::DepVector;
+use crate::egress::{SinkHandle, SinkOutputs};
+use crate::packet::Packet;
+use crate::shared::Slot;
+use crossbeam_utils::CachePadded;
+use parking_lot::{Mutex, MutexGuard};
+
+/// A small, fast, seedable generator (xoshiro256++).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rng {
+    s: [u64; 4],
+}
+
+impl Rng {
+    /// A generator from a 64-bit seed (expanded with splitmix64).
+    pub fn from_seed(seed: u64) -> Rng {
+        let mut z = seed;
+        let mut next = || {
+            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            crate::headers::mix64(z)
+        };
+        Rng {
+            s: [next(), next(), next(), next()],
+        }
+    }
+    /// The next 64 random bits.
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        let s = &mut self.s;
+        let r = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
+        let t = s[1] << 17;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3].rotate_left(45);
+        r
+    }
+    /// The generator's state words.
+    pub fn state(&self) -> [u64; 4] {
+        self.s
+    }
+    /// A generator with exactly this state.
+    pub fn from_state(s: [u64; 4]) -> Rng {
+        Rng { s }
+    }
+}
+
+/// How shared-state accesses and nondeterministic reads are treated.
+#[derive(Debug, Default)]
+pub enum AccessMode {
+    /// No fault tolerance: take the lock, nothing more.
+    #[default]
+    Plain,
+    /// Ordered logging: count, log a PAL, merge dependency vectors.
+    Record(crate::pal::WorkerLog),
+    /// Replay: wait for each access's logged turn.
+    Replay(crate::pal::ReplayCursor),
+}
+
+/// The context a worker passes to its elements.
+pub struct Ctx {
+    worker: usize,
+    nworkers: usize,
+    now_ns: u64,
+    rng: Rng,
+    pub(crate) mode: AccessMode,
+    pub(crate) sinks: SinkOutputs,
+    /// The id of the packet whose batch is being processed (for logging
+    /// nondeterministic reads).
+    pub(crate) current_id: u64,
+}
+
+impl Ctx {
+    /// A context for worker `worker` of `nworkers`, with the given seed.
+    pub fn new(worker: usize, nworkers: usize, seed: u64) -> Ctx {
+        Ctx {
+            worker,
+            nworkers,
+            now_ns: 0,
+            rng: Rng::from_seed(seed),
+            mode: AccessMode::Plain,
+            sinks: SinkOutputs::default(),
+            current_id: 0,
+        }
+    }
+
+    /// This worker's index.
+    #[inline]
+    pub fn worker(&self) -> usize {
+        self.worker
+    }
+
+    /// Number of workers.
+    #[inline]
+    pub fn nworkers(&self) -> usize {
+        self.nworkers
+    }
+
+    /// The current time in nanoseconds since the Unix epoch, as the runtime
+    /// read (or, in replay, logged) it for the current batch.
+    #[inline]
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// Set the clock (the runtime does this once per batch).
+    pub fn set_now_ns(&mut self, t: u64) {
+        self.now_ns = t;
+    }
+
+    /// 64 random bits from the worker's logged generator.
+    #[inline]
+    pub fn random(&mut self) -> u64 {
+        self.rng.next_u64()
+    }
+
+    /// A random number in `0..n` (`n > 0`; 0 when `n == 0`).
+    #[inline]
+    pub fn random_below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            ((u128::from(self.rng.next_u64()) * u128::from(n)) >> 64) as u64
+        }
+    }
+
+    /// The worker's generator (for snapshots).
+    pub fn rng(&self) -> &Rng {
+        &self.rng
+    }
+
+    /// Replace the worker's generator (snapshot restore).
+    pub fn set_rng(&mut self, rng: Rng) {
+        self.rng = rng;
+    }
+
+    /// Hand `pkt` to the sink `sink` (an output that leaves the system).
+    #[inline]
+    pub fn emit(&mut self, sink: &SinkHandle, pkt: Packet) {
+        self.sinks.push(sink, pkt);
+    }
+
+    /// The access mode (plain, record or replay).
+    pub fn mode(&self) -> &AccessMode {
+        &self.mode
+    }
+
+    /// Set the access mode.
+    pub fn set_mode(&mut self, mode: AccessMode) {
+        self.mode = mode;
+    }
+
+    /// Take the lock of a shared slot for `pkt`. In replay mode, first wait
+    /// for the access's logged turn.
+    #[inline]
+    pub(crate) fn lock_for_access<'a, T>(
+        &mut self,
+        cell: &'a CachePadded<Mutex<Slot<T>>>,
+        var_id: u32,
+        pkt: &Packet,
+    ) -> MutexGuard<'a, Slot<T>> {
+        match &mut self.mode {
+            AccessMode::Replay(cursor) => cursor.lock_in_turn(cell, var_id, pkt.anno.id),
+            _ => cell.lock(),
+        }
+    }
+
+    /// Count, log and merge for an access under the lock.
+    #[inline]
+    pub(crate) fn record_access<T>(&mut self, slot: &mut Slot<T>, var_id: u32, pkt: &mut Packet) {
+        slot.counter += 1;
+        match &mut self.mode {
+            AccessMode::Plain => {}
+            AccessMode::Record(log) => {
+                let seq = log.append_pal(pkt.anno.id, var_id, slot.counter);
+                merge_dv(&mut pkt.dv, &mut slot.clock, self.worker, seq);
+            }
+            AccessMode::Replay(cursor) => {
+                let seq = cursor.replayed_access(pkt.anno.id, var_id, slot.counter);
+                merge_dv(&mut pkt.dv, &mut slot.clock, self.worker, seq);
+            }
+        }
+    }
+}
+
+/// SPEC section 4: `p.DV = max(p.DV, v.clock); p.DV[w] = s; v.clock = p.DV`.
+#[inline]
+fn merge_dv(pdv: &mut DepVector, clock: &mut DepVector, worker: usize, seq: u64) {
+    pdv.merge(clock);
+    pdv.set(worker, seq);
+    clock.clone_from(pdv);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rng_is_seeded_and_restorable() {
+        let mut a = Rng::from_seed(7);
+        let mut b = Rng::from_seed(7);
+        assert_eq!(a.next_u64(), b.next_u64());
+        let saved = a.state();
+        let x = a.next_u64();
+        let mut c = Rng::from_state(saved);
+        assert_eq!(c.next_u64(), x);
+        let mut ctx = Ctx::new(0, 1, 3);
+        for _ in 0..1000 {
+            assert!(ctx.random_below(10) < 10);
+        }
+        assert_eq!(ctx.random_below(0), 0);
+    }
+}

@@ -1,0 +1,137 @@
+//! Egress: where packets leave the system (`ToDump`, `ToDevice`).
+//!
+//! Sink elements do not write themselves: they hand packets to the runtime
+//! with [`crate::context::Ctx::emit`]. Without fault tolerance the worker
+//! writes its pending outputs to the sink once per batch, under the sink's
+//! lock. With fault tolerance the same packets go to the output logger,
+//! which holds each until it is committed and then writes it.
+
+use crate::packet::Packet;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A destination for packets that leave the system.
+pub trait Egress: Send {
+    /// Write packets, in order.
+    fn write(&mut self, pkts: &[Packet]) -> std::io::Result<()>;
+    /// Flush buffered output.
+    fn flush(&mut self) -> std::io::Result<()>;
+    /// Counters (packets, bytes, errors).
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        Vec::new()
+    }
+}
+
+/// A sink's identity: its index in the router's sink table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SinkHandle(pub u16);
+
+/// One sink: the element that owns it and its writer.
+pub struct Sink {
+    /// Element name.
+    pub element: String,
+    /// The writer.
+    pub egress: Mutex<Box<dyn Egress>>,
+    /// First write error, if any.
+    pub error: Mutex<Option<String>>,
+}
+
+/// Every sink of a router.
+#[derive(Default)]
+pub struct SinkRegistry {
+    sinks: Vec<Arc<Sink>>,
+    by_element: HashMap<String, u16>,
+}
+
+impl SinkRegistry {
+    /// An empty registry.
+    pub fn new() -> SinkRegistry {
+        SinkRegistry::default()
+    }
+
+    /// Declare the sink of `element` (opening it with `open` the first
+    /// time), or return the existing one.
+    pub fn declare(
+        &mut self,
+        element: &str,
+        open: impl FnOnce() -> Result<Box<dyn Egress>, String>,
+    ) -> Result<SinkHandle, String> {
+        if let Some(&i) = self.by_element.get(element) {
+            return Ok(SinkHandle(i));
+        }
+        let i = u16::try_from(self.sinks.len()).map_err(|_| "too many sinks".to_string())?;
+        self.sinks.push(Arc::new(Sink {
+            element: element.to_string(),
+            egress: Mutex::new(open()?),
+            error: Mutex::new(None),
+        }));
+        self.by_element.insert(element.to_string(), i);
+        Ok(SinkHandle(i))
+    }
+
+    /// Every sink in declaration order.
+    pub fn sinks(&self) -> &[Arc<Sink>] {
+        &self.sinks
+    }
+
+    /// Flush every sink; the first error per sink is kept.
+    pub fn flush_all(&self) {
+        for s in &self.sinks {
+            if let Err(e) = s.egress.lock().flush() {
+                s.error.lock().get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+/// A worker's outputs waiting to be written, per sink.
+#[derive(Default)]
+pub struct SinkOutputs {
+    pending: Vec<Vec<Packet>>,
+    any: bool,
+}
+
+impl SinkOutputs {
+    /// Queue `pkt` for `sink`.
+    #[inline]
+    pub fn push(&mut self, sink: &SinkHandle, pkt: Packet) {
+        let i = sink.0 as usize;
+        if self.pending.len() <= i {
+            self.pending.resize_with(i + 1, Vec::new);
+        }
+        self.pending[i].push(pkt);
+        self.any = true;
+    }
+
+    /// True when something is queued.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        !self.any
+    }
+
+    /// Take every queued packet, per sink index, leaving empty buffers.
+    pub fn drain(&mut self, mut f: impl FnMut(usize, &mut Vec<Packet>)) {
+        if !self.any {
+            return;
+        }
+        for (i, v) in self.pending.iter_mut().enumerate() {
+            if !v.is_empty() {
+                f(i, v);
+                v.clear();
+            }
+        }
+        self.any = false;
+    }
+
+    /// Write everything queued to the sinks directly (no fault tolerance).
+    pub fn write_to(&mut self, sinks: &[Arc<Sink>]) {
+        self.drain(|i, v| {
+            if let Some(s) = sinks.get(i) {
+                if let Err(e) = s.egress.lock().write(v) {
+                    s.error.lock().get_or_insert_with(|| e.to_string());
+                }
+            }
+        });
+    }
+}

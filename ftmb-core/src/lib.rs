@@ -1,0 +1,52 @@
+//! # ftmb-core
+//!
+//! The core of FTMB in Rust: everything a fault-tolerant, Click-compatible
+//! middlebox is made of, except the element implementations
+//! (`ftmb-elements`) and the loggers (`logger`, `replayer`).
+//!
+//! ## Architecture
+//!
+//! 1. **Configuration** ([`config`]): Click's language is parsed into a flat
+//!    list of element declarations and connections (compounds flattened to
+//!    `outer/inner` names, `$VAR`s substituted), with spans for errors.
+//! 2. **Elements** ([`element`]): a class in a [`element::Registry`] is
+//!    configured from its arguments ([`args::Args`], Click's typed reader)
+//!    and initialized with an [`element::InitCtx`], where it declares shared
+//!    state and output sinks. It then processes batches of [`packet::Packet`]s.
+//! 3. **Graph** ([`graph`]): every element is built once per worker and every
+//!    connection is checked against the port counts before anything runs.
+//! 4. **Runtime** ([`router`]): an input thread numbers packets from the
+//!    sources and sends each to a worker by the direction-symmetric flow hash
+//!    ([`headers::symmetric_hash`]); workers run the graph to completion;
+//!    the driver runs the `DriverManager` program ([`driver`]).
+//! 5. **The state access contract** ([`context`]): elements reach shared
+//!    state ([`shared`]), time and randomness only through the context, so
+//!    fault tolerance can log every such access as a PAL ([`pal`]) with a
+//!    dependency vector ([`depvec`]) and replay it in the same order.
+//! 6. **Traces** ([`trace`]): pcap and pcapng reading and writing, and the
+//!    synthetic trace generator.
+
+// Configuration errors carry spans, labels and help; they are built on the
+// cold path only, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
+pub mod args;
+pub mod config;
+pub mod context;
+pub mod depvec;
+pub mod driver;
+pub mod egress;
+pub mod element;
+pub mod graph;
+pub mod headers;
+pub mod packet;
+pub mod pal;
+pub mod router;
+pub mod shared;
+pub mod trace;
+
+pub use args::{Args, FromArg, Ipv4Prefix};
+pub use config::{ConfigError, Span};
+pub use context::Ctx;
+pub use element::{Built, Element, ElementClass, InitCtx, Out, Ports, Registry, Source, Value};
+pub use packet::Packet;

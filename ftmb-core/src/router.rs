@@ -1,0 +1,620 @@
+//! The multithreaded runtime: an input thread, N workers and the driver.
+//!
+//! ```text
+//!  sources ──> input thread ──(flow hash)──> worker 0 ─┐ element graph,
+//!              numbers packets               worker 1 ─┤ run to completion,
+//!              (ids in arrival order)        ...       ┘ outputs to sinks
+//!  driver (calling thread): runs the DriverManager program, reads handlers
+//! ```
+//!
+//! - The **input thread** polls every source round-robin, gives each packet
+//!   the next input id, picks its worker by the direction-symmetric flow hash
+//!   ([`crate::headers::symmetric_hash`]) and sends batches over bounded
+//!   queues. File sources wait for queue space; live sources drop and count
+//!   (before ids are assigned, so a drop never shows in any log).
+//! - Each **worker** owns one instance of every packet-processing element and
+//!   runs each batch to completion through the graph, depth first. Outputs
+//!   handed to sinks are written once per batch.
+//! - The **driver** runs the `DriverManager` program. A source with `STOP
+//!   true` reaching its end produces a stop event once the workers have
+//!   processed every packet it produced, so handlers printed after `wait`
+//!   see the whole trace, as in single-threaded Click.
+
+use crate::context::Ctx;
+use crate::driver::Insn;
+use crate::element::{Backpressure, Element, Out, SourceStatus, Value};
+use crate::graph::{Graph, NodeKind};
+use crate::headers::{ip_offset, symmetric_hash};
+use crate::packet::Packet;
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Run-time options.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Packets per batch handed to a worker.
+    pub batch: usize,
+    /// Batches each worker queue holds.
+    pub queue_batches: usize,
+    /// Seed of the workers' random generators (`None`: from the clock).
+    pub seed: Option<u64>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            batch: 64,
+            queue_batches: 256,
+            seed: None,
+        }
+    }
+}
+
+/// Progress of a run, reported to a callback about ten times a second.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    /// Packets taken from sources so far.
+    pub packets: u64,
+    /// Sum of the sources' `(done, total)` progress, when they report it.
+    pub done: u64,
+    /// See `done`.
+    pub total: u64,
+    /// Time since the start.
+    pub elapsed: Duration,
+}
+
+/// What a run produced.
+#[derive(Debug)]
+pub struct RunReport {
+    /// Wall time from start to the end of the driver program.
+    pub elapsed: Duration,
+    /// Packets taken from the sources.
+    pub packets: u64,
+    /// Packets each worker processed.
+    pub per_worker: Vec<u64>,
+    /// Packets dropped at the worker queues (live sources only).
+    pub queue_drops: u64,
+    /// Errors from sources and sinks.
+    pub errors: Vec<String>,
+    /// Every element's counters, as JSON.
+    pub stats: serde_json::Value,
+}
+
+enum Msg {
+    Batch(u16, Vec<Packet>),
+    Barrier(Arc<Barrier>),
+    Query(Sender<WorkerStats>),
+}
+
+struct Barrier {
+    remaining: AtomicUsize,
+    done: Sender<Event>,
+}
+
+#[derive(Debug)]
+enum Event {
+    Stop,
+    Exhausted,
+}
+
+type WorkerStats = Vec<(Vec<(&'static str, Value)>, Vec<(&'static str, u64)>)>;
+
+struct Worker {
+    elems: Vec<Option<Box<dyn Element>>>,
+    outs: Vec<Out>,
+    outputs: Arc<Vec<Vec<(usize, usize)>>>,
+    entries: Arc<Vec<(usize, usize)>>,
+    ctx: Ctx,
+    sinks: Vec<Arc<crate::egress::Sink>>,
+    spare: Vec<Vec<Packet>>,
+    processed: u64,
+}
+
+impl Worker {
+    fn process(&mut self, source: u16, batch: Vec<Packet>) {
+        let Some(&(e0, p0)) = self.entries.get(source as usize) else {
+            return;
+        };
+        if let Some(first) = batch.first() {
+            self.ctx.current_id = first.anno.id;
+        }
+        self.processed += batch.len() as u64;
+        let mut stack: Vec<(usize, usize, Vec<Packet>)> = vec![(e0, p0, batch)];
+        while let Some((e, port, mut b)) = stack.pop() {
+            let (Some(Some(el)), Some(out)) = (self.elems.get_mut(e), self.outs.get_mut(e)) else {
+                continue;
+            };
+            el.push_batch(&mut self.ctx, port, &mut b, out);
+            b.clear();
+            self.spare.push(b);
+            for p in (0..out.ports.len()).rev() {
+                if !out.ports[p].is_empty() {
+                    let fresh = self.spare.pop().unwrap_or_default();
+                    let full = std::mem::replace(&mut out.ports[p], fresh);
+                    let (to, tp) = self.outputs[e][p];
+                    stack.push((to, tp, full));
+                }
+            }
+        }
+        self.ctx.sinks.write_to(&self.sinks);
+    }
+
+    fn stats(&self) -> WorkerStats {
+        self.elems
+            .iter()
+            .zip(&self.outs)
+            .map(|(e, o)| {
+                (
+                    e.as_ref().map(|e| e.stats()).unwrap_or_default(),
+                    o.drops.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn run(mut self, rx: Receiver<Msg>) -> Worker {
+        while let Ok(msg) = rx.recv() {
+            match msg {
+                Msg::Batch(src, b) => {
+                    self.ctx.set_now_ns(wall_ns());
+                    self.process(src, b);
+                }
+                Msg::Barrier(bar) => {
+                    if bar.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+                        let _ = bar.done.send(Event::Stop);
+                    }
+                }
+                Msg::Query(reply) => {
+                    let _ = reply.send(self.stats());
+                }
+            }
+        }
+        self
+    }
+}
+
+/// Nanoseconds since the Unix epoch.
+pub fn wall_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+struct InputShared {
+    stop: AtomicBool,
+    packets: AtomicU64,
+    done: AtomicU64,
+    total: AtomicU64,
+    queue_drops: AtomicU64,
+}
+
+/// Run `graph` to the end of its driver program, writing `print` output to
+/// `out`, and calling `progress` about ten times a second.
+pub fn run(
+    graph: Graph,
+    opts: &RunOptions,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(Progress),
+) -> RunReport {
+    let Graph {
+        names,
+        classes,
+        kinds,
+        outputs,
+        workers,
+        sources,
+        driver,
+        shared: _shared,
+        sinks,
+    } = graph;
+    let nworkers = workers.len();
+    let start = Instant::now();
+    let seed = opts.seed.unwrap_or_else(wall_ns);
+    let outputs = Arc::new(outputs);
+    let entries: Arc<Vec<(usize, usize)>> = Arc::new(
+        sources
+            .iter()
+            .map(|(e, _)| outputs[*e].first().copied().unwrap_or((usize::MAX, 0)))
+            .collect(),
+    );
+    let sink_list: Vec<_> = sinks.sinks().to_vec();
+    let (event_tx, event_rx) = unbounded::<Event>();
+
+    let mut txs = Vec::with_capacity(nworkers);
+    let mut handles = Vec::with_capacity(nworkers);
+    for (w, elems) in workers.into_iter().enumerate() {
+        let (tx, rx) = bounded::<Msg>(opts.queue_batches.max(1));
+        txs.push(tx);
+        let outs = outputs.iter().map(|o| Out::with_ports(o.len())).collect();
+        let worker = Worker {
+            elems,
+            outs,
+            outputs: outputs.clone(),
+            entries: entries.clone(),
+            ctx: Ctx::new(w, nworkers, crate::headers::mix64(seed ^ w as u64)),
+            sinks: sink_list.clone(),
+            spare: Vec::new(),
+            processed: 0,
+        };
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("ftmb-worker-{w}"))
+                .spawn(move || worker.run(rx))
+                .expect("spawn worker thread"),
+        );
+    }
+
+    let shared_in = Arc::new(InputShared {
+        stop: AtomicBool::new(false),
+        packets: AtomicU64::new(0),
+        done: AtomicU64::new(0),
+        total: AtomicU64::new(0),
+        queue_drops: AtomicU64::new(0),
+    });
+    let input = {
+        let shared_in = shared_in.clone();
+        let txs = txs.clone();
+        let event_tx = event_tx.clone();
+        let batch = opts.batch.max(1);
+        std::thread::Builder::new()
+            .name("ftmb-input".into())
+            .spawn(move || input_loop(sources, txs, event_tx, shared_in, batch))
+            .expect("spawn input thread")
+    };
+    drop(event_tx);
+
+    // The driver. Handlers are read when the program asks: from live
+    // workers through their queues (so the answer reflects every packet
+    // dispatched before the question), or, once stopped, from the joined
+    // workers.
+    let mut query_txs = Some(txs);
+    let mut input_handle = Some(input);
+    let mut pending_handles = Some(handles);
+    let mut finished: Option<Vec<Worker>> = None;
+    let mut errors = Vec::new();
+    let mut exhausted = false;
+    let mut tick = Instant::now();
+    let mut wait_events = |n: u32, deadline: Option<Instant>, exhausted: &mut bool| {
+        let mut got = 0;
+        while got < n && !*exhausted {
+            let mut t = Duration::from_millis(100);
+            if let Some(d) = deadline {
+                let now = Instant::now();
+                if now >= d {
+                    return;
+                }
+                t = t.min(d - now);
+            }
+            match event_rx.recv_timeout(t) {
+                Ok(Event::Stop) if deadline.is_some() => return,
+                Ok(Event::Stop) => got += 1,
+                Ok(Event::Exhausted) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                    *exhausted = true
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            }
+            if tick.elapsed() >= Duration::from_millis(100) {
+                tick = Instant::now();
+                progress(Progress {
+                    packets: shared_in.packets.load(Ordering::Relaxed),
+                    done: shared_in.done.load(Ordering::Relaxed),
+                    total: shared_in.total.load(Ordering::Relaxed),
+                    elapsed: start.elapsed(),
+                });
+            }
+        }
+    };
+    for insn in &driver.insns {
+        match insn {
+            Insn::WaitStop(n) => wait_events(*n, None, &mut exhausted),
+            Insn::WaitTime(d) => wait_events(u32::MAX, Some(Instant::now() + *d), &mut exhausted),
+            Insn::Stop => break,
+            Insn::Print(e, h) | Insn::Read(e, h) => {
+                let stats: Vec<WorkerStats> = match (&finished, &query_txs) {
+                    (Some(ws), _) => ws.iter().map(|w| w.stats()).collect(),
+                    (None, Some(txs)) => txs
+                        .iter()
+                        .filter_map(|tx| {
+                            let (rtx, rrx) = bounded(1);
+                            tx.send(Msg::Query(rtx)).ok()?;
+                            rrx.recv().ok()
+                        })
+                        .collect(),
+                    (None, None) => Vec::new(),
+                };
+                let text = handler_value(&names, &classes, &stats, e, h)
+                    .unwrap_or_else(|| format!("(no handler {e}.{h})"));
+                if matches!(insn, Insn::Read(..)) {
+                    eprintln!("{e}.{h}:\n{text}");
+                } else {
+                    let _ = writeln!(out, "{text}");
+                }
+            }
+            Insn::PrintText(t) => {
+                let _ = writeln!(out, "{t}");
+            }
+        }
+        if exhausted && finished.is_none() {
+            finished = Some(stop_router(
+                &shared_in,
+                &mut input_handle,
+                &mut query_txs,
+                &mut pending_handles,
+                &mut errors,
+            ));
+        }
+    }
+    if finished.is_none() {
+        finished = Some(stop_router(
+            &shared_in,
+            &mut input_handle,
+            &mut query_txs,
+            &mut pending_handles,
+            &mut errors,
+        ));
+    }
+    let ws = finished.unwrap_or_default();
+    sinks.flush_all();
+    for s in sinks.sinks() {
+        if let Some(e) = s.error.lock().as_ref() {
+            errors.push(format!("{}: {e}", s.element));
+        }
+    }
+    let stats_all: Vec<WorkerStats> = ws.iter().map(|w| w.stats()).collect();
+    let stats = stats_json(&names, &classes, &kinds, &stats_all);
+    RunReport {
+        elapsed: start.elapsed(),
+        packets: shared_in.packets.load(Ordering::Relaxed),
+        per_worker: ws.iter().map(|w| w.processed).collect(),
+        queue_drops: shared_in.queue_drops.load(Ordering::Relaxed),
+        errors,
+        stats,
+    }
+}
+
+/// Stop the input thread, close the worker queues and join the workers.
+fn stop_router(
+    shared_in: &InputShared,
+    input: &mut Option<std::thread::JoinHandle<Vec<String>>>,
+    query_txs: &mut Option<Vec<Sender<Msg>>>,
+    workers: &mut Option<Vec<std::thread::JoinHandle<Worker>>>,
+    errors: &mut Vec<String>,
+) -> Vec<Worker> {
+    shared_in.stop.store(true, Ordering::Release);
+    if let Some(h) = input.take() {
+        match h.join() {
+            Ok(errs) => errors.extend(errs),
+            Err(_) => errors.push("input thread panicked".into()),
+        }
+    }
+    *query_txs = None;
+    let mut ws = Vec::new();
+    for h in workers.take().unwrap_or_default() {
+        match h.join() {
+            Ok(w) => ws.push(w),
+            Err(_) => errors.push("a worker thread panicked".into()),
+        }
+    }
+    ws
+}
+
+fn combined(stats: &[WorkerStats], e: usize) -> Vec<(&'static str, Value)> {
+    let mut acc: Vec<(&'static str, Value)> = Vec::new();
+    for ws in stats {
+        if let Some((vals, _)) = ws.get(e) {
+            for (k, v) in vals {
+                match acc.iter_mut().find(|(n, _)| n == k) {
+                    Some((_, a)) => *a = a.clone().combine(v.clone()),
+                    None => acc.push((k, v.clone())),
+                }
+            }
+        }
+    }
+    acc
+}
+
+fn combined_drops(stats: &[WorkerStats], e: usize) -> Vec<(&'static str, u64)> {
+    let mut acc: Vec<(&'static str, u64)> = Vec::new();
+    for ws in stats {
+        if let Some((_, drops)) = ws.get(e) {
+            for (k, v) in drops {
+                match acc.iter_mut().find(|(n, _)| n == k) {
+                    Some((_, a)) => *a += v,
+                    None => acc.push((k, *v)),
+                }
+            }
+        }
+    }
+    acc
+}
+
+fn handler_value(
+    names: &[String],
+    classes: &[String],
+    stats: &[WorkerStats],
+    e: &str,
+    h: &str,
+) -> Option<String> {
+    let i = names.iter().position(|n| n == e)?;
+    if let Some((_, v)) = combined(stats, i).into_iter().find(|(k, _)| *k == h) {
+        return Some(v.render());
+    }
+    match h {
+        "name" => Some(names[i].clone()),
+        "class" => Some(classes[i].clone()),
+        "drops" => Some(
+            combined_drops(stats, i)
+                .iter()
+                .map(|(_, n)| n)
+                .sum::<u64>()
+                .to_string(),
+        ),
+        _ => None,
+    }
+}
+
+fn stats_json(
+    names: &[String],
+    classes: &[String],
+    kinds: &[NodeKind],
+    stats: &[WorkerStats],
+) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for (i, name) in names.iter().enumerate() {
+        if kinds[i] != NodeKind::Element {
+            continue;
+        }
+        let mut o = serde_json::Map::new();
+        o.insert("class".into(), serde_json::json!(classes[i]));
+        for (k, v) in combined(stats, i) {
+            o.insert(k.into(), v.to_json());
+        }
+        let drops = combined_drops(stats, i);
+        if !drops.is_empty() {
+            let d: serde_json::Map<String, serde_json::Value> = drops
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+                .collect();
+            o.insert("drops".into(), serde_json::Value::Object(d));
+        }
+        m.insert(name.clone(), serde_json::Value::Object(o));
+    }
+    serde_json::Value::Object(m)
+}
+
+fn input_loop(
+    mut sources: Vec<(usize, Box<dyn crate::element::Source>)>,
+    txs: Vec<Sender<Msg>>,
+    event_tx: Sender<Event>,
+    shared: Arc<InputShared>,
+    batch: usize,
+) -> Vec<String> {
+    let nworkers = txs.len();
+    let mut errors = Vec::new();
+    let mut next_id: u64 = 1;
+    let mut done = vec![false; sources.len()];
+    let mut pending: Vec<Vec<Packet>> = (0..nworkers).map(|_| Vec::with_capacity(batch)).collect();
+    let mut tmp: Vec<Packet> = Vec::with_capacity(batch);
+    let mut idle_rounds = 0u32;
+    let framings: Vec<_> = sources.iter().map(|(_, s)| s.framing()).collect();
+    let send_barrier = |event_tx: &Sender<Event>| {
+        let bar = Arc::new(Barrier {
+            remaining: AtomicUsize::new(nworkers),
+            done: event_tx.clone(),
+        });
+        for tx in &txs {
+            let _ = tx.send(Msg::Barrier(bar.clone()));
+        }
+    };
+    while !shared.stop.load(Ordering::Acquire) {
+        let mut progressed = false;
+        let mut all_done = true;
+        for (si, (_, src)) in sources.iter_mut().enumerate() {
+            if done[si] {
+                continue;
+            }
+            all_done = false;
+            tmp.clear();
+            let status = match src.poll(batch, &mut tmp) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(e);
+                    SourceStatus::Done
+                }
+            };
+            if !tmp.is_empty() {
+                progressed = true;
+                let lossy = src.backpressure() == Backpressure::Drop;
+                shared
+                    .packets
+                    .fetch_add(tmp.len() as u64, Ordering::Relaxed);
+                for mut p in tmp.drain(..) {
+                    let w = if nworkers == 1 {
+                        0
+                    } else {
+                        let d = p.data();
+                        let h = match p.anno.net_off {
+                            Some(o) => symmetric_hash(d.get(o as usize..).unwrap_or(&[])),
+                            None => ip_offset(framings[si], d)
+                                .map_or(0, |o| symmetric_hash(d.get(o..).unwrap_or(&[]))),
+                        };
+                        (h % nworkers as u64) as usize
+                    };
+                    p.anno.id = next_id;
+                    p.anno.source = si as u16;
+                    next_id += 1;
+                    pending[w].push(p);
+                    if pending[w].len() >= batch {
+                        let b = std::mem::replace(&mut pending[w], Vec::with_capacity(batch));
+                        send(&txs[w], si as u16, b, lossy, &shared);
+                    }
+                }
+                for (w, pw) in pending.iter_mut().enumerate() {
+                    if !pw.is_empty() {
+                        let b = std::mem::replace(pw, Vec::with_capacity(batch));
+                        send(&txs[w], si as u16, b, lossy, &shared);
+                    }
+                }
+            }
+            if status == SourceStatus::Done {
+                done[si] = true;
+                if src.stop_when_done() {
+                    send_barrier(&event_tx);
+                }
+            }
+        }
+        let (mut d, mut t) = (0, 0);
+        for (_, s) in &sources {
+            if let Some((a, b)) = s.progress() {
+                d += a;
+                t += b;
+            }
+        }
+        shared.done.store(d, Ordering::Relaxed);
+        shared.total.store(t, Ordering::Relaxed);
+        if all_done {
+            // Every source is exhausted: once the workers have drained,
+            // tell the driver that no stop event will ever come again.
+            let (etx, erx) = unbounded();
+            let bar = Arc::new(Barrier {
+                remaining: AtomicUsize::new(nworkers),
+                done: etx,
+            });
+            for tx in &txs {
+                let _ = tx.send(Msg::Barrier(bar.clone()));
+            }
+            if erx.recv().is_ok() {
+                let _ = event_tx.send(Event::Exhausted);
+            }
+            break;
+        }
+        if progressed {
+            idle_rounds = 0;
+        } else {
+            idle_rounds += 1;
+            if idle_rounds > 16 {
+                std::thread::sleep(Duration::from_micros(100));
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+    errors
+}
+
+fn send(tx: &Sender<Msg>, src: u16, b: Vec<Packet>, lossy: bool, shared: &InputShared) {
+    if lossy {
+        if let Err(e) = tx.try_send(Msg::Batch(src, b)) {
+            if let Msg::Batch(_, b) = e.into_inner() {
+                shared
+                    .queue_drops
+                    .fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+        }
+    } else {
+        let _ = tx.send(Msg::Batch(src, b));
+    }
+}

@@ -1,0 +1,361 @@
+//! Shared state: the only way elements may share mutable state between
+//! workers (SPEC section 3).
+//!
+//! An element declares a shared variable at initialize with
+//! [`crate::element::InitCtx::shared`], giving a name and a number of
+//! *slots* (lock domains: a large table is split into buckets, and each
+//! bucket is one logged variable). Every worker's instance of the element
+//! gets a handle to the same variable. Each slot has a lock, an access
+//! counter and a vector clock; every access goes through
+//! [`Shared::access`], which takes the lock and lets the runtime log the
+//! access (its packet id, the variable id and the counter value) and merge
+//! dependency vectors. Variable ids are assigned in declaration order, which
+//! is deterministic from the configuration, so a replica rebuilds the same
+//! ids.
+
+use crate::context::Ctx;
+use crate::depvec::DepVector;
+use crate::packet::Packet;
+use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Encoding of state for snapshots. Every shared value and every element's
+/// private state implements it, so a snapshot can capture and restore it.
+pub trait StateCodec: Sized + Send + 'static {
+    /// Append the encoding of `self`.
+    fn encode(&self, out: &mut Vec<u8>);
+    /// Decode a value, advancing `inp`.
+    fn decode(inp: &mut &[u8]) -> Result<Self, CodecError>;
+}
+
+/// A snapshot's state did not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("state decode error: {0}")]
+pub struct CodecError(pub String);
+
+fn take<'a>(inp: &mut &'a [u8], n: usize) -> Result<&'a [u8], CodecError> {
+    if inp.len() < n {
+        return Err(CodecError(format!(
+            "truncated: need {n} bytes, have {}",
+            inp.len()
+        )));
+    }
+    let (a, b) = inp.split_at(n);
+    *inp = b;
+    Ok(a)
+}
+
+macro_rules! codec_int {
+    ($($t:ty),*) => {$(
+        impl StateCodec for $t {
+            fn encode(&self, out: &mut Vec<u8>) { out.extend_from_slice(&self.to_le_bytes()); }
+            fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
+                let b = take(inp, std::mem::size_of::<$t>())?;
+                let mut a = [0u8; std::mem::size_of::<$t>()];
+                a.copy_from_slice(b);
+                Ok(<$t>::from_le_bytes(a))
+            }
+        }
+    )*};
+}
+codec_int!(u8, u16, u32, u64, i64, f64);
+
+impl StateCodec for usize {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (*self as u64).encode(out)
+    }
+    fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
+        usize::try_from(u64::decode(inp)?).map_err(|_| CodecError("usize overflow".into()))
+    }
+}
+
+impl StateCodec for bool {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.push(u8::from(*self))
+    }
+    fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
+        Ok(u8::decode(inp)? != 0)
+    }
+}
+
+impl<const N: usize> StateCodec for [u8; N] {
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self)
+    }
+    fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(take(inp, N)?);
+        Ok(a)
+    }
+}
+
+impl<T: StateCodec> StateCodec for Vec<T> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.len() as u64).encode(out);
+        for x in self {
+            x.encode(out);
+        }
+    }
+    fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
+        let n = u64::decode(inp)? as usize;
+        let mut v = Vec::with_capacity(n.min(inp.len()));
+        for _ in 0..n {
+            v.push(T::decode(inp)?);
+        }
+        Ok(v)
+    }
+}
+
+impl<T: StateCodec> StateCodec for Option<T> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            None => out.push(0),
+            Some(x) => {
+                out.push(1);
+                x.encode(out)
+            }
+        }
+    }
+    fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
+        match u8::decode(inp)? {
+            0 => Ok(None),
+            1 => Ok(Some(T::decode(inp)?)),
+            t => Err(CodecError(format!("bad option tag {t}"))),
+        }
+    }
+}
+
+impl<A: StateCodec, B: StateCodec> StateCodec for (A, B) {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.0.encode(out);
+        self.1.encode(out);
+    }
+    fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
+        Ok((A::decode(inp)?, B::decode(inp)?))
+    }
+}
+
+impl<K, V> StateCodec for HashMap<K, V>
+where
+    K: StateCodec + Eq + std::hash::Hash + Ord + Clone,
+    V: StateCodec,
+{
+    /// Encoded in key order, so equal maps encode to equal bytes (state
+    /// digests compare encodings).
+    fn encode(&self, out: &mut Vec<u8>) {
+        (self.len() as u64).encode(out);
+        let mut keys: Vec<&K> = self.keys().collect();
+        keys.sort();
+        for k in keys {
+            k.encode(out);
+            self[k].encode(out);
+        }
+    }
+    fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
+        let n = u64::decode(inp)? as usize;
+        let mut m = HashMap::with_capacity(n.min(inp.len()));
+        for _ in 0..n {
+            let k = K::decode(inp)?;
+            let v = V::decode(inp)?;
+            m.insert(k, v);
+        }
+        Ok(m)
+    }
+}
+
+/// One lock domain of a shared variable.
+pub struct Slot<T> {
+    pub(crate) value: T,
+    /// Number of accesses so far (the PAL sequence of this variable).
+    pub(crate) counter: u64,
+    /// Vector clock of the accesses that shaped the value.
+    pub(crate) clock: DepVector,
+}
+
+/// The variable behind a [`Shared`] handle.
+pub struct SharedVar<T> {
+    name: String,
+    base_id: u32,
+    slots: Box<[CachePadded<Mutex<Slot<T>>>]>,
+}
+
+/// A handle to a shared variable (cheap to clone; all clones and all
+/// workers' handles refer to one variable).
+pub struct Shared<T> {
+    var: Arc<SharedVar<T>>,
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared {
+            var: self.var.clone(),
+        }
+    }
+}
+
+impl<T: StateCodec> Shared<T> {
+    /// Number of slots (lock domains).
+    #[inline]
+    pub fn slots(&self) -> usize {
+        self.var.slots.len()
+    }
+
+    /// The variable id of `slot` (deterministic from the configuration).
+    #[inline]
+    pub fn var_id(&self, slot: usize) -> u32 {
+        self.var.base_id + slot as u32
+    }
+
+    /// Access slot `slot` on behalf of packet `pkt`: takes the slot's lock,
+    /// lets the runtime log the access and merge dependency vectors, then
+    /// runs `f` on the value. `slot` is reduced modulo the slot count.
+    #[inline]
+    pub fn access<R>(
+        &self,
+        ctx: &mut Ctx,
+        pkt: &mut Packet,
+        slot: usize,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        let slot = slot % self.var.slots.len();
+        let var_id = self.var_id(slot);
+        let cell = &self.var.slots[slot];
+        let mut g = ctx.lock_for_access(cell, var_id, pkt);
+        ctx.record_access(&mut g, var_id, pkt);
+        f(&mut g.value)
+    }
+
+    /// Read every slot without logging, for handlers and statistics (never
+    /// from the packet path).
+    pub fn inspect<R>(&self, mut f: impl FnMut(&T) -> R) -> Vec<R> {
+        self.var.slots.iter().map(|s| f(&s.lock().value)).collect()
+    }
+}
+
+/// Type-erased view of a shared variable, for snapshots and digests.
+pub trait SharedDyn: Send + Sync {
+    /// The variable's name (`element.state`).
+    fn name(&self) -> &str;
+    /// First variable id.
+    fn base_id(&self) -> u32;
+    /// Number of slots.
+    fn slots(&self) -> usize;
+    /// Encode every slot's value, counter and clock.
+    fn encode_all(&self, out: &mut Vec<u8>);
+    /// Restore what `encode_all` wrote.
+    fn decode_all(&self, inp: &mut &[u8]) -> Result<(), CodecError>;
+    /// Access counters of every slot.
+    fn counters(&self) -> Vec<u64>;
+}
+
+impl<T: StateCodec> SharedDyn for SharedVar<T> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn base_id(&self) -> u32 {
+        self.base_id
+    }
+    fn slots(&self) -> usize {
+        self.slots.len()
+    }
+    fn encode_all(&self, out: &mut Vec<u8>) {
+        (self.slots.len() as u64).encode(out);
+        for s in self.slots.iter() {
+            let g = s.lock();
+            g.counter.encode(out);
+            g.clock.entries().to_vec().encode(out);
+            g.value.encode(out);
+        }
+    }
+    fn decode_all(&self, inp: &mut &[u8]) -> Result<(), CodecError> {
+        let n = u64::decode(inp)? as usize;
+        if n != self.slots.len() {
+            return Err(CodecError(format!(
+                "{}: snapshot has {n} slots, configuration has {}",
+                self.name,
+                self.slots.len()
+            )));
+        }
+        for s in self.slots.iter() {
+            let counter = u64::decode(inp)?;
+            let clock = DepVector::from_entries(Vec::<u64>::decode(inp)?);
+            let value = T::decode(inp)?;
+            let mut g = s.lock();
+            g.counter = counter;
+            g.clock = clock;
+            g.value = value;
+        }
+        Ok(())
+    }
+    fn counters(&self) -> Vec<u64> {
+        self.slots.iter().map(|s| s.lock().counter).collect()
+    }
+}
+
+/// Every shared variable of a router, by name, in declaration order.
+#[derive(Default)]
+pub struct SharedRegistry {
+    vars: Vec<Arc<dyn SharedDyn>>,
+    typed: Vec<Arc<dyn Any + Send + Sync>>,
+    by_name: HashMap<String, usize>,
+    next_id: u32,
+}
+
+impl SharedRegistry {
+    /// An empty registry.
+    pub fn new() -> SharedRegistry {
+        SharedRegistry::default()
+    }
+
+    /// Declare `name` with `slots` slots, or return the existing variable.
+    ///
+    /// # Panics
+    /// When `name` was declared before with another type: that is a bug in
+    /// the element, not a property of the input.
+    pub fn declare<T: StateCodec>(
+        &mut self,
+        name: &str,
+        slots: usize,
+        mut init: impl FnMut(usize) -> T,
+    ) -> Shared<T> {
+        if let Some(&i) = self.by_name.get(name) {
+            let var = self.typed[i]
+                .clone()
+                .downcast::<SharedVar<T>>()
+                .unwrap_or_else(|_| panic!("shared variable {name} redeclared with another type"));
+            return Shared { var };
+        }
+        let slots = slots.max(1);
+        let var = Arc::new(SharedVar {
+            name: name.to_string(),
+            base_id: self.next_id,
+            slots: (0..slots)
+                .map(|i| {
+                    CachePadded::new(Mutex::new(Slot {
+                        value: init(i),
+                        counter: 0,
+                        clock: DepVector::default(),
+                    }))
+                })
+                .collect(),
+        });
+        self.next_id += slots as u32;
+        self.by_name.insert(name.to_string(), self.vars.len());
+        self.vars.push(var.clone());
+        self.typed.push(var.clone());
+        Shared { var }
+    }
+
+    /// Every variable in declaration order.
+    pub fn vars(&self) -> &[Arc<dyn SharedDyn>] {
+        &self.vars
+    }
+
+    /// Total number of variable ids (slots over all variables).
+    pub fn nvars(&self) -> u32 {
+        self.next_id
+    }
+}

@@ -1,0 +1,220 @@
+//! Whole-config tests: a trace in, packets and handler values out, through
+//! the real runtime with 1 and 2 workers.
+
+mod common;
+use common::*;
+
+#[test]
+fn counter_by_protocol_adds_up_and_matches_across_thread_counts() {
+    let s = Scratch::new();
+    let t = gen_trace(&s, "in.pcap", 20_000, 500, 3);
+    let cfg = "src :: FromDump($IN, STOP true, FORCE_IP true);
+        cl :: IPClassifier(tcp, udp, -);
+        src -> Strip(14) -> CheckIPHeader -> cl;
+        cl[0] -> tcp :: Counter -> Discard;
+        cl[1] -> udp :: Counter -> Discard;
+        cl[2] -> other :: Counter -> Discard;
+        DriverManager(wait, print tcp.count, print udp.count, print other.count, stop);";
+    let (one, r1) = run_config(cfg, &[("IN", &t)], 1);
+    let (two, r2) = run_config(cfg, &[("IN", &t)], 2);
+    assert_eq!(one, two);
+    let n: Vec<u64> = one.iter().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(n.iter().sum::<u64>(), 20_000);
+    assert!(n[0] > 0 && n[1] > 0, "{n:?}");
+    assert_eq!(n[2], 0);
+    assert_eq!(r1.packets, 20_000);
+    assert_eq!(r2.per_worker.iter().sum::<u64>(), 20_000);
+    assert!(r2.per_worker.iter().all(|&c| c > 0), "{:?}", r2.per_worker);
+}
+
+#[test]
+fn strip_unstrip_todump_round_trip_is_identity() {
+    let s = Scratch::new();
+    let t = gen_trace(&s, "in.pcap", 3_000, 50, 5);
+    let out = s.s("out.pcap");
+    let cfg =
+        "FromDump($IN, STOP true) -> Strip(14) -> Unstrip(14) -> c :: Counter -> ToDump($OUT);
+        DriverManager(wait, print c.count, print c.byte_count)";
+    for threads in [1, 2] {
+        let (lines, _) = run_config(cfg, &[("IN", &t), ("OUT", &out)], threads);
+        let inp = read_packets(&t);
+        let got = read_packets(&out);
+        assert_eq!(lines[0], "3000");
+        let bytes: usize = inp.iter().map(|p| p.len()).sum();
+        assert_eq!(lines[1], bytes.to_string());
+        if threads == 1 {
+            assert_eq!(got, inp, "one worker keeps trace order");
+        } else {
+            assert_eq!(sorted(got), sorted(inp));
+        }
+    }
+}
+
+#[test]
+fn check_ip_header_drops_bad_packets_and_trims_padding() {
+    let s = Scratch::new();
+    let good = udp_frame([10, 0, 0, 1], 1000, [10, 0, 0, 2], 53, 64, b"hello");
+    let mut padded = good.clone();
+    padded.extend_from_slice(&[0u8; 6]);
+    let mut bad_ck = good.clone();
+    bad_ck[24] ^= 0xff;
+    let mut bad_ver = good.clone();
+    bad_ver[14] = 0x65;
+    let tiny = good[..20].to_vec();
+    let mut bad_len = good.clone();
+    bad_len[16] = 0x40;
+    let t = s.path("in.pcap");
+    write_trace(&t, |w| {
+        for (i, f) in [&good, &padded, &bad_ck, &bad_ver, &tiny, &bad_len]
+            .iter()
+            .enumerate()
+        {
+            w.write_packet(1_000_000 * (i as u64 + 1), f).unwrap();
+        }
+    });
+    let out = s.s("out.pcap");
+    let bad = s.s("bad.pcap");
+    let cfg = "src :: FromDump($IN, STOP true);
+        src -> Strip(14) -> chk :: CheckIPHeader;
+        chk[0] -> Unstrip(14) -> ToDump($OUT);
+        chk[1] -> Unstrip(14) -> ToDump($BAD);
+        DriverManager(wait, print chk.count, print chk.drops)";
+    let (lines, _) = run_config(
+        cfg,
+        &[("IN", t.to_str().unwrap()), ("OUT", &out), ("BAD", &bad)],
+        1,
+    );
+    assert_eq!(lines, vec!["2", "4"]);
+    let got = read_packets(&out);
+    assert_eq!(got, vec![good.clone(), good.clone()], "padding trimmed");
+    assert_eq!(read_packets(&bad), vec![bad_ck, bad_ver, tiny, bad_len]);
+}
+
+#[test]
+fn dec_ip_ttl_updates_checksum_and_diverts_expired() {
+    let s = Scratch::new();
+    let t = s.path("in.pcap");
+    let frames: Vec<Vec<u8>> = (0..5u8)
+        .map(|ttl| udp_frame([10, 0, 0, 1], 1, [10, 0, 0, 2], 2, ttl, b"x"))
+        .collect();
+    write_trace(&t, |w| {
+        for f in &frames {
+            w.write_packet(1, f).unwrap();
+        }
+    });
+    let out = s.s("out.pcap");
+    let cfg = "FromDump($IN, STOP true) -> Strip(14) -> CheckIPHeader -> d :: DecIPTTL;
+        d[0] -> Unstrip(14) -> ToDump($OUT);
+        d[1] -> exp :: Counter -> Discard;
+        DriverManager(wait, print exp.count, print d.drops)";
+    let (lines, _) = run_config(cfg, &[("IN", t.to_str().unwrap()), ("OUT", &out)], 1);
+    assert_eq!(lines, vec!["2", "2"]);
+    let got = read_packets(&out);
+    assert_eq!(got.len(), 3);
+    for (g, ttl) in got.iter().zip(2u8..) {
+        assert_eq!(g[14 + 8], ttl - 1);
+        assert!(ip_checksum_ok(g));
+    }
+}
+
+#[test]
+fn classifier_ipfilter_tee_paint() {
+    let s = Scratch::new();
+    let t = gen_trace(&s, "in.pcap", 5_000, 100, 9);
+    let cfg = "src :: FromDump($IN, STOP true, FORCE_IP true);
+        src -> c :: Classifier(12/0800, -);
+        c[0] -> Strip(14) -> CheckIPHeader -> f :: IPFilter(allow tcp, 1 udp, deny all);
+        c[1] -> nonip :: Counter -> Discard;
+        f[0] -> Paint(1) -> t :: Tee(2);
+        f[1] -> Paint(0) -> ps :: PaintSwitch;
+        t[0] -> tcp1 :: Counter -> Discard;
+        t[1] -> tcp2 :: Counter -> Discard;
+        ps[0] -> udp :: Counter -> Discard;
+        ps[1] -> never :: Counter -> Discard;
+        cnt :: Counter;
+        DriverManager(wait, print tcp1.count, print tcp2.count, print udp.count, print never.count, print nonip.count)";
+    // `cnt` is declared but unconnected: its input must be reported.
+    let err = config_error(cfg, &[("IN", &t)]);
+    assert!(err.contains("of `cnt` (Counter) is not connected"), "{err}");
+    let cfg = cfg.replace("cnt :: Counter;", "");
+    let (lines, _) = run_config(&cfg, &[("IN", &t)], 2);
+    let n: Vec<u64> = lines.iter().map(|l| l.parse().unwrap()).collect();
+    assert_eq!(n[0], n[1], "Tee copies to both outputs");
+    assert_eq!(n[0] + n[2], 5_000);
+    assert_eq!(n[3], 0);
+    assert_eq!(n[4], 0);
+}
+
+#[test]
+fn store_ip_address_rewrites_with_valid_checksums() {
+    let s = Scratch::new();
+    let t = s.path("in.pcap");
+    let f = udp_frame([10, 0, 0, 1], 1000, [10, 0, 0, 2], 53, 64, b"payload");
+    write_trace(&t, |w| w.write_packet(1, &f).unwrap());
+    let out = s.s("out.pcap");
+    let cfg = "FromDump($IN, STOP true) -> Strip(14) -> CheckIPHeader
+        -> StoreIPAddress(192.0.2.9, dst) -> Unstrip(14) -> ToDump($OUT)";
+    run_config(cfg, &[("IN", t.to_str().unwrap()), ("OUT", &out)], 1);
+    let got = read_packets(&out);
+    assert_eq!(&got[0][30..34], &[192, 0, 2, 9]);
+    assert!(ip_checksum_ok(&got[0]));
+    let ip = &got[0][14..];
+    assert_eq!(
+        ftmb_core::trace::l4_checksum_v4([10, 0, 0, 1], [192, 0, 2, 9], 17, &ip[20..]),
+        0,
+        "UDP checksum verifies"
+    );
+}
+
+#[test]
+fn config_errors_name_file_line_column() {
+    let s = Scratch::new();
+    let t = gen_trace(&s, "in.pcap", 10, 2, 1);
+    let cases = [
+        (
+            "src :: FromDump($IN);\nsrc -> Countr -> Discard;",
+            "bad.click:2:8",
+            "did you mean `Counter`?",
+        ),
+        (
+            "src :: FromDump($IN);\nsrc -> c :: Counter;\nc[0] -> Discard;\nc[1] -> Discard;",
+            "bad.click:4:1",
+            "output 1 does not exist",
+        ),
+        (
+            "src :: FromDump($IN);\nsrc -> Strip -> Discard;",
+            "bad.click:2:",
+            "missing required argument LENGTH",
+        ),
+        (
+            "src :: FromDump($INN);\nsrc -> Discard;",
+            "bad.click:1:17",
+            "unknown variable `$INN`",
+        ),
+        (
+            "src :: FromDump($IN, STOP maybe) -> Discard;",
+            "bad.click:1:",
+            "not a boolean",
+        ),
+        (
+            "src :: FromDump(/nonexistent.pcap) -> Discard;",
+            "bad.click:1:",
+            "cannot read",
+        ),
+    ];
+    for (cfg, loc, msg) in cases {
+        let e = config_error(cfg, &[("IN", &t)]);
+        assert!(e.contains(loc), "want {loc} in:\n{e}");
+        assert!(e.contains(msg), "want {msg} in:\n{e}");
+        assert!(e.lines().count() < 25, "one screen:\n{e}");
+    }
+}
+
+#[test]
+fn not_a_pcap_is_a_clear_error() {
+    let s = Scratch::new();
+    let p = s.path("x.pcap");
+    std::fs::write(&p, b"this is not a capture file at all").unwrap();
+    let e = config_error("FromDump($IN) -> Discard;", &[("IN", p.to_str().unwrap())]);
+    assert!(e.contains("not a pcap or pcapng file"), "{e}");
+}

@@ -1,0 +1,387 @@
+//! `ftmb`: the command-line front end. Thin by design: parse flags, call
+//! the libraries.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use ftmb_core::config::Source;
+use ftmb_core::graph::{build, Graph};
+use ftmb_core::router::{run, Progress, RunOptions, RunReport};
+use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceSpec};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "ftmb",
+    version,
+    about = "FTMB: a fault-tolerant, Click-compatible middlebox runtime"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StatsFormat {
+    Json,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Click configuration file.
+    config: PathBuf,
+    /// `NAME=value` settings for `$NAME` in the configuration.
+    vars: Vec<String>,
+    /// Worker threads.
+    #[arg(long, short = 't', default_value_t = 1)]
+    threads: usize,
+    /// Print every element's counters on stdout after the run.
+    #[arg(long)]
+    stats: Option<StatsFormat>,
+    /// Seed of the workers' random generators (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Packets per batch handed to a worker.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// No progress line on stderr.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a configuration.
+    Run(RunArgs),
+    /// Validate a configuration without running it.
+    Check {
+        /// Click configuration file.
+        config: PathBuf,
+        /// `NAME=value` settings.
+        vars: Vec<String>,
+    },
+    /// List the element classes.
+    Elements,
+    /// Write a synthetic pcap trace.
+    GenTrace(GenArgs),
+    /// Measure throughput: run a configuration several times and report Mpps.
+    Bench {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Repetitions (the best and the median are reported).
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+    },
+    /// The NAT demo with built-in defaults: generate a trace, run the
+    /// MazuNAT-shaped config, check and report.
+    Demo {
+        /// Worker threads.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Packets in the generated trace.
+        #[arg(long, default_value_t = 200_000)]
+        packets: usize,
+        /// Flows in the generated trace.
+        #[arg(long, default_value_t = 10_000)]
+        flows: usize,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    /// Output pcap file.
+    out: PathBuf,
+    /// Number of flows.
+    #[arg(long, default_value_t = 1000)]
+    flows: usize,
+    /// Number of packets.
+    #[arg(long, default_value_t = 100_000)]
+    packets: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of flows that are TCP (the rest UDP).
+    #[arg(long, default_value_t = 0.8)]
+    tcp_fraction: f64,
+    /// Smallest frame in bytes (Ethernet included).
+    #[arg(long, default_value_t = 64)]
+    min_size: usize,
+    /// Largest frame in bytes.
+    #[arg(long, default_value_t = 1514)]
+    max_size: usize,
+    /// Client (inside) network.
+    #[arg(long, default_value = "10.0.0.0/8")]
+    inside: String,
+    /// Server (outside) network.
+    #[arg(long, default_value = "198.19.0.0/16")]
+    outside: String,
+    /// Share of packets from server to client.
+    #[arg(long, default_value_t = 0.4)]
+    reply_fraction: f64,
+    /// Flows active at once.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+}
+
+fn parse_vars(vars: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut m = BTreeMap::new();
+    for v in vars {
+        let Some((k, val)) = v.split_once('=') else {
+            bail!("`{v}` is not NAME=value");
+        };
+        m.insert(k.trim_start_matches('$').to_string(), val.to_string());
+    }
+    Ok(m)
+}
+
+fn load(config: &Path, vars: &[String], threads: usize) -> Result<Graph> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    let source = Source {
+        name: config.display().to_string(),
+        text,
+    };
+    let vars = parse_vars(vars)?;
+    match build(&source, &vars, &ftmb_elements::registry(), threads) {
+        Ok(g) => Ok(g),
+        Err(e) => {
+            eprint!("{}", e.render(std::io::stderr().is_terminal()));
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run_once(a: &RunArgs, print: bool) -> Result<RunReport> {
+    let graph = load(&a.config, &a.vars, a.threads.max(1))?;
+    let opts = RunOptions {
+        batch: a.batch,
+        seed: a.seed,
+        ..RunOptions::default()
+    };
+    let bar = (!a.quiet).then(|| {
+        let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+        b.set_style(
+            ProgressStyle::with_template("{spinner} [{elapsed}] {bar:30} {percent}% {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut progress = |p: Progress| {
+        if let Some(b) = &bar {
+            if p.elapsed >= Duration::from_secs(1) {
+                b.set_length(p.total.max(1));
+                b.set_position(p.done);
+                b.set_message(format!("{} packets", p.packets));
+            }
+        }
+    };
+    let mut stdout = std::io::stdout();
+    let mut sink = std::io::sink();
+    let out: &mut dyn std::io::Write = if print { &mut stdout } else { &mut sink };
+    let report = run(graph, &opts, out, &mut progress);
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    for e in &report.errors {
+        eprintln!("error: {e}");
+    }
+    Ok(report)
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.cmd {
+        Cmd::Run(a) => {
+            let report = run_once(&a, true)?;
+            if let Some(StatsFormat::Json) = a.stats {
+                let j = serde_json::json!({
+                    "elements": report.stats,
+                    "packets": report.packets,
+                    "per_worker": report.per_worker,
+                    "queue_drops": report.queue_drops,
+                    "elapsed_s": report.elapsed.as_secs_f64(),
+                    "errors": report.errors,
+                });
+                println!("{}", serde_json::to_string_pretty(&j)?);
+            }
+            if !report.errors.is_empty() {
+                std::process::exit(2);
+            }
+        }
+        Cmd::Check { config, vars } => {
+            let g = load(&config, &vars, 1)?;
+            println!(
+                "{}: ok ({} elements, {} sources)",
+                config.display(),
+                g.names.len(),
+                g.sources.len()
+            );
+        }
+        Cmd::Elements => {
+            for c in ftmb_elements::registry().classes() {
+                println!("{:<16} {}", c.name, c.summary);
+            }
+        }
+        Cmd::GenTrace(g) => {
+            let spec = TraceSpec {
+                flows: g.flows,
+                packets: g.packets,
+                seed: g.seed,
+                tcp_fraction: g.tcp_fraction,
+                min_size: g.min_size,
+                max_size: g.max_size,
+                inside_net: parse_net(&g.inside)?,
+                outside_net: parse_net(&g.outside)?,
+                reply_fraction: g.reply_fraction,
+                concurrency: g.concurrency,
+                ..TraceSpec::default()
+            };
+            let mut w = PcapWriter::create(&g.out, LinkType::Ethernet, false)
+                .with_context(|| format!("cannot create {}", g.out.display()))?;
+            let st = generate(&spec, &mut w)?;
+            w.flush()?;
+            eprintln!(
+                "wrote {}: {} packets, {} flows ({} tcp, {} udp), {} bytes",
+                g.out.display(),
+                st.packets,
+                st.flows,
+                st.tcp_flows,
+                st.udp_flows,
+                st.bytes
+            );
+        }
+        Cmd::Bench { run: a, repeat } => {
+            let mut rates = Vec::new();
+            for i in 0..repeat.max(1) {
+                let r = run_once(&a, false)?;
+                let mpps = r.packets as f64 / r.elapsed.as_secs_f64() / 1e6;
+                eprintln!(
+                    "run {}: {} packets in {:.3} s = {mpps:.3} Mpps",
+                    i + 1,
+                    r.packets,
+                    r.elapsed.as_secs_f64()
+                );
+                rates.push(mpps);
+            }
+            rates.sort_by(f64::total_cmp);
+            println!(
+                "{}",
+                serde_json::json!({
+                    "config": a.config.display().to_string(),
+                    "threads": a.threads,
+                    "best_mpps": rates.last(),
+                    "median_mpps": rates[rates.len() / 2],
+                    "runs": rates.len(),
+                })
+            );
+        }
+        Cmd::Demo {
+            threads,
+            packets,
+            flows,
+            json,
+        } => demo(threads, packets, flows, json)?,
+    }
+    Ok(())
+}
+
+fn parse_net(s: &str) -> Result<([u8; 4], u8)> {
+    let p: ftmb_core::Ipv4Prefix =
+        ftmb_core::FromArg::from_arg(s).map_err(|e: String| anyhow::anyhow!("{s}: {e}"))?;
+    Ok((p.addr.to_be_bytes(), p.len))
+}
+
+/// The NAT config the demo runs (Click's IPRewriter NAT over a trace).
+const DEMO_NAT: &str = include_str!("../examples/nat.click");
+
+fn demo(threads: usize, packets: usize, flows: usize, json: bool) -> Result<()> {
+    let dir = tempfile_dir()?;
+    let trace = dir.join("demo.pcap");
+    let spec = TraceSpec {
+        flows,
+        packets,
+        seed: 42,
+        inside_net: ([10, 77, 0, 0], 16),
+        outside_net: ([198, 18, 0, 0], 16),
+        concurrency: flows.min(4096),
+        ..TraceSpec::default()
+    };
+    let mut w = PcapWriter::create(&trace, LinkType::Ethernet, false)?;
+    let st = generate(&spec, &mut w)?;
+    w.flush()?;
+    let cfg = dir.join("nat.click");
+    std::fs::write(&cfg, DEMO_NAT)?;
+    let out1 = dir.join("out-fwd.pcap");
+    let out2 = dir.join("out-rev.pcap");
+    let a = RunArgs {
+        config: cfg,
+        vars: vec![
+            format!("IN={}", trace.display()),
+            format!("OUT={}", out1.display()),
+            format!("OUT2={}", out2.display()),
+            "INSIDE=10.77.0.0/16".into(),
+        ],
+        threads,
+        stats: None,
+        seed: Some(1),
+        batch: 64,
+        quiet: json,
+    };
+    let mut outbuf = Vec::new();
+    let graph = load(&a.config, &a.vars, threads)?;
+    let report = run(
+        graph,
+        &RunOptions {
+            seed: a.seed,
+            ..RunOptions::default()
+        },
+        &mut outbuf,
+        &mut |_| {},
+    );
+    let printed = String::from_utf8_lossy(&outbuf);
+    let lines: Vec<&str> = printed.lines().collect();
+    let mpps = report.packets as f64 / report.elapsed.as_secs_f64() / 1e6;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "packets": st.packets, "flows": st.flows, "threads": threads,
+                "fwd": lines.first(), "rev": lines.get(1), "other": lines.get(2),
+                "mappings": lines.get(3), "mpps": mpps, "errors": report.errors,
+            })
+        );
+    } else {
+        println!(
+            "NAT demo: {} packets, {} flows, {threads} worker(s)",
+            st.packets, st.flows
+        );
+        println!(
+            "  forward {}  reverse {}  other {}  mappings {}",
+            lines.first().unwrap_or(&"?"),
+            lines.get(1).unwrap_or(&"?"),
+            lines.get(2).unwrap_or(&"?"),
+            lines.get(3).unwrap_or(&"?")
+        );
+        println!(
+            "  {:.3} s, {mpps:.2} Mpps; outputs in {}",
+            report.elapsed.as_secs_f64(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let d = std::env::temp_dir().join(format!("ftmb-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&d)?;
+    Ok(d)
+}
