@@ -148,6 +148,18 @@ impl Out {
         }
     }
 
+    /// Take the packets queued on `port` (for driving an element by hand).
+    pub fn take(&mut self, port: usize) -> Vec<Packet> {
+        self.ports.get_mut(port).map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Forget every queued packet (for driving an element by hand).
+    pub fn clear(&mut self) {
+        for p in &mut self.ports {
+            p.clear();
+        }
+    }
+
     /// Drops so far, by reason.
     pub fn drops(&self) -> &[(&'static str, u64)] {
         &self.drops

@@ -254,43 +254,22 @@ pub fn symmetric_hash(ip: &[u8]) -> u64 {
     0
 }
 
-/// Ones'-complement sum of `data` (RFC 1071), not yet folded or inverted.
-#[inline]
-pub fn ones_sum(data: &[u8], mut sum: u32) -> u32 {
-    let mut chunks = data.chunks_exact(2);
-    for c in &mut chunks {
-        sum = sum.wrapping_add(u32::from(u16::from_be_bytes([c[0], c[1]])));
-        if sum & 0x8000_0000 != 0 {
-            sum = (sum & 0xffff) + (sum >> 16);
-        }
-    }
-    if let [last] = chunks.remainder() {
-        sum = sum.wrapping_add(u32::from(*last) << 8);
-    }
-    sum
-}
-
-/// Fold and invert a ones'-complement sum into a checksum.
-#[inline]
-pub fn fold_checksum(mut sum: u32) -> u16 {
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// Internet checksum of `data`.
+/// Internet checksum of `data` (RFC 1071): compute over a header whose
+/// checksum field is zero, or verify a received header (result 0).
 #[inline]
 pub fn checksum(data: &[u8]) -> u16 {
-    fold_checksum(ones_sum(data, 0))
+    crate::trace::ipv4_checksum(data)
 }
 
 /// Incrementally update checksum `old_ck` for a 16-bit field changing from
 /// `old` to `new` (RFC 1624, eqn. 3).
 #[inline]
 pub fn checksum_update16(old_ck: u16, old: u16, new: u16) -> u16 {
-    let sum = u32::from(!old_ck) + u32::from(!old) + u32::from(new);
-    fold_checksum(sum)
+    let mut sum = u32::from(!old_ck) + u32::from(!old) + u32::from(new);
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
 }
 
 /// Incrementally update a checksum for a 32-bit field (an address).
@@ -420,18 +399,11 @@ pub(crate) mod tests {
     /// The TCP/UDP checksum computed from scratch.
     pub fn l4_full_checksum(ip: &[u8]) -> u16 {
         let v = Ipv4View::new(ip).unwrap();
-        let seg = v.payload();
-        let mut pseudo = Vec::new();
-        pseudo.extend_from_slice(&v.src());
-        pseudo.extend_from_slice(&v.dst());
-        pseudo.push(0);
-        pseudo.push(v.protocol());
-        pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
         let co = l4_checksum_offset(v.protocol()).unwrap();
-        let mut s = seg.to_vec();
+        let mut s = v.payload().to_vec();
         s[co] = 0;
         s[co + 1] = 0;
-        fold_checksum(ones_sum(&s, ones_sum(&pseudo, 0)))
+        crate::trace::l4_checksum_v4(v.src(), v.dst(), v.protocol(), &s)
     }
 
     #[test]

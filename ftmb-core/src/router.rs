@@ -110,6 +110,7 @@ struct Worker {
     ctx: Ctx,
     sinks: Vec<Arc<crate::egress::Sink>>,
     spare: Vec<Vec<Packet>>,
+    stack: Vec<(usize, usize, Vec<Packet>)>,
     processed: u64,
 }
 
@@ -122,7 +123,8 @@ impl Worker {
             self.ctx.current_id = first.anno.id;
         }
         self.processed += batch.len() as u64;
-        let mut stack: Vec<(usize, usize, Vec<Packet>)> = vec![(e0, p0, batch)];
+        let mut stack = std::mem::take(&mut self.stack);
+        stack.push((e0, p0, batch));
         while let Some((e, port, mut b)) = stack.pop() {
             let (Some(Some(el)), Some(out)) = (self.elems.get_mut(e), self.outs.get_mut(e)) else {
                 continue;
@@ -139,6 +141,7 @@ impl Worker {
                 }
             }
         }
+        self.stack = stack;
         self.ctx.sinks.write_to(&self.sinks);
     }
 
@@ -237,6 +240,7 @@ pub fn run(
             ctx: Ctx::new(w, nworkers, crate::headers::mix64(seed ^ w as u64)),
             sinks: sink_list.clone(),
             spare: Vec::new(),
+            stack: Vec::new(),
             processed: 0,
         };
         handles.push(
