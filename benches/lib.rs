@@ -19,7 +19,14 @@ pub fn build_element(
     let reg = ftmb_elements::registry();
     let c = reg.get(class).unwrap_or_else(|| panic!("no class {class}"));
     let list = split_args(args, 0);
-    let mut a = Args::new(class, &list, Span { start: 0, end: args.len() });
+    let mut a = Args::new(
+        class,
+        &list,
+        Span {
+            start: 0,
+            end: args.len(),
+        },
+    );
     let mut ictx = InitCtx::new(class, 0, 1, shared, sinks);
     match (c.build)(&mut a, &mut ictx) {
         Ok(Built::Element(e)) => e,

@@ -13,10 +13,22 @@ fn bench(c: &mut Criterion) {
         ("CheckIPHeader", "", 1),
         ("DecIPTTL", "", 1),
         ("Counter", "", 1),
-        ("IPClassifier", "src net 10.77.0.0/16 and (tcp or udp), dst net 10.77.0.0/16 and (tcp or udp), -", 3),
-        ("IPFilter", "allow tcp dst port 80 or 443, deny udp, allow all", 1),
+        (
+            "IPClassifier",
+            "src net 10.77.0.0/16 and (tcp or udp), dst net 10.77.0.0/16 and (tcp or udp), -",
+            3,
+        ),
+        (
+            "IPFilter",
+            "allow tcp dst port 80 or 443, deny udp, allow all",
+            1,
+        ),
         ("StoreIPAddress", "198.18.0.1, dst", 1),
-        // IPRewriter is added with its element.
+        (
+            "IPRewriter",
+            "pattern 198.18.0.1 1024-65535 - - 0 1, drop",
+            2,
+        ),
     ];
     let mut g = c.benchmark_group("element");
     g.throughput(Throughput::Elements(64));

@@ -150,7 +150,10 @@ impl Out {
 
     /// Take the packets queued on `port` (for driving an element by hand).
     pub fn take(&mut self, port: usize) -> Vec<Packet> {
-        self.ports.get_mut(port).map(std::mem::take).unwrap_or_default()
+        self.ports
+            .get_mut(port)
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Forget every queued packet (for driving an element by hand).
@@ -327,6 +330,9 @@ impl<'a> InitCtx<'a> {
     }
 }
 
+/// Configures and initializes one element instance.
+pub type BuildFn = fn(&mut Args, &mut InitCtx<'_>) -> Result<Built, ConfigError>;
+
 /// A registered element class.
 #[derive(Clone)]
 pub struct ElementClass {
@@ -335,7 +341,7 @@ pub struct ElementClass {
     /// One line of documentation for `ftmb elements`.
     pub summary: &'static str,
     /// Configure and initialize one instance.
-    pub build: fn(&mut Args, &mut InitCtx<'_>) -> Result<Built, ConfigError>,
+    pub build: BuildFn,
 }
 
 /// The set of element classes a router can instantiate.

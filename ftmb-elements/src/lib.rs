@@ -19,6 +19,8 @@ pub mod classifier;
 pub mod dump;
 pub mod ip;
 pub mod ipfilter;
+pub mod iprewriter;
+pub mod middleboxes;
 mod util;
 
 use ftmb_core::driver::DriverProgram;
@@ -29,90 +31,114 @@ fn build_driver_manager(a: &mut Args, _: &mut InitCtx<'_>) -> Result<Built, Conf
     Ok(Built::Driver(DriverProgram::parse(a)?))
 }
 
-macro_rules! class {
-    ($name:literal, $build:path, $summary:literal) => {
-        ElementClass {
-            name: $name,
-            summary: $summary,
-            build: $build,
-        }
-    };
-}
+/// `(name, build, summary)` of every class, in one explicit list.
+type ClassRow = (&'static str, ftmb_core::element::BuildFn, &'static str);
 
-/// Every element class, in one explicit list.
+const CLASSES: &[ClassRow] = &[
+    (
+        "FromDump",
+        dump::build_from_dump,
+        "read packets from a pcap or pcapng file",
+    ),
+    (
+        "ToDump",
+        dump::build_to_dump,
+        "write packets to a pcap file",
+    ),
+    (
+        "Strip",
+        basic::build_strip,
+        "remove bytes from the front of packets",
+    ),
+    (
+        "Unstrip",
+        basic::build_unstrip,
+        "restore bytes in front of packets",
+    ),
+    (
+        "CheckIPHeader",
+        ip::build_check_ip_header,
+        "check IPv4 headers, set the IP annotation",
+    ),
+    (
+        "DecIPTTL",
+        ip::build_dec_ip_ttl,
+        "decrement the IP TTL, expired to output 1",
+    ),
+    (
+        "StoreIPAddress",
+        ip::build_store_ip_address,
+        "store an IP address into packets",
+    ),
+    (
+        "Classifier",
+        classifier::build_classifier,
+        "classify packets by byte patterns",
+    ),
+    (
+        "IPClassifier",
+        classifier::build_ip_classifier,
+        "classify IP packets by expressions",
+    ),
+    (
+        "IPFilter",
+        classifier::build_ip_filter,
+        "allow/deny IP packets by expressions",
+    ),
+    (
+        "IPRewriter",
+        iprewriter::build_ip_rewriter,
+        "rewrite TCP/UDP flows (NAT)",
+    ),
+    (
+        "Counter",
+        basic::build_counter,
+        "count packets and bytes, measure the rate",
+    ),
+    ("Discard", basic::build_discard, "drop packets"),
+    ("Tee", basic::build_tee, "copy packets to every output"),
+    ("Paint", basic::build_paint, "set the paint annotation"),
+    (
+        "PaintSwitch",
+        basic::build_paint_switch,
+        "switch packets by paint annotation",
+    ),
+    (
+        "Firewall",
+        middleboxes::firewall::build_firewall,
+        "stateful firewall with connection tracking",
+    ),
+    (
+        "LoadBalancer",
+        middleboxes::loadbalancer::build_load_balancer,
+        "per-connection load balancer",
+    ),
+    (
+        "Monitor",
+        middleboxes::monitor::build_monitor,
+        "per-flow and shared counters (sharing level)",
+    ),
+    (
+        "Gen",
+        middleboxes::gen::build_gen,
+        "synthetic shared-state accesses per packet",
+    ),
+    (
+        "DriverManager",
+        build_driver_manager,
+        "when the router stops and what it prints",
+    ),
+];
+
+/// Every element class.
 pub fn registry() -> Registry {
     let mut r = Registry::new();
-    for c in [
-        class!(
-            "FromDump",
-            dump::build_from_dump,
-            "read packets from a pcap or pcapng file"
-        ),
-        class!(
-            "ToDump",
-            dump::build_to_dump,
-            "write packets to a pcap file"
-        ),
-        class!(
-            "Strip",
-            basic::build_strip,
-            "remove bytes from the front of packets"
-        ),
-        class!(
-            "Unstrip",
-            basic::build_unstrip,
-            "restore bytes in front of packets"
-        ),
-        class!(
-            "CheckIPHeader",
-            ip::build_check_ip_header,
-            "check IPv4 headers, set the IP annotation"
-        ),
-        class!(
-            "DecIPTTL",
-            ip::build_dec_ip_ttl,
-            "decrement the IP TTL, expired packets to output 1"
-        ),
-        class!(
-            "StoreIPAddress",
-            ip::build_store_ip_address,
-            "store an IP address into packets"
-        ),
-        class!(
-            "Classifier",
-            classifier::build_classifier,
-            "classify packets by byte patterns"
-        ),
-        class!(
-            "IPClassifier",
-            classifier::build_ip_classifier,
-            "classify IP packets by tcpdump-like expressions"
-        ),
-        class!(
-            "IPFilter",
-            classifier::build_ip_filter,
-            "allow/deny IP packets by tcpdump-like rules"
-        ),
-        class!(
-            "Counter",
-            basic::build_counter,
-            "count packets and bytes, measure the rate"
-        ),
-        class!("Discard", basic::build_discard, "drop packets"),
-        class!("Tee", basic::build_tee, "copy packets to every output"),
-        class!("Paint", basic::build_paint, "set the paint annotation"),
-        class!(
-            "PaintSwitch",
-            basic::build_paint_switch,
-            "switch packets by their paint annotation"
-        ),
-        class!(
-            "DriverManager",
-            build_driver_manager,
-            "script when the router stops and what it prints"
-        ),
-    ] {
-        r.add(c);
+    for &(name, build, summary) in CLASSES {
+        r.add(ElementClass {
+            name,
+            summary,
+            build,
+        });
     }
     r
 }
