@@ -53,6 +53,10 @@ struct RunArgs {
     /// No progress line on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
+    /// With one worker, read the sources on a separate thread (a pipeline)
+    /// instead of inside the worker.
+    #[arg(long)]
+    pipeline: bool,
 }
 
 #[derive(Subcommand)]
@@ -165,6 +169,7 @@ fn run_once(a: &RunArgs, print: bool) -> Result<RunReport> {
     let opts = RunOptions {
         batch: a.batch,
         seed: a.seed,
+        pipeline: a.pipeline,
         ..RunOptions::default()
     };
     let bar = (!a.quiet).then(|| {
@@ -335,6 +340,7 @@ fn demo(threads: usize, packets: usize, flows: usize, json: bool) -> Result<()> 
         seed: Some(1),
         batch: 64,
         quiet: json,
+        pipeline: false,
     };
     let mut outbuf = Vec::new();
     let graph = load(&a.config, &a.vars, threads)?;

@@ -365,6 +365,57 @@ pub fn set_l4_port(ip: &mut [u8], dst: bool, new: u16) -> bool {
     true
 }
 
+/// Rewrite the addresses and ports of an IPv4 TCP/UDP packet to `to` in one
+/// pass, updating the IP and transport checksums incrementally (RFC 1624)
+/// with one combined difference. A zero UDP checksum stays zero. False (and
+/// nothing changed) when the packet has no ports.
+pub fn rewrite_flow(ip: &mut [u8], to: &FlowId) -> bool {
+    let Some(v) = Ipv4View::new(ip) else {
+        return false;
+    };
+    if v.ports().is_none() {
+        return false;
+    }
+    let (hl, protocol) = (v.header_len(), v.protocol());
+    // Ones'-complement difference of the address words (shared by the IP
+    // header and the pseudo-header) and of the port words.
+    let word = |b: &[u8], o: usize| u32::from(u16::from_be_bytes([b[o], b[o + 1]]));
+    let mut addr_diff = 0u32;
+    for (o, new) in [(12, to.saddr), (16, to.daddr)] {
+        addr_diff += (!word(ip, o) & 0xffff) + (!word(ip, o + 2) & 0xffff);
+        addr_diff += word(&new, 0) + word(&new, 2);
+        ip[o..o + 4].copy_from_slice(&new);
+    }
+    let mut port_diff = 0u32;
+    for (o, new) in [(hl, to.sport), (hl + 2, to.dport)] {
+        port_diff += (!word(ip, o) & 0xffff) + u32::from(new);
+        ip[o..o + 2].copy_from_slice(&new.to_be_bytes());
+    }
+    let apply = |ck: u16, diff: u32| {
+        let mut sum = u32::from(!ck) + diff;
+        while sum >> 16 != 0 {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        !(sum as u16)
+    };
+    let ck = u16::from_be_bytes([ip[10], ip[11]]);
+    ip[10..12].copy_from_slice(&apply(ck, addr_diff).to_be_bytes());
+    if let Some(co) = l4_checksum_offset(protocol) {
+        let c = hl + co;
+        if let Some(s) = ip.get_mut(c..c + 2) {
+            let old_ck = u16::from_be_bytes([s[0], s[1]]);
+            if !(protocol == proto::UDP && old_ck == 0) {
+                let mut n = apply(old_ck, addr_diff + port_diff);
+                if protocol == proto::UDP && n == 0 {
+                    n = 0xffff;
+                }
+                s.copy_from_slice(&n.to_be_bytes());
+            }
+        }
+    }
+    true
+}
+
 /// Format an IPv4 address.
 pub fn fmt_ipv4(a: [u8; 4]) -> String {
     std::net::Ipv4Addr::from(a).to_string()
@@ -417,6 +468,24 @@ pub(crate) mod tests {
         let f = FlowId::of_ipv4(&p).unwrap();
         assert_eq!(f.saddr, [198, 18, 0, 1]);
         assert_eq!(f.sport, 40000);
+    }
+
+    #[test]
+    fn rewrite_flow_matches_full_checksums() {
+        let mut p = tcp_packet([10, 0, 0, 1], 1234, [198, 18, 0, 2], 80, b"hello, world");
+        let to = FlowId {
+            saddr: [198, 18, 0, 1],
+            sport: 40001,
+            daddr: [203, 0, 113, 9],
+            dport: 8080,
+            proto: proto::TCP,
+        };
+        assert!(rewrite_flow(&mut p, &to));
+        assert_eq!(FlowId::of_ipv4(&p), Some(to));
+        assert_eq!(checksum(&p[..20]), 0);
+        assert_eq!(u16::from_be_bytes([p[36], p[37]]), l4_full_checksum(&p));
+        let mut short = p[..22].to_vec();
+        assert!(!rewrite_flow(&mut short, &to));
     }
 
     #[test]

@@ -41,6 +41,9 @@ pub struct RunOptions {
     pub queue_batches: usize,
     /// Seed of the workers' random generators (`None`: from the clock).
     pub seed: Option<u64>,
+    /// With one worker, still run the input on a thread of its own (a
+    /// pipeline over two cores) instead of inside the worker.
+    pub pipeline: bool,
 }
 
 impl Default for RunOptions {
@@ -49,6 +52,7 @@ impl Default for RunOptions {
             batch: 64,
             queue_batches: 256,
             seed: None,
+            pipeline: false,
         }
     }
 }
@@ -91,10 +95,11 @@ enum Msg {
 
 struct Barrier {
     remaining: AtomicUsize,
+    event: Event,
     done: Sender<Event>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 enum Event {
     Stop,
     Exhausted,
@@ -131,7 +136,9 @@ impl Worker {
             };
             el.push_batch(&mut self.ctx, port, &mut b, out);
             b.clear();
-            self.spare.push(b);
+            if self.spare.len() < 16 {
+                self.spare.push(b);
+            }
             for p in (0..out.ports.len()).rev() {
                 if !out.ports[p].is_empty() {
                     let fresh = self.spare.pop().unwrap_or_default();
@@ -167,7 +174,7 @@ impl Worker {
                 }
                 Msg::Barrier(bar) => {
                     if bar.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
-                        let _ = bar.done.send(Event::Stop);
+                        let _ = bar.done.send(bar.event);
                     }
                 }
                 Msg::Query(reply) => {
@@ -226,8 +233,10 @@ pub fn run(
     let sink_list: Vec<_> = sinks.sinks().to_vec();
     let (event_tx, event_rx) = unbounded::<Event>();
 
+    let inline = nworkers == 1 && !opts.pipeline;
     let mut txs = Vec::with_capacity(nworkers);
     let mut handles = Vec::with_capacity(nworkers);
+    let mut inline_worker = None;
     for (w, elems) in workers.into_iter().enumerate() {
         let (tx, rx) = bounded::<Msg>(opts.queue_batches.max(1));
         txs.push(tx);
@@ -243,6 +252,13 @@ pub fn run(
             stack: Vec::new(),
             processed: 0,
         };
+        if inline {
+            inline_worker = Some(Dispatcher::Inline {
+                worker: Box::new(worker),
+                control: rx,
+            });
+            continue;
+        }
         handles.push(
             std::thread::Builder::new()
                 .name(format!("ftmb-worker-{w}"))
@@ -260,12 +276,12 @@ pub fn run(
     });
     let input = {
         let shared_in = shared_in.clone();
-        let txs = txs.clone();
+        let dispatch = inline_worker.unwrap_or_else(|| Dispatcher::Queues(txs.clone()));
         let event_tx = event_tx.clone();
         let batch = opts.batch.max(1);
         std::thread::Builder::new()
             .name("ftmb-input".into())
-            .spawn(move || input_loop(sources, txs, event_tx, shared_in, batch))
+            .spawn(move || input_loop(sources, dispatch, event_tx, shared_in, batch))
             .expect("spawn input thread")
     };
     drop(event_tx);
@@ -382,20 +398,23 @@ pub fn run(
 /// Stop the input thread, close the worker queues and join the workers.
 fn stop_router(
     shared_in: &InputShared,
-    input: &mut Option<std::thread::JoinHandle<Vec<String>>>,
+    input: &mut Option<std::thread::JoinHandle<(Vec<String>, Option<Worker>)>>,
     query_txs: &mut Option<Vec<Sender<Msg>>>,
     workers: &mut Option<Vec<std::thread::JoinHandle<Worker>>>,
     errors: &mut Vec<String>,
 ) -> Vec<Worker> {
     shared_in.stop.store(true, Ordering::Release);
+    let mut ws = Vec::new();
     if let Some(h) = input.take() {
         match h.join() {
-            Ok(errs) => errors.extend(errs),
+            Ok((errs, w)) => {
+                errors.extend(errs);
+                ws.extend(w);
+            }
             Err(_) => errors.push("input thread panicked".into()),
         }
     }
     *query_txs = None;
-    let mut ws = Vec::new();
     for h in workers.take().unwrap_or_default() {
         match h.join() {
             Ok(w) => ws.push(w),
@@ -489,14 +508,74 @@ fn stats_json(
     serde_json::Value::Object(m)
 }
 
+/// Where the input loop hands batches: worker threads over bounded queues,
+/// or, with one worker, the worker itself on the input thread (no queue,
+/// no cross-thread hand-off: the packet is still in cache when processed).
+enum Dispatcher {
+    Queues(Vec<Sender<Msg>>),
+    Inline {
+        worker: Box<Worker>,
+        control: Receiver<Msg>,
+    },
+}
+
+impl Dispatcher {
+    fn nworkers(&self) -> usize {
+        match self {
+            Dispatcher::Queues(txs) => txs.len(),
+            Dispatcher::Inline { .. } => 1,
+        }
+    }
+
+    fn send(&mut self, w: usize, src: u16, b: Vec<Packet>, lossy: bool, shared: &InputShared) {
+        match self {
+            Dispatcher::Queues(txs) => send(&txs[w], src, b, lossy, shared),
+            Dispatcher::Inline { worker, .. } => {
+                worker.ctx.set_now_ns(wall_ns());
+                worker.process(src, b);
+            }
+        }
+    }
+
+    /// Deliver `event` on `done` once every packet sent so far is processed.
+    fn barrier(&mut self, done: Sender<Event>, event: Event) {
+        match self {
+            Dispatcher::Queues(txs) => {
+                let bar = Arc::new(Barrier {
+                    remaining: AtomicUsize::new(txs.len()),
+                    event,
+                    done,
+                });
+                for tx in txs.iter() {
+                    let _ = tx.send(Msg::Barrier(bar.clone()));
+                }
+            }
+            Dispatcher::Inline { .. } => {
+                let _ = done.send(event);
+            }
+        }
+    }
+
+    /// Answer the driver's questions (inline worker only).
+    fn service(&mut self) {
+        if let Dispatcher::Inline { worker, control } = self {
+            while let Ok(m) = control.try_recv() {
+                if let Msg::Query(reply) = m {
+                    let _ = reply.send(worker.stats());
+                }
+            }
+        }
+    }
+}
+
 fn input_loop(
     mut sources: Vec<(usize, Box<dyn crate::element::Source>)>,
-    txs: Vec<Sender<Msg>>,
+    mut dispatch: Dispatcher,
     event_tx: Sender<Event>,
     shared: Arc<InputShared>,
     batch: usize,
-) -> Vec<String> {
-    let nworkers = txs.len();
+) -> (Vec<String>, Option<Worker>) {
+    let nworkers = dispatch.nworkers();
     let mut errors = Vec::new();
     let mut next_id: u64 = 1;
     let mut done = vec![false; sources.len()];
@@ -504,16 +583,8 @@ fn input_loop(
     let mut tmp: Vec<Packet> = Vec::with_capacity(batch);
     let mut idle_rounds = 0u32;
     let framings: Vec<_> = sources.iter().map(|(_, s)| s.framing()).collect();
-    let send_barrier = |event_tx: &Sender<Event>| {
-        let bar = Arc::new(Barrier {
-            remaining: AtomicUsize::new(nworkers),
-            done: event_tx.clone(),
-        });
-        for tx in &txs {
-            let _ = tx.send(Msg::Barrier(bar.clone()));
-        }
-    };
     while !shared.stop.load(Ordering::Acquire) {
+        dispatch.service();
         let mut progressed = false;
         let mut all_done = true;
         for (si, (_, src)) in sources.iter_mut().enumerate() {
@@ -553,20 +624,20 @@ fn input_loop(
                     pending[w].push(p);
                     if pending[w].len() >= batch {
                         let b = std::mem::replace(&mut pending[w], Vec::with_capacity(batch));
-                        send(&txs[w], si as u16, b, lossy, &shared);
+                        dispatch.send(w, si as u16, b, lossy, &shared);
                     }
                 }
                 for (w, pw) in pending.iter_mut().enumerate() {
                     if !pw.is_empty() {
                         let b = std::mem::replace(pw, Vec::with_capacity(batch));
-                        send(&txs[w], si as u16, b, lossy, &shared);
+                        dispatch.send(w, si as u16, b, lossy, &shared);
                     }
                 }
             }
             if status == SourceStatus::Done {
                 done[si] = true;
                 if src.stop_when_done() {
-                    send_barrier(&event_tx);
+                    dispatch.barrier(event_tx.clone(), Event::Stop);
                 }
             }
         }
@@ -582,17 +653,7 @@ fn input_loop(
         if all_done {
             // Every source is exhausted: once the workers have drained,
             // tell the driver that no stop event will ever come again.
-            let (etx, erx) = unbounded();
-            let bar = Arc::new(Barrier {
-                remaining: AtomicUsize::new(nworkers),
-                done: etx,
-            });
-            for tx in &txs {
-                let _ = tx.send(Msg::Barrier(bar.clone()));
-            }
-            if erx.recv().is_ok() {
-                let _ = event_tx.send(Event::Exhausted);
-            }
+            dispatch.barrier(event_tx.clone(), Event::Exhausted);
             break;
         }
         if progressed {
@@ -606,7 +667,17 @@ fn input_loop(
             }
         }
     }
-    errors
+    if matches!(dispatch, Dispatcher::Inline { .. }) {
+        // Keep answering the driver until it stops the router.
+        while !shared.stop.load(Ordering::Acquire) {
+            dispatch.service();
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    match dispatch {
+        Dispatcher::Queues(_) => (errors, None),
+        Dispatcher::Inline { worker, .. } => (errors, Some(*worker)),
+    }
 }
 
 fn send(tx: &Sender<Msg>, src: u16, b: Vec<Packet>, lossy: bool, shared: &InputShared) {

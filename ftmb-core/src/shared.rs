@@ -138,10 +138,11 @@ impl<A: StateCodec, B: StateCodec> StateCodec for (A, B) {
     }
 }
 
-impl<K, V> StateCodec for HashMap<K, V>
+impl<K, V, S> StateCodec for HashMap<K, V, S>
 where
     K: StateCodec + Eq + std::hash::Hash + Ord + Clone,
     V: StateCodec,
+    S: std::hash::BuildHasher + Default + Send + 'static,
 {
     /// Encoded in key order, so equal maps encode to equal bytes (state
     /// digests compare encodings).
@@ -156,7 +157,7 @@ where
     }
     fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
         let n = u64::decode(inp)? as usize;
-        let mut m = HashMap::with_capacity(n.min(inp.len()));
+        let mut m = HashMap::with_capacity_and_hasher(n.min(inp.len()), S::default());
         for _ in 0..n {
             let k = K::decode(inp)?;
             let v = V::decode(inp)?;
@@ -165,6 +166,11 @@ where
         Ok(m)
     }
 }
+
+/// The hash map elements use for flow tables: FxHash, several times
+/// faster than SipHash on small keys (flow ids are not attacker-chosen
+/// hash-flooding material here: a slot holds a bounded number of flows).
+pub type FlowMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// One lock domain of a shared variable.
 pub struct Slot<T> {

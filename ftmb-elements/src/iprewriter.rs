@@ -3,11 +3,11 @@
 
 use ftmb_core::config::Span;
 use ftmb_core::element::element;
-use ftmb_core::headers::{proto, set_ipv4_addr, set_l4_port, FlowId, Ipv4View};
+use ftmb_core::headers::{proto, rewrite_flow, FlowId, Ipv4View};
+use ftmb_core::shared::FlowMap;
 use ftmb_core::shared::{CodecError, Shared, StateCodec};
 use ftmb_core::{Args, Built, ConfigError, Ctx, Element, InitCtx, Out, Packet, Ports, Value};
 use std::collections::hash_map::Entry as Slot;
-use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -62,7 +62,7 @@ pub struct Entry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Bucket {
     /// Entries by the flow id packets arrive with (protocol included).
-    pub map: HashMap<FlowId, Entry>,
+    pub map: FlowMap<FlowId, Entry>,
     /// Time (ns) of the last reap of this bucket.
     pub last_reap: u64,
 }
@@ -127,7 +127,7 @@ impl StateCodec for Bucket {
     fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
         let last_reap = u64::decode(inp)?;
         let n = u64::decode(inp)? as usize;
-        let mut map = HashMap::with_capacity(n.min(inp.len()));
+        let mut map = FlowMap::with_capacity_and_hasher(n.min(inp.len()), Default::default());
         for _ in 0..n {
             let k = decode_flow(inp)?;
             let e = Entry::decode(inp)?;
@@ -630,11 +630,7 @@ impl IpRewriter {
     /// Rewrite `pkt` by `hit` and send it out.
     fn emit(&self, mut pkt: Packet, hit: Hit, out: &mut Out) {
         if let Some(ip) = ip_of_mut(&mut pkt) {
-            let to = hit.to;
-            set_ipv4_addr(ip, false, to.saddr);
-            set_ipv4_addr(ip, true, to.daddr);
-            set_l4_port(ip, false, to.sport);
-            set_l4_port(ip, true, to.dport);
+            rewrite_flow(ip, &hit.to);
         }
         if self.dst_anno {
             pkt.anno.dst_ip = u32::from_be_bytes(hit.to.daddr);
@@ -946,12 +942,12 @@ impl Element for IpRewriter {
     }
 
     fn push(&mut self, ctx: &mut Ctx, port: usize, mut pkt: Packet, out: &mut Out) {
-        let Some(spec) = self.specs.get(port).cloned() else {
+        let Some(spec) = self.specs.get(port) else {
             out.drop(pkt, "no such input port");
             return;
         };
         let Some(info) = classify(ip_of(&pkt)) else {
-            match spec {
+            match *spec {
                 InputSpec::Pass(n) => out.push(n, pkt),
                 _ => out.drop(pkt, "not a TCP/UDP first fragment"),
             }
@@ -978,7 +974,7 @@ impl Element for IpRewriter {
             self.emit(pkt, hit, out);
             return;
         }
-        let made = match &spec {
+        let made = match &self.specs[port].clone() {
             InputSpec::Drop => {
                 out.drop(pkt, "no mapping (drop input)");
                 return;

@@ -17,7 +17,9 @@ fn counter_by_protocol_adds_up_and_matches_across_thread_counts() {
         DriverManager(wait, print tcp.count, print udp.count, print other.count, stop);";
     let (one, r1) = run_config(cfg, &[("IN", &t)], 1);
     let (two, r2) = run_config(cfg, &[("IN", &t)], 2);
+    let (piped, _) = run_config_with(cfg, &[("IN", &t)], 1, true);
     assert_eq!(one, two);
+    assert_eq!(one, piped);
     let n: Vec<u64> = one.iter().map(|l| l.parse().unwrap()).collect();
     assert_eq!(n.iter().sum::<u64>(), 20_000);
     assert!(n[0] > 0 && n[1] > 0, "{n:?}");

@@ -6,7 +6,6 @@ use ftmb_core::element::element;
 use ftmb_core::headers::{FlowId, Ipv4View};
 use ftmb_core::shared::{CodecError, Shared, StateCodec};
 use ftmb_core::{Args, Built, ConfigError, Ctx, Element, InitCtx, Out, Packet, Ports, Span, Value};
-use std::collections::HashMap;
 use std::time::Duration;
 
 /// State of a tracked connection.
@@ -75,7 +74,7 @@ impl StateCodec for Conn {
 
 /// One slot of the connection table: connections keyed by their flow id
 /// in the inside-to-outside direction.
-pub type ConnTable = HashMap<FlowKey, Conn>;
+pub type ConnTable = ftmb_core::shared::FlowMap<FlowKey, Conn>;
 
 /// `Firewall(RULE, ..., [DEFAULT allow|deny], [TIMEOUT t], [CLOSE_TIMEOUT t],
 /// [CAPACITY n], [SLOTS m])`: a stateful firewall with connection tracking.
@@ -377,7 +376,7 @@ pub(crate) fn build_firewall(a: &mut Args, ctx: &mut InitCtx<'_>) -> Result<Buil
         };
         rules.push((allow, expr));
     }
-    let conns = ctx.shared::<ConnTable>("conns", slots, |_| HashMap::new());
+    let conns = ctx.shared::<ConnTable>("conns", slots, |_| Default::default());
     element(Firewall {
         rules,
         default_allow,
@@ -672,7 +671,7 @@ mod tests {
 
     #[test]
     fn conn_codec_round_trips() {
-        let mut t = ConnTable::new();
+        let mut t = ConnTable::default();
         let f = FlowId {
             saddr: IN,
             sport: 1,

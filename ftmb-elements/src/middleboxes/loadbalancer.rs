@@ -5,6 +5,7 @@ use ftmb_core::element::element;
 use ftmb_core::headers::{fmt_ipv4, set_ipv4_addr, FlowId};
 use ftmb_core::shared::{CodecError, Shared, StateCodec};
 use ftmb_core::{Args, Built, ConfigError, Ctx, Element, InitCtx, Out, Packet, Ports, Value};
+#[cfg(test)]
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -54,7 +55,7 @@ impl StateCodec for Mapping {
 
 /// One slot of the connection table, keyed by the client's flow id
 /// (client address and port to VIP and port).
-pub type MappingTable = HashMap<FlowKey, Mapping>;
+pub type MappingTable = ftmb_core::shared::FlowMap<FlowKey, Mapping>;
 
 /// The backends' load, shared by every worker.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -499,7 +500,7 @@ pub(crate) fn build_load_balancer(
         return Err(a.error("SLOTS and CAPACITY must be at least 1"));
     }
     let n = backends.len();
-    let map = ctx.shared::<MappingTable>("map", slots, |_| HashMap::new());
+    let map = ctx.shared::<MappingTable>("map", slots, |_| Default::default());
     let load = ctx.shared::<BackendLoad>("load", 1, |_| BackendLoad {
         next: 0,
         active: vec![0; n],
@@ -771,7 +772,7 @@ mod tests {
         let mut buf = Vec::new();
         l.encode(&mut buf);
         assert_eq!(BackendLoad::decode(&mut &buf[..]).unwrap(), l);
-        let mut t = MappingTable::new();
+        let mut t = MappingTable::default();
         let f = FlowId {
             saddr: client(1),
             sport: 9,

@@ -5,7 +5,6 @@ use ftmb_core::element::element;
 use ftmb_core::headers::{FlowId, Ipv4View};
 use ftmb_core::shared::Shared;
 use ftmb_core::{Args, Built, ConfigError, Ctx, Element, InitCtx, Out, Packet, Value};
-use std::collections::HashMap;
 
 /// `Monitor([SHARING n], [SLOTS m], [PERFLOW true])`: count packets in
 /// counters shared by groups of workers, and per flow.
@@ -39,7 +38,7 @@ pub struct Monitor {
     group: usize,
     counters: Shared<(u64, u64)>,
     perflow: bool,
-    flows: HashMap<FlowKey, (u64, u64)>,
+    flows: ftmb_core::shared::FlowMap<FlowKey, (u64, u64)>,
 }
 
 impl Monitor {
@@ -114,7 +113,7 @@ pub(crate) fn build_monitor(a: &mut Args, ctx: &mut InitCtx<'_>) -> Result<Built
         group,
         counters,
         perflow,
-        flows: HashMap::new(),
+        flows: Default::default(),
     })
 }
 

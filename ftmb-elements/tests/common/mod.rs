@@ -70,6 +70,17 @@ pub fn read_packets(path: &str) -> Vec<Vec<u8>> {
 /// Run `config` with `vars` on `threads` workers; return the printed lines
 /// and the report.
 pub fn run_config(config: &str, vars: &[(&str, &str)], threads: usize) -> (Vec<String>, RunReport) {
+    run_config_with(config, vars, threads, false)
+}
+
+/// As [`run_config`]; `pipeline` puts a single worker's input on its own
+/// thread.
+pub fn run_config_with(
+    config: &str,
+    vars: &[(&str, &str)],
+    threads: usize,
+    pipeline: bool,
+) -> (Vec<String>, RunReport) {
     let source = Source {
         name: "test.click".into(),
         text: config.into(),
@@ -87,6 +98,7 @@ pub fn run_config(config: &str, vars: &[(&str, &str)], threads: usize) -> (Vec<S
         graph,
         &RunOptions {
             seed: Some(7),
+            pipeline,
             ..RunOptions::default()
         },
         &mut out,
