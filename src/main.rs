@@ -53,8 +53,8 @@ struct RunArgs {
     /// No progress line on stderr.
     #[arg(long, short = 'q')]
     quiet: bool,
-    /// With one worker, read the sources on a separate thread (a pipeline)
-    /// instead of inside the worker.
+    /// Run worker 0 on its own thread (a pipeline) instead of on the thread
+    /// that reads the sources.
     #[arg(long)]
     pipeline: bool,
 }
@@ -216,7 +216,7 @@ fn main() -> Result<()> {
                     "elapsed_s": report.elapsed.as_secs_f64(),
                     "errors": report.errors,
                 });
-                println!("{}", serde_json::to_string_pretty(&j)?);
+                print_out(&serde_json::to_string_pretty(&j)?);
             }
             if !report.errors.is_empty() {
                 std::process::exit(2);
@@ -233,7 +233,7 @@ fn main() -> Result<()> {
         }
         Cmd::Elements => {
             for c in ftmb_elements::registry().classes() {
-                println!("{:<16} {}", c.name, c.summary);
+                print_out(&format!("{:<16} {}", c.name, c.summary));
             }
         }
         Cmd::GenTrace(g) => {
@@ -297,6 +297,13 @@ fn main() -> Result<()> {
         } => demo(threads, packets, flows, json)?,
     }
     Ok(())
+}
+
+/// Print a line to stdout; a closed pipe (`| head`) ends the output
+/// quietly instead of panicking.
+fn print_out(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
 }
 
 fn parse_net(s: &str) -> Result<([u8; 4], u8)> {

@@ -41,8 +41,8 @@ pub struct RunOptions {
     pub queue_batches: usize,
     /// Seed of the workers' random generators (`None`: from the clock).
     pub seed: Option<u64>,
-    /// With one worker, still run the input on a thread of its own (a
-    /// pipeline over two cores) instead of inside the worker.
+    /// Run worker 0 on a thread of its own, fed over a queue like the others
+    /// (a pipeline), instead of on the input thread.
     pub pipeline: bool,
 }
 
@@ -233,13 +233,13 @@ pub fn run(
     let sink_list: Vec<_> = sinks.sinks().to_vec();
     let (event_tx, event_rx) = unbounded::<Event>();
 
-    let inline = nworkers == 1 && !opts.pipeline;
     let mut txs = Vec::with_capacity(nworkers);
+    let mut queues = Vec::with_capacity(nworkers);
     let mut handles = Vec::with_capacity(nworkers);
-    let mut inline_worker = None;
+    let mut inline = None;
     for (w, elems) in workers.into_iter().enumerate() {
         let (tx, rx) = bounded::<Msg>(opts.queue_batches.max(1));
-        txs.push(tx);
+        txs.push(tx.clone());
         let outs = outputs.iter().map(|o| Out::with_ports(o.len())).collect();
         let worker = Worker {
             elems,
@@ -252,13 +252,12 @@ pub fn run(
             stack: Vec::new(),
             processed: 0,
         };
-        if inline {
-            inline_worker = Some(Dispatcher::Inline {
-                worker: Box::new(worker),
-                control: rx,
-            });
+        if w == 0 && !opts.pipeline {
+            inline = Some((Box::new(worker), rx));
+            queues.push(None);
             continue;
         }
+        queues.push(Some(tx));
         handles.push(
             std::thread::Builder::new()
                 .name(format!("ftmb-worker-{w}"))
@@ -276,7 +275,7 @@ pub fn run(
     });
     let input = {
         let shared_in = shared_in.clone();
-        let dispatch = inline_worker.unwrap_or_else(|| Dispatcher::Queues(txs.clone()));
+        let dispatch = Dispatcher { inline, queues };
         let event_tx = event_tx.clone();
         let batch = opts.batch.max(1);
         std::thread::Builder::new()
@@ -508,57 +507,52 @@ fn stats_json(
     serde_json::Value::Object(m)
 }
 
-/// Where the input loop hands batches: worker threads over bounded queues,
-/// or, with one worker, the worker itself on the input thread (no queue,
-/// no cross-thread hand-off: the packet is still in cache when processed).
-enum Dispatcher {
-    Queues(Vec<Sender<Msg>>),
-    Inline {
-        worker: Box<Worker>,
-        control: Receiver<Msg>,
-    },
+/// Where the input loop hands batches. Worker 0 runs on the input thread
+/// itself unless a pipeline was asked for (no queue, no cross-thread
+/// hand-off: its packets are still in cache when processed); the other
+/// workers get batches over bounded queues.
+struct Dispatcher {
+    inline: Option<(Box<Worker>, Receiver<Msg>)>,
+    /// Queue per worker (`None` for the inline worker).
+    queues: Vec<Option<Sender<Msg>>>,
 }
 
 impl Dispatcher {
     fn nworkers(&self) -> usize {
-        match self {
-            Dispatcher::Queues(txs) => txs.len(),
-            Dispatcher::Inline { .. } => 1,
-        }
+        self.queues.len()
     }
 
     fn send(&mut self, w: usize, src: u16, b: Vec<Packet>, lossy: bool, shared: &InputShared) {
-        match self {
-            Dispatcher::Queues(txs) => send(&txs[w], src, b, lossy, shared),
-            Dispatcher::Inline { worker, .. } => {
+        match (&mut self.inline, self.queues.get(w)) {
+            (_, Some(Some(tx))) => send(tx, src, b, lossy, shared),
+            (Some((worker, _)), _) => {
                 worker.ctx.set_now_ns(wall_ns());
                 worker.process(src, b);
             }
+            (None, _) => {}
         }
     }
 
     /// Deliver `event` on `done` once every packet sent so far is processed.
     fn barrier(&mut self, done: Sender<Event>, event: Event) {
-        match self {
-            Dispatcher::Queues(txs) => {
-                let bar = Arc::new(Barrier {
-                    remaining: AtomicUsize::new(txs.len()),
-                    event,
-                    done,
-                });
-                for tx in txs.iter() {
-                    let _ = tx.send(Msg::Barrier(bar.clone()));
-                }
-            }
-            Dispatcher::Inline { .. } => {
-                let _ = done.send(event);
-            }
+        let queued: Vec<&Sender<Msg>> = self.queues.iter().flatten().collect();
+        if queued.is_empty() {
+            let _ = done.send(event);
+            return;
+        }
+        let bar = Arc::new(Barrier {
+            remaining: AtomicUsize::new(queued.len()),
+            event,
+            done,
+        });
+        for tx in queued {
+            let _ = tx.send(Msg::Barrier(bar.clone()));
         }
     }
 
-    /// Answer the driver's questions (inline worker only).
+    /// Answer the driver's questions to the inline worker.
     fn service(&mut self) {
-        if let Dispatcher::Inline { worker, control } = self {
+        if let Some((worker, control)) = &mut self.inline {
             while let Ok(m) = control.try_recv() {
                 if let Msg::Query(reply) = m {
                     let _ = reply.send(worker.stats());
@@ -667,17 +661,14 @@ fn input_loop(
             }
         }
     }
-    if matches!(dispatch, Dispatcher::Inline { .. }) {
+    if dispatch.inline.is_some() {
         // Keep answering the driver until it stops the router.
         while !shared.stop.load(Ordering::Acquire) {
             dispatch.service();
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-    match dispatch {
-        Dispatcher::Queues(_) => (errors, None),
-        Dispatcher::Inline { worker, .. } => (errors, Some(*worker)),
-    }
+    (errors, dispatch.inline.map(|(w, _)| *w))
 }
 
 fn send(tx: &Sender<Msg>, src: u16, b: Vec<Packet>, lossy: bool, shared: &InputShared) {
