@@ -166,6 +166,12 @@ impl Ctx {
         self.sinks.push(sink, pkt);
     }
 
+    /// Hand every packet of `batch` to `sink`, leaving `batch` empty.
+    #[inline]
+    pub fn emit_all(&mut self, sink: &SinkHandle, batch: &mut Vec<Packet>) {
+        self.sinks.push_all(sink, batch);
+    }
+
     /// The access mode (plain, record or replay).
     pub fn mode(&self) -> &AccessMode {
         &self.mode

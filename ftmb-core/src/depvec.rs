@@ -9,37 +9,56 @@
 /// A vector clock over worker logs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct DepVector {
-    v: Vec<u64>,
+    /// Boxed so that a packet without dependencies carries one pointer.
+    v: Option<Box<Vec<u64>>>,
 }
+
+static EMPTY: Vec<u64> = Vec::new();
 
 impl DepVector {
     /// A vector from explicit entries.
     pub fn from_entries(v: Vec<u64>) -> DepVector {
-        DepVector { v }
+        DepVector {
+            v: (!v.is_empty()).then(|| Box::new(v)),
+        }
+    }
+
+    fn vec(&self) -> &Vec<u64> {
+        self.v.as_deref().unwrap_or(&EMPTY)
+    }
+
+    fn vec_mut(&mut self) -> &mut Vec<u64> {
+        self.v.get_or_insert_with(Default::default)
     }
 
     /// Entry for worker `w` (zero when absent).
     #[inline]
     pub fn get(&self, w: usize) -> u64 {
-        self.v.get(w).copied().unwrap_or(0)
+        self.vec().get(w).copied().unwrap_or(0)
     }
 
     /// Set entry `w` to `s`.
     #[inline]
     pub fn set(&mut self, w: usize, s: u64) {
-        if self.v.len() <= w {
-            self.v.resize(w + 1, 0);
+        let v = self.vec_mut();
+        if v.len() <= w {
+            v.resize(w + 1, 0);
         }
-        self.v[w] = s;
+        v[w] = s;
     }
 
     /// Component-wise maximum with `other`.
     #[inline]
     pub fn merge(&mut self, other: &DepVector) {
-        if self.v.len() < other.v.len() {
-            self.v.resize(other.v.len(), 0);
+        let o = other.vec();
+        if o.is_empty() {
+            return;
         }
-        for (a, b) in self.v.iter_mut().zip(&other.v) {
+        let v = self.vec_mut();
+        if v.len() < o.len() {
+            v.resize(o.len(), 0);
+        }
+        for (a, b) in v.iter_mut().zip(o) {
             if *b > *a {
                 *a = *b;
             }
@@ -49,7 +68,7 @@ impl DepVector {
     /// True when every entry is `<=` the matching entry of `frontier`.
     #[inline]
     pub fn covered_by(&self, frontier: &[u64]) -> bool {
-        self.v
+        self.vec()
             .iter()
             .enumerate()
             .all(|(w, &s)| s == 0 || frontier.get(w).is_some_and(|&m| s <= m))
@@ -57,17 +76,19 @@ impl DepVector {
 
     /// The stored entries (trailing entries may be omitted, meaning zero).
     pub fn entries(&self) -> &[u64] {
-        &self.v
+        self.vec()
     }
 
     /// True when the vector depends on nothing.
     pub fn is_empty(&self) -> bool {
-        self.v.iter().all(|&s| s == 0)
+        self.vec().iter().all(|&s| s == 0)
     }
 
     /// Forget every dependency (reuse the allocation).
     pub fn clear(&mut self) {
-        self.v.clear();
+        if let Some(v) = &mut self.v {
+            v.clear();
+        }
     }
 }
 

@@ -104,6 +104,22 @@ impl SinkOutputs {
         self.any = true;
     }
 
+    /// Queue every packet of `batch` for `sink`, leaving `batch` empty.
+    #[inline]
+    pub fn push_all(&mut self, sink: &SinkHandle, batch: &mut Vec<Packet>) {
+        let i = sink.0 as usize;
+        if self.pending.len() <= i {
+            self.pending.resize_with(i + 1, Vec::new);
+        }
+        let q = &mut self.pending[i];
+        if q.is_empty() {
+            std::mem::swap(q, batch);
+        } else {
+            q.append(batch);
+        }
+        self.any = true;
+    }
+
     /// True when something is queued.
     #[inline]
     pub fn is_empty(&self) -> bool {

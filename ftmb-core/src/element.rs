@@ -126,6 +126,22 @@ impl Out {
         }
     }
 
+    /// Send every packet of `batch` out of `port`, leaving `batch` empty: a
+    /// swap of buffers when the port has nothing queued, so a filter that
+    /// changes packets in place moves no packet.
+    #[inline]
+    pub fn push_all(&mut self, port: usize, batch: &mut Vec<Packet>) {
+        match self.ports.get_mut(port) {
+            Some(v) if v.is_empty() => std::mem::swap(v, batch),
+            Some(v) => v.append(batch),
+            None => {
+                for p in batch.drain(..) {
+                    self.drop(p, "no such output port");
+                }
+            }
+        }
+    }
+
     /// Number of output ports this instance has in the graph.
     #[inline]
     pub fn nports(&self) -> usize {

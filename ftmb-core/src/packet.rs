@@ -38,7 +38,7 @@ pub struct Anno {
 #[derive(Clone, Debug)]
 pub struct Packet {
     buf: Vec<u8>,
-    start: usize,
+    start: u32,
     /// Annotations (id, timestamp, header offsets, paint).
     pub anno: Anno,
     /// Dependency vector: one entry per worker, merged on every logged
@@ -54,7 +54,7 @@ impl Packet {
         buf.extend_from_slice(data);
         Packet {
             buf,
-            start: HEADROOM,
+            start: HEADROOM as u32,
             anno: Anno::default(),
             dv: DepVector::default(),
         }
@@ -63,19 +63,19 @@ impl Packet {
     /// The packet's current bytes.
     #[inline]
     pub fn data(&self) -> &[u8] {
-        &self.buf[self.start..]
+        &self.buf[self.start as usize..]
     }
 
     /// The packet's current bytes, writable.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        &mut self.buf[self.start..]
+        &mut self.buf[self.start as usize..]
     }
 
     /// Current length in bytes.
     #[inline]
     pub fn len(&self) -> usize {
-        self.buf.len() - self.start
+        self.buf.len() - self.start as usize
     }
 
     /// True when the packet has no bytes left.
@@ -91,7 +91,7 @@ impl Packet {
         if n > self.len() {
             return false;
         }
-        self.start += n;
+        self.start += n as u32;
         self.anno.net_off = self
             .anno
             .net_off
@@ -104,14 +104,17 @@ impl Packet {
     /// are whatever was there before (what `pull` removed), or zeros when the
     /// headroom had to grow.
     pub fn push_front(&mut self, n: usize) {
-        if n > self.start {
-            let grow = n - self.start + HEADROOM;
+        let start = self.start as usize;
+        let start = if n > start {
+            let grow = n - start + HEADROOM;
             let mut nb = vec![0u8; grow];
             nb.extend_from_slice(&self.buf);
             self.buf = nb;
-            self.start += grow;
-        }
-        self.start -= n;
+            start + grow
+        } else {
+            start
+        };
+        self.start = (start - n) as u32;
         if let Some(o) = self.anno.net_off {
             self.anno.net_off = u16::try_from(o as usize + n).ok();
         }
@@ -121,7 +124,7 @@ impl Packet {
     #[inline]
     pub fn truncate(&mut self, len: usize) {
         if len < self.len() {
-            self.buf.truncate(self.start + len);
+            self.buf.truncate(self.start as usize + len);
         }
     }
 
@@ -167,6 +170,11 @@ mod tests {
         assert_eq!(p.anno.net_off, Some(2));
         assert!(!p.pull(6));
         assert_eq!(p.len(), 5);
+    }
+
+    #[test]
+    fn packet_fits_in_72_bytes() {
+        assert!(std::mem::size_of::<Packet>() <= 72);
     }
 
     #[test]

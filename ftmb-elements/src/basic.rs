@@ -27,6 +27,13 @@ impl Element for Strip {
         pkt.pull(n);
         out.push(0, pkt);
     }
+    fn push_batch(&mut self, _ctx: &mut Ctx, _port: usize, batch: &mut Vec<Packet>, out: &mut Out) {
+        for p in batch.iter_mut() {
+            let n = self.n.min(p.len());
+            p.pull(n);
+        }
+        out.push_all(0, batch);
+    }
 }
 
 pub(crate) fn build_strip(a: &mut Args, _: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
@@ -54,6 +61,12 @@ impl Element for Unstrip {
     fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
         pkt.push_front(self.n);
         out.push(0, pkt);
+    }
+    fn push_batch(&mut self, _ctx: &mut Ctx, _port: usize, batch: &mut Vec<Packet>, out: &mut Out) {
+        for p in batch.iter_mut() {
+            p.push_front(self.n);
+        }
+        out.push_all(0, batch);
     }
 }
 
@@ -241,9 +254,7 @@ impl Element for Counter {
         self.count += batch.len() as u64;
         self.bytes += batch.iter().map(|p| p.len() as u64).sum::<u64>();
         self.rate.update(ctx.now_ns(), batch.len() as u64);
-        for p in batch.drain(..) {
-            out.push(0, p);
-        }
+        out.push_all(0, batch);
     }
     fn stats(&self) -> Vec<(&'static str, Value)> {
         vec![

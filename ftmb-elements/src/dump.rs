@@ -238,6 +238,16 @@ impl Element for ToDump {
             ctx.emit(&self.sink, pkt);
         }
     }
+    fn push_batch(&mut self, ctx: &mut Ctx, _port: usize, batch: &mut Vec<Packet>, out: &mut Out) {
+        self.count += batch.len() as u64;
+        if out.nports() > 0 {
+            let mut copy = batch.clone();
+            ctx.emit_all(&self.sink, &mut copy);
+            out.push_all(0, batch);
+        } else {
+            ctx.emit_all(&self.sink, batch);
+        }
+    }
     fn stats(&self) -> Vec<(&'static str, Value)> {
         vec![("count", Value::Count(self.count))]
     }

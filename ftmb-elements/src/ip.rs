@@ -42,6 +42,15 @@ pub struct CheckIpHeader {
 }
 
 impl CheckIpHeader {
+    /// Annotate a good packet and cut it to its IP length.
+    #[inline]
+    fn accept(&self, pkt: &mut Packet, len: usize) {
+        pkt.truncate(self.offset + len);
+        pkt.anno.net_off = u16::try_from(self.offset).ok();
+        let ip = &pkt.data()[self.offset..];
+        pkt.anno.dst_ip = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    }
+
     fn check(&self, pkt: &Packet) -> Result<(usize, usize), &'static str> {
         let d = pkt.data();
         let ip = d.get(self.offset..).unwrap_or(&[]);
@@ -74,14 +83,36 @@ impl Element for CheckIpHeader {
     fn ports(&self) -> Ports {
         Ports::ONE_ONE_OR_TWO
     }
+    fn push_batch(&mut self, ctx: &mut Ctx, port: usize, batch: &mut Vec<Packet>, out: &mut Out) {
+        // Common case: every packet is good, annotated in place and the
+        // batch forwarded whole.
+        let mut all_good = true;
+        for p in batch.iter_mut() {
+            match self.check(p) {
+                Ok((_, len)) => self.accept(p, len),
+                Err(_) => {
+                    all_good = false;
+                    break;
+                }
+            }
+        }
+        if all_good {
+            self.count += batch.len() as u64;
+            out.push_all(0, batch);
+            return;
+        }
+        // Rare case: route one by one (re-checking is idempotent on the
+        // packets already accepted).
+        for p in batch.drain(..) {
+            self.push(ctx, port, p, out);
+        }
+    }
+
     fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
         match self.check(&pkt) {
             Ok((_hl, len)) => {
                 self.count += 1;
-                pkt.truncate(self.offset + len);
-                pkt.anno.net_off = u16::try_from(self.offset).ok();
-                let ip = &pkt.data()[self.offset..];
-                pkt.anno.dst_ip = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+                self.accept(&mut pkt, len);
                 out.push(0, pkt);
             }
             Err(reason) => {
