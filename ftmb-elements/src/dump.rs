@@ -93,12 +93,14 @@ impl Source for FromDump {
             p.anno.ts_ns = rec.ts_ns;
             if self.force_ip {
                 let fr = framing_of(rec.link);
-                match ip_offset(fr, rec.data)
-                    .filter(|&o| Ipv4View::new(&rec.data[o..]).is_some() || rec.data[o] >> 4 == 6)
-                {
+                let ip_at = |o: usize| rec.data.get(o..).unwrap_or(&[]);
+                match ip_offset(fr, rec.data).filter(|&o| {
+                    Ipv4View::new(ip_at(o)).is_some()
+                        || (ip_at(o).len() >= 40 && ip_at(o)[0] >> 4 == 6)
+                }) {
                     Some(o) => {
                         p.anno.net_off = u16::try_from(o).ok();
-                        if let Some(v) = Ipv4View::new(&rec.data[o..]) {
+                        if let Some(v) = Ipv4View::new(ip_at(o)) {
                             p.anno.dst_ip = u32::from_be_bytes(v.dst());
                         }
                     }

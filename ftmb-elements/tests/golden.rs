@@ -220,3 +220,103 @@ fn not_a_pcap_is_a_clear_error() {
     let e = config_error("FromDump($IN) -> Discard;", &[("IN", p.to_str().unwrap())]);
     assert!(e.contains("not a pcap or pcapng file"), "{e}");
 }
+
+/// Seeded xorshift, for reproducible garbage.
+fn xorshift(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[test]
+fn garbage_packets_never_panic_a_worker() {
+    let s = Scratch::new();
+    let t = gen_trace(&s, "in.pcap", 4_000, 200, 13);
+    let frames = read_packets(&t);
+    let bad = s.path("bad.pcap");
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    write_trace(&bad, |w| {
+        for f in &frames {
+            let mut g = f.clone();
+            match xorshift(&mut rng) % 4 {
+                0 => {
+                    let n = (xorshift(&mut rng) as usize) % (g.len() + 1);
+                    g.truncate(n);
+                }
+                1 => {
+                    for _ in 0..4 {
+                        let i = (xorshift(&mut rng) as usize) % g.len();
+                        g[i] = xorshift(&mut rng) as u8;
+                    }
+                }
+                2 => {
+                    // Header fields that steer parsing.
+                    let i = [12, 13, 14, 16, 17, 20, 21, 23, 46][(xorshift(&mut rng) % 9) as usize];
+                    if i < g.len() {
+                        g[i] = xorshift(&mut rng) as u8;
+                    }
+                }
+                _ => {}
+            }
+            w.write_packet(1, &g).unwrap();
+        }
+    });
+    let bad = bad.to_str().unwrap();
+    let out = s.s("out.pcap");
+    let out2 = s.s("out2.pcap");
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/");
+    for ex in [
+        "nat.click",
+        "firewall.click",
+        "loadbalancer.click",
+        "monitor.click",
+        "gen.click",
+        "mazu-nat.click",
+    ] {
+        let cfg = std::fs::read_to_string(format!("{root}{ex}")).unwrap();
+        for threads in [1, 2] {
+            let (_, r) = run_config(
+                &cfg,
+                &[
+                    ("IN", bad),
+                    ("OUT", &out),
+                    ("OUT2", &out2),
+                    ("INSIDE", "10.77.0.0/16"),
+                ],
+                threads,
+            );
+            // FORCE_IP sources drop what is not IP before numbering it.
+            assert!(r.packets > frames.len() as u64 / 2, "{ex}: {}", r.packets);
+            assert!(r.packets <= frames.len() as u64, "{ex}");
+            assert_eq!(
+                r.per_worker.iter().sum::<u64>(),
+                r.packets,
+                "{ex}: all processed"
+            );
+        }
+    }
+}
+
+#[test]
+fn truncated_trace_is_reported_not_replayed_silently() {
+    let s = Scratch::new();
+    let t = gen_trace(&s, "in.pcap", 100, 10, 2);
+    let bytes = std::fs::read(&t).unwrap();
+    let cut = s.path("cut.pcap");
+    std::fs::write(&cut, &bytes[..bytes.len() - 7]).unwrap();
+    let source = ftmb_core::config::Source {
+        name: "t.click".into(),
+        text: "FromDump($IN, STOP true) -> c :: Counter -> Discard; DriverManager(wait, print c.count)"
+            .into(),
+    };
+    let vars = [("IN".to_string(), cut.display().to_string())]
+        .into_iter()
+        .collect();
+    let g = ftmb_core::graph::build(&source, &vars, &ftmb_elements::registry(), 1).unwrap();
+    let mut out = Vec::new();
+    let r = ftmb_core::router::run(g, &Default::default(), &mut out, &mut |_| {});
+    assert_eq!(String::from_utf8(out).unwrap(), "99\n");
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    assert!(r.errors[0].contains("truncated record"), "{:?}", r.errors);
+}
