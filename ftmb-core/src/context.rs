@@ -25,51 +25,10 @@
 use crate::depvec::DepVector;
 use crate::egress::{SinkHandle, SinkOutputs};
 use crate::packet::Packet;
+pub use crate::rng::Rng;
 use crate::shared::Slot;
 use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, MutexGuard};
-
-/// A small, fast, seedable generator (xoshiro256++).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Rng {
-    s: [u64; 4],
-}
-
-impl Rng {
-    /// A generator from a 64-bit seed (expanded with splitmix64).
-    pub fn from_seed(seed: u64) -> Rng {
-        let mut z = seed;
-        let mut next = || {
-            z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            crate::headers::mix64(z)
-        };
-        Rng {
-            s: [next(), next(), next(), next()],
-        }
-    }
-    /// The next 64 random bits.
-    #[inline]
-    pub fn next_u64(&mut self) -> u64 {
-        let s = &mut self.s;
-        let r = s[0].wrapping_add(s[3]).rotate_left(23).wrapping_add(s[0]);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        r
-    }
-    /// The generator's state words.
-    pub fn state(&self) -> [u64; 4] {
-        self.s
-    }
-    /// A generator with exactly this state.
-    pub fn from_state(s: [u64; 4]) -> Rng {
-        Rng { s }
-    }
-}
 
 /// How shared-state accesses and nondeterministic reads are treated.
 #[derive(Debug, Default)]
@@ -103,7 +62,7 @@ impl Ctx {
             worker,
             nworkers,
             now_ns: 0,
-            rng: Rng::from_seed(seed),
+            rng: Rng::new(seed),
             mode: AccessMode::Plain,
             sinks: SinkOutputs::default(),
             current_id: 0,
@@ -143,11 +102,7 @@ impl Ctx {
     /// A random number in `0..n` (`n > 0`; 0 when `n == 0`).
     #[inline]
     pub fn random_below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            ((u128::from(self.rng.next_u64()) * u128::from(n)) >> 64) as u64
-        }
+        self.rng.below(n)
     }
 
     /// The worker's generator (for snapshots).
@@ -229,8 +184,8 @@ mod tests {
 
     #[test]
     fn rng_is_seeded_and_restorable() {
-        let mut a = Rng::from_seed(7);
-        let mut b = Rng::from_seed(7);
+        let mut a = Rng::new(7);
+        let mut b = Rng::new(7);
         assert_eq!(a.next_u64(), b.next_u64());
         let saved = a.state();
         let x = a.next_u64();

@@ -41,6 +41,7 @@ pub mod graph;
 pub mod headers;
 pub mod packet;
 pub mod pal;
+pub mod rng;
 pub mod router;
 pub mod shared;
 pub mod trace;
