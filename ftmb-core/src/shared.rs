@@ -172,6 +172,27 @@ where
 /// hash-flooding material here: a slot holds a bounded number of flows).
 pub type FlowMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
+/// A flow id in 13 bytes: source address, source port, destination
+/// address, destination port, protocol (ports little-endian).
+impl StateCodec for crate::headers::FlowId {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.saddr.encode(out);
+        self.sport.encode(out);
+        self.daddr.encode(out);
+        self.dport.encode(out);
+        self.proto.encode(out);
+    }
+    fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
+        Ok(crate::headers::FlowId {
+            saddr: <[u8; 4]>::decode(inp)?,
+            sport: u16::decode(inp)?,
+            daddr: <[u8; 4]>::decode(inp)?,
+            dport: u16::decode(inp)?,
+            proto: u8::decode(inp)?,
+        })
+    }
+}
+
 /// One lock domain of a shared variable.
 pub struct Slot<T> {
     pub(crate) value: T,

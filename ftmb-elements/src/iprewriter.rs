@@ -67,27 +67,9 @@ pub struct Bucket {
     pub last_reap: u64,
 }
 
-fn encode_flow(f: &FlowId, out: &mut Vec<u8>) {
-    f.saddr.encode(out);
-    f.sport.encode(out);
-    f.daddr.encode(out);
-    f.dport.encode(out);
-    f.proto.encode(out);
-}
-
-fn decode_flow(inp: &mut &[u8]) -> Result<FlowId, CodecError> {
-    Ok(FlowId {
-        saddr: <[u8; 4]>::decode(inp)?,
-        sport: u16::decode(inp)?,
-        daddr: <[u8; 4]>::decode(inp)?,
-        dport: u16::decode(inp)?,
-        proto: u8::decode(inp)?,
-    })
-}
-
 impl StateCodec for Entry {
     fn encode(&self, out: &mut Vec<u8>) {
-        encode_flow(&self.peer, out);
+        self.peer.encode(out);
         self.id.encode(out);
         self.reply.encode(out);
         self.output.encode(out);
@@ -99,7 +81,7 @@ impl StateCodec for Entry {
     }
     fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
         Ok(Entry {
-            peer: decode_flow(inp)?,
+            peer: FlowId::decode(inp)?,
             id: u64::decode(inp)?,
             reply: bool::decode(inp)?,
             output: u16::decode(inp)?,
@@ -120,7 +102,7 @@ impl StateCodec for Bucket {
         let mut keys: Vec<&FlowId> = self.map.keys().collect();
         keys.sort();
         for k in keys {
-            encode_flow(k, out);
+            k.encode(out);
             self.map[k].encode(out);
         }
     }
@@ -129,7 +111,7 @@ impl StateCodec for Bucket {
         let n = u64::decode(inp)? as usize;
         let mut map = FlowMap::with_capacity_and_hasher(n.min(inp.len()), Default::default());
         for _ in 0..n {
-            let k = decode_flow(inp)?;
+            let k = FlowId::decode(inp)?;
             let e = Entry::decode(inp)?;
             map.insert(k, e);
         }

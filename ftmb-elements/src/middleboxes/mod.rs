@@ -31,21 +31,10 @@ pub struct FlowKey(pub FlowId);
 
 impl StateCodec for FlowKey {
     fn encode(&self, out: &mut Vec<u8>) {
-        let f = &self.0;
-        f.saddr.encode(out);
-        f.sport.encode(out);
-        f.daddr.encode(out);
-        f.dport.encode(out);
-        f.proto.encode(out);
+        self.0.encode(out);
     }
     fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
-        Ok(FlowKey(FlowId {
-            saddr: <[u8; 4]>::decode(inp)?,
-            sport: u16::decode(inp)?,
-            daddr: <[u8; 4]>::decode(inp)?,
-            dport: u16::decode(inp)?,
-            proto: u8::decode(inp)?,
-        }))
+        FlowId::decode(inp).map(FlowKey)
     }
 }
 
