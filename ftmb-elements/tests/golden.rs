@@ -320,3 +320,26 @@ fn truncated_trace_is_reported_not_replayed_silently() {
     assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
     assert!(r.errors[0].contains("truncated record"), "{:?}", r.errors);
 }
+
+#[test]
+fn live_handler_reads_and_timing() {
+    let s = Scratch::new();
+    let t = s.path("paced.pcap");
+    let f = udp_frame([10, 0, 0, 1], 1000, [10, 0, 0, 2], 53, 64, b"x");
+    // 100 packets 2 ms apart: TIMING keeps the gaps, so the run lasts
+    // about 0.2 s and a read at 20 ms sees only part of the trace.
+    write_trace(&t, |w| {
+        for i in 0..100u64 {
+            w.write_packet(1_000_000_000 + i * 2_000_000, &f).unwrap();
+        }
+    });
+    let cfg = "FromDump($IN, STOP true, TIMING true) -> c :: Counter -> Discard;
+        DriverManager(wait 20ms, print c.count, wait, print c.count)";
+    for threads in [1, 2] {
+        let (lines, r) = run_config(cfg, &[("IN", t.to_str().unwrap())], threads);
+        let early: u64 = lines[0].parse().unwrap();
+        assert!(early < 100, "read while running: {early}");
+        assert_eq!(lines[1], "100");
+        assert!(r.elapsed.as_millis() >= 190, "paced: {:?}", r.elapsed);
+    }
+}
