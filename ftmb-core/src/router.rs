@@ -600,10 +600,19 @@ fn input_loop(
                 shared
                     .packets
                     .fetch_add(tmp.len() as u64, Ordering::Relaxed);
+                if nworkers == 1 {
+                    // One worker: number the packets in place and hand the
+                    // whole batch over.
+                    for p in tmp.iter_mut() {
+                        p.anno.id = next_id;
+                        p.anno.source = si as u16;
+                        next_id += 1;
+                    }
+                    let b = std::mem::replace(&mut tmp, Vec::with_capacity(batch));
+                    dispatch.send(0, si as u16, b, lossy, &shared);
+                }
                 for mut p in tmp.drain(..) {
-                    let w = if nworkers == 1 {
-                        0
-                    } else {
+                    let w = {
                         let d = p.data();
                         let h = match p.anno.net_off {
                             Some(o) => symmetric_hash(d.get(o as usize..).unwrap_or(&[])),

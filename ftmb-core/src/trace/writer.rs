@@ -41,12 +41,25 @@ pub struct PcapWriter<W: Write> {
     nanos: bool,
 }
 
+/// Write buffer of [`PcapWriter::create`]: big enough that writes are few,
+/// small enough to stay in the allocator's ordinary pages (a 1 MiB buffer
+/// got a transparent huge page of its own, zeroed at first touch).
+const WRITE_BUFFER: usize = 256 << 10;
+
 impl PcapWriter<BufWriter<File>> {
-    /// Creates (truncates) `path` and writes the global header, buffering
-    /// output through a 1 MiB [`BufWriter`].
+    /// Creates `path` and writes the global header, buffering output
+    /// through a 256 KiB [`BufWriter`].
+    ///
+    /// An existing regular file is unlinked first rather than truncated:
+    /// ext4 (`auto_da_alloc`) starts a synchronous flush when a truncated
+    /// file is closed, which cost about 40 ms per run on a 600k-packet
+    /// trace. Devices and pipes (`/dev/null`, a FIFO) are opened as they are.
     pub fn create(path: &Path, link: LinkType, nanos: bool) -> io::Result<Self> {
+        if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file()) {
+            std::fs::remove_file(path)?;
+        }
         let f = File::create(path)?;
-        PcapWriter::new(BufWriter::with_capacity(1 << 20, f), link, nanos)
+        PcapWriter::new(BufWriter::with_capacity(WRITE_BUFFER, f), link, nanos)
     }
 }
 
