@@ -36,10 +36,9 @@ pub enum AccessMode {
     /// No fault tolerance: take the lock, nothing more.
     #[default]
     Plain,
-    /// Ordered logging: count, log a PAL, merge dependency vectors.
-    Record(crate::pal::WorkerLog),
-    /// Replay: wait for each access's logged turn.
-    Replay(crate::pal::ReplayCursor),
+    /// Ordered logging (and, after a failover, replay of the logged prefix
+    /// first): count, log a PAL, merge dependency vectors.
+    Logged(Box<crate::pal::LoggedAccess>),
 }
 
 /// The context a worker passes to its elements.
@@ -147,7 +146,9 @@ impl Ctx {
         pkt: &Packet,
     ) -> MutexGuard<'a, Slot<T>> {
         match &mut self.mode {
-            AccessMode::Replay(cursor) => cursor.lock_in_turn(cell, var_id, pkt.anno.id),
+            AccessMode::Logged(l) if l.replaying_now() || !l.last_logged.is_empty() => {
+                l.lock_in_turn(cell, var_id, pkt.anno.id)
+            }
             _ => cell.lock(),
         }
     }
@@ -156,16 +157,9 @@ impl Ctx {
     #[inline]
     pub(crate) fn record_access<T>(&mut self, slot: &mut Slot<T>, var_id: u32, pkt: &mut Packet) {
         slot.counter += 1;
-        match &mut self.mode {
-            AccessMode::Plain => {}
-            AccessMode::Record(log) => {
-                let seq = log.append_pal(pkt.anno.id, var_id, slot.counter);
-                merge_dv(&mut pkt.dv, &mut slot.clock, self.worker, seq);
-            }
-            AccessMode::Replay(cursor) => {
-                let seq = cursor.replayed_access(pkt.anno.id, var_id, slot.counter);
-                merge_dv(&mut pkt.dv, &mut slot.clock, self.worker, seq);
-            }
+        if let AccessMode::Logged(l) = &mut self.mode {
+            let seq = l.access(pkt.anno.id, var_id, slot.counter);
+            merge_dv(&mut pkt.dv, &mut slot.clock, self.worker, seq);
         }
     }
 }

@@ -37,6 +37,7 @@ pub mod depvec;
 pub mod driver;
 pub mod egress;
 pub mod element;
+pub mod ft;
 pub mod graph;
 pub mod headers;
 pub mod packet;

@@ -10,6 +10,7 @@ use crate::shared::Slot;
 use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 /// One logged shared-state access: packet `packet` made the `count`-th
@@ -89,35 +90,92 @@ impl WorkerLog {
     }
 }
 
-/// Replay of one worker's logged accesses.
-#[derive(Debug)]
-pub struct ReplayCursor {
-    pals: VecDeque<(u64, Pal)>,
-    /// Highest logged counter per variable, over all workers: an access past
-    /// a worker's logged prefix waits until the variable has reached it.
-    last_logged: Arc<Vec<u64>>,
-    /// Sequence numbers continue after the log (for new records).
-    next_seq: u64,
-    /// First divergence found, if any.
+/// A worker's ordered logging state: the log new records go to and, after
+/// a failover, the dead master's records still to be replayed.
+///
+/// While `replay` holds records, each access takes its logged turn: it
+/// waits until the variable's counter reaches the logged count minus one,
+/// and reuses the logged sequence number. Once the worker has passed its
+/// logged prefix, an access to a variable first waits until every logged
+/// access to it (from any worker) has been replayed (`last_logged`), then is
+/// logged as a new record.
+#[derive(Debug, Default)]
+pub struct LoggedAccess {
+    /// Where new records go (shipped to the output logger).
+    pub log: WorkerLog,
+    /// Logged records of this worker not yet replayed, in sequence order.
+    pub replay: VecDeque<(u64, LogRecord)>,
+    /// Highest logged counter per variable id, over all workers.
+    pub last_logged: Arc<Vec<u64>>,
+    /// First divergence from the log found in replay, if any.
     pub divergence: Option<String>,
+    /// Shared by all workers of a replay: set on the first divergence, so
+    /// that no worker waits forever for an access that will not come.
+    pub abort: Arc<AtomicBool>,
 }
 
-impl ReplayCursor {
-    /// A cursor over this worker's PALs (in log order) and the per-variable
-    /// maximum logged counters.
-    pub fn new(pals: Vec<(u64, Pal)>, last_logged: Arc<Vec<u64>>) -> ReplayCursor {
-        let next_seq = pals.last().map_or(1, |(s, _)| s + 1);
-        ReplayCursor {
-            pals: pals.into(),
-            last_logged,
-            next_seq,
-            divergence: None,
+impl LoggedAccess {
+    /// Logging from sequence `first_seq` on, nothing to replay.
+    pub fn recording(first_seq: u64) -> LoggedAccess {
+        LoggedAccess {
+            log: WorkerLog::starting_at(first_seq),
+            ..LoggedAccess::default()
         }
     }
 
-    /// Logged accesses not yet replayed.
-    pub fn remaining(&self) -> usize {
-        self.pals.len()
+    /// Replay `records` (this worker's, in order), then log from the
+    /// sequence after the last of them.
+    pub fn replaying(
+        records: Vec<(u64, LogRecord)>,
+        last_logged: Arc<Vec<u64>>,
+        first_seq: u64,
+        abort: Arc<AtomicBool>,
+    ) -> LoggedAccess {
+        let next = records
+            .last()
+            .map_or(first_seq, |(s, _)| s + 1)
+            .max(first_seq);
+        LoggedAccess {
+            log: WorkerLog::starting_at(next),
+            replay: records.into(),
+            last_logged,
+            divergence: None,
+            abort,
+        }
+    }
+
+    /// True while logged records remain to be replayed.
+    pub fn replaying_now(&self) -> bool {
+        !self.replay.is_empty()
+    }
+
+    fn diverged(&mut self, what: String) {
+        if self.divergence.is_none() {
+            self.divergence = Some(what);
+        }
+        self.abort.store(true, Ordering::Release);
+    }
+
+    /// The clock for the batch starting with packet `first`: the logged
+    /// value while replaying, else `now` (logged). Returns `(ns, seq)`.
+    pub fn batch_clock(&mut self, first: u64, now: u64) -> (u64, u64) {
+        if let Some(&(seq, LogRecord::Clock { packet, ns })) = self.replay.front() {
+            if packet == first {
+                self.replay.pop_front();
+                return (ns, seq);
+            }
+        }
+        if let Some(&(_, rec)) = self.replay.front() {
+            self.diverged(format!(
+                "replay diverged: batch at packet {first} but the log expects {rec:?}"
+            ));
+            self.replay.clear();
+        }
+        let seq = self.log.append(LogRecord::Clock {
+            packet: first,
+            ns: now,
+        });
+        (now, seq)
     }
 
     /// Take `cell`'s lock when it is packet `packet`'s turn on `var`.
@@ -127,16 +185,14 @@ impl ReplayCursor {
         var: u32,
         packet: u64,
     ) -> MutexGuard<'a, Slot<T>> {
-        let want = match self.pals.front() {
-            Some((_, p)) if p.packet == packet && p.var == var => p.count - 1,
-            Some((_, p)) => {
-                if self.divergence.is_none() {
-                    self.divergence = Some(format!(
-                        "replay diverged: packet {packet} accessed var {var}, log expects packet {} var {}",
-                        p.packet, p.var
-                    ));
-                }
-                0
+        let want = match self.replay.front() {
+            Some(&(_, LogRecord::Pal(p))) if p.packet == packet && p.var == var => p.count - 1,
+            Some(&(_, rec)) => {
+                self.diverged(format!(
+                    "replay diverged: packet {packet} accessed var {var}, the log expects {rec:?}"
+                ));
+                self.replay.clear();
+                self.last_logged.get(var as usize).copied().unwrap_or(0)
             }
             None => self.last_logged.get(var as usize).copied().unwrap_or(0),
         };
@@ -144,6 +200,15 @@ impl ReplayCursor {
         loop {
             let g = cell.lock();
             if g.counter >= want {
+                return g;
+            }
+            if self.abort.load(Ordering::Acquire) {
+                // Another worker left the log: its logged accesses will
+                // not all come. Stop waiting; the replay is reported failed.
+                self.replay.clear();
+                if self.divergence.is_none() {
+                    self.divergence = Some("replay aborted: another worker diverged".into());
+                }
                 return g;
             }
             drop(g);
@@ -156,25 +221,22 @@ impl ReplayCursor {
         }
     }
 
-    /// Account for an access made under the lock; returns its sequence.
-    pub(crate) fn replayed_access(&mut self, packet: u64, var: u32, count: u64) -> u64 {
-        match self.pals.front() {
-            Some((s, p)) if p.packet == packet && p.var == var => {
-                if p.count != count && self.divergence.is_none() {
-                    self.divergence = Some(format!(
-                        "replay diverged: packet {packet} var {var} got count {count}, log has {}",
+    /// Account for an access made under the lock (the counter already
+    /// incremented to `count`); returns its sequence number.
+    #[inline]
+    pub(crate) fn access(&mut self, packet: u64, var: u32, count: u64) -> u64 {
+        if let Some(&(seq, LogRecord::Pal(p))) = self.replay.front() {
+            if p.packet == packet && p.var == var {
+                if p.count != count {
+                    self.diverged(format!(
+                        "replay diverged: packet {packet} var {var} got count {count}, the log has {}",
                         p.count
                     ));
                 }
-                let s = *s;
-                self.pals.pop_front();
-                s
-            }
-            _ => {
-                let s = self.next_seq;
-                self.next_seq += 1;
-                s
+                self.replay.pop_front();
+                return seq;
             }
         }
+        self.log.append_pal(packet, var, count)
     }
 }

@@ -20,12 +20,14 @@
 //!   processed every packet it produced, so handlers printed after `wait`
 //!   see the whole trace, as in single-threaded Click.
 
-use crate::context::Ctx;
+use crate::context::{AccessMode, Ctx};
 use crate::driver::Insn;
 use crate::element::{Backpressure, Element, Out, SourceStatus, Value};
+use crate::ft::{FtLink, FtOptions, ReplayPlan, TaggedOutput};
 use crate::graph::{Graph, NodeKind};
 use crate::headers::{ip_offset, symmetric_hash};
 use crate::packet::Packet;
+use crate::pal::{LogRecord, LoggedAccess};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -44,6 +46,9 @@ pub struct RunOptions {
     /// Run worker 0 on a thread of its own, fed over a queue like the others
     /// (a pipeline), instead of on the input thread.
     pub pipeline: bool,
+    /// Fault tolerance: ordered logging to an output logger (and a replay
+    /// plan for a replica taking over).
+    pub ft: Option<FtOptions>,
 }
 
 impl Default for RunOptions {
@@ -53,6 +58,7 @@ impl Default for RunOptions {
             queue_batches: 256,
             seed: None,
             pipeline: false,
+            ft: None,
         }
     }
 }
@@ -85,6 +91,12 @@ pub struct RunReport {
     pub errors: Vec<String>,
     /// Every element's counters, as JSON.
     pub stats: serde_json::Value,
+    /// With fault tolerance: digest of the final state (every shared
+    /// variable with its counters and clocks, every worker's element state
+    /// and generator), which a replay must reproduce.
+    pub digest: Option<u64>,
+    /// With fault tolerance: where replay departed from the log, if it did.
+    pub divergence: Vec<String>,
 }
 
 enum Msg {
@@ -117,15 +129,26 @@ struct Worker {
     spare: Vec<Vec<Packet>>,
     stack: Vec<(usize, usize, Vec<Packet>)>,
     processed: u64,
+    ft: Option<Arc<dyn FtLink>>,
+    /// Outputs so far per input packet id, within the current batch.
+    ordinals: crate::shared::FlowMap<u64, u32>,
 }
 
 impl Worker {
-    fn process(&mut self, source: u16, batch: Vec<Packet>) {
+    fn process(&mut self, source: u16, batch: Vec<Packet>, now: u64) {
         let Some(&(e0, p0)) = self.entries.get(source as usize) else {
             return;
         };
-        if let Some(first) = batch.first() {
-            self.ctx.current_id = first.anno.id;
+        let first = batch.first().map_or(0, |p| p.anno.id);
+        self.ctx.current_id = first;
+        let mut batch_seq = 0;
+        match &mut self.ctx.mode {
+            AccessMode::Logged(l) => {
+                let (ns, seq) = l.batch_clock(first, now);
+                batch_seq = seq;
+                self.ctx.set_now_ns(ns);
+            }
+            AccessMode::Plain => self.ctx.set_now_ns(now),
         }
         self.processed += batch.len() as u64;
         let mut stack = std::mem::take(&mut self.stack);
@@ -149,7 +172,43 @@ impl Worker {
             }
         }
         self.stack = stack;
-        self.ctx.sinks.write_to(&self.sinks);
+        match &self.ft {
+            None => self.ctx.sinks.write_to(&self.sinks),
+            Some(link) => {
+                let w = self.ctx.worker();
+                if let AccessMode::Logged(l) = &mut self.ctx.mode {
+                    let recs = l.log.take_pending();
+                    if !recs.is_empty() {
+                        link.ship_log(w, recs);
+                    }
+                }
+                let mut outs = Vec::new();
+                let ordinals = &mut self.ordinals;
+                self.ctx.sinks.drain(|sink, pkts| {
+                    for p in pkts.drain(..) {
+                        let n = ordinals.entry(p.anno.id).or_insert(0);
+                        let ordinal = *n;
+                        *n += 1;
+                        // Every output of the batch depends on its clock.
+                        let mut dv = p.dv.clone();
+                        if dv.get(w) < batch_seq {
+                            dv.set(w, batch_seq);
+                        }
+                        outs.push(TaggedOutput {
+                            sink: sink as u16,
+                            packet_id: p.anno.id,
+                            ordinal,
+                            dv,
+                            pkt: p,
+                        });
+                    }
+                });
+                ordinals.clear();
+                if !outs.is_empty() {
+                    link.ship_outputs(w, outs);
+                }
+            }
+        }
     }
 
     fn stats(&self) -> WorkerStats {
@@ -168,10 +227,7 @@ impl Worker {
     fn run(mut self, rx: Receiver<Msg>) -> Worker {
         while let Ok(msg) = rx.recv() {
             match msg {
-                Msg::Batch(src, b) => {
-                    self.ctx.set_now_ns(wall_ns());
-                    self.process(src, b);
-                }
+                Msg::Batch(src, b) => self.process(src, b, wall_ns()),
                 Msg::Barrier(bar) => {
                     if bar.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                         let _ = bar.done.send(bar.event);
@@ -217,9 +273,17 @@ pub fn run(
         workers,
         sources,
         driver,
-        shared: _shared,
+        shared,
         sinks,
     } = graph;
+    let replay = opts.ft.as_ref().and_then(|f| f.replay.clone());
+    let abort = Arc::new(AtomicBool::new(false));
+    let last_logged = Arc::new(
+        replay
+            .as_ref()
+            .map(|p| p.last_logged(shared.nvars() as usize))
+            .unwrap_or_default(),
+    );
     let nworkers = workers.len();
     let start = Instant::now();
     let seed = opts.seed.unwrap_or_else(wall_ns);
@@ -238,21 +302,42 @@ pub fn run(
     let mut handles = Vec::with_capacity(nworkers);
     let mut inline = None;
     for (w, elems) in workers.into_iter().enumerate() {
-        let (tx, rx) = bounded::<Msg>(opts.queue_batches.max(1));
+        // Replay needs unbounded queues and no inline worker: a worker may
+        // wait for an access of another worker's later packet.
+        let (tx, rx) = if replay.is_some() {
+            unbounded::<Msg>()
+        } else {
+            bounded::<Msg>(opts.queue_batches.max(1))
+        };
         txs.push(tx.clone());
+        let mut ctx = Ctx::new(w, nworkers, crate::headers::mix64(seed ^ w as u64));
+        if opts.ft.is_some() {
+            let l = match &replay {
+                Some(p) => LoggedAccess::replaying(
+                    p.logs.get(w).cloned().unwrap_or_default(),
+                    last_logged.clone(),
+                    p.first_seq.get(w).copied().unwrap_or(1),
+                    abort.clone(),
+                ),
+                None => LoggedAccess::recording(1),
+            };
+            ctx.set_mode(AccessMode::Logged(Box::new(l)));
+        }
         let outs = outputs.iter().map(|o| Out::with_ports(o.len())).collect();
         let worker = Worker {
             elems,
             outs,
             outputs: outputs.clone(),
             entries: entries.clone(),
-            ctx: Ctx::new(w, nworkers, crate::headers::mix64(seed ^ w as u64)),
+            ctx,
             sinks: sink_list.clone(),
             spare: Vec::new(),
             stack: Vec::new(),
             processed: 0,
+            ft: opts.ft.as_ref().map(|f| f.link.clone()),
+            ordinals: Default::default(),
         };
-        if w == 0 && !opts.pipeline {
+        if w == 0 && !opts.pipeline && replay.is_none() {
             inline = Some((Box::new(worker), rx));
             queues.push(None);
             continue;
@@ -276,11 +361,16 @@ pub fn run(
     let input = {
         let shared_in = shared_in.clone();
         let dispatch = Dispatcher { inline, queues };
+        let input_log = opts.ft.as_ref().map(|f| f.link.clone());
         let event_tx = event_tx.clone();
         let batch = opts.batch.max(1);
         std::thread::Builder::new()
             .name("ftmb-input".into())
-            .spawn(move || input_loop(sources, dispatch, event_tx, shared_in, batch))
+            .spawn(move || {
+                input_loop(
+                    sources, dispatch, event_tx, shared_in, batch, replay, input_log,
+                )
+            })
             .expect("spawn input thread")
     };
     drop(event_tx);
@@ -384,6 +474,25 @@ pub fn run(
     }
     let stats_all: Vec<WorkerStats> = ws.iter().map(|w| w.stats()).collect();
     let stats = stats_json(&names, &classes, &kinds, &stats_all);
+    let mut divergence = Vec::new();
+    let digest = opts.ft.as_ref().map(|_| {
+        let mut bytes = Vec::new();
+        for v in shared.vars() {
+            v.encode_all(&mut bytes);
+        }
+        for w in &ws {
+            for e in w.elems.iter().flatten() {
+                e.save_state(&mut bytes);
+            }
+            for x in w.ctx.rng().state() {
+                bytes.extend_from_slice(&x.to_le_bytes());
+            }
+            if let AccessMode::Logged(l) = w.ctx.mode() {
+                divergence.extend(l.divergence.clone());
+            }
+        }
+        crate::ft::digest(&bytes)
+    });
     RunReport {
         elapsed: start.elapsed(),
         packets: shared_in.packets.load(Ordering::Relaxed),
@@ -391,6 +500,8 @@ pub fn run(
         queue_drops: shared_in.queue_drops.load(Ordering::Relaxed),
         errors,
         stats,
+        digest,
+        divergence,
     }
 }
 
@@ -525,10 +636,7 @@ impl Dispatcher {
     fn send(&mut self, w: usize, src: u16, b: Vec<Packet>, lossy: bool, shared: &InputShared) {
         match (&mut self.inline, self.queues.get(w)) {
             (_, Some(Some(tx))) => send(tx, src, b, lossy, shared),
-            (Some((worker, _)), _) => {
-                worker.ctx.set_now_ns(wall_ns());
-                worker.process(src, b);
-            }
+            (Some((worker, _)), _) => worker.process(src, b, wall_ns()),
             (None, _) => {}
         }
     }
@@ -568,6 +676,8 @@ fn input_loop(
     event_tx: Sender<Event>,
     shared: Arc<InputShared>,
     batch: usize,
+    replay: Option<Arc<ReplayPlan>>,
+    input_log: Option<Arc<dyn FtLink>>,
 ) -> (Vec<String>, Option<Worker>) {
     let nworkers = dispatch.nworkers();
     let mut errors = Vec::new();
@@ -577,6 +687,12 @@ fn input_loop(
     let mut tmp: Vec<Packet> = Vec::with_capacity(batch);
     let mut idle_rounds = 0u32;
     let framings: Vec<_> = sources.iter().map(|(_, s)| s.framing()).collect();
+    if let Some(plan) = replay {
+        next_id = feed_replay(&plan, &mut dispatch, &framings, batch, &shared);
+        if !plan.then_sources {
+            done.iter_mut().for_each(|d| *d = true);
+        }
+    }
     while !shared.stop.load(Ordering::Acquire) {
         dispatch.service();
         let mut progressed = false;
@@ -600,30 +716,21 @@ fn input_loop(
                 shared
                     .packets
                     .fetch_add(tmp.len() as u64, Ordering::Relaxed);
-                if nworkers == 1 {
-                    // One worker: number the packets in place and hand the
-                    // whole batch over.
-                    for p in tmp.iter_mut() {
-                        p.anno.id = next_id;
-                        p.anno.source = si as u16;
-                        next_id += 1;
-                    }
-                    let b = std::mem::replace(&mut tmp, Vec::with_capacity(batch));
-                    dispatch.send(0, si as u16, b, lossy, &shared);
-                }
-                for mut p in tmp.drain(..) {
-                    let w = {
-                        let d = p.data();
-                        let h = match p.anno.net_off {
-                            Some(o) => symmetric_hash(d.get(o as usize..).unwrap_or(&[])),
-                            None => ip_offset(framings[si], d)
-                                .map_or(0, |o| symmetric_hash(d.get(o..).unwrap_or(&[]))),
-                        };
-                        (h % nworkers as u64) as usize
-                    };
+                for p in tmp.iter_mut() {
                     p.anno.id = next_id;
                     p.anno.source = si as u16;
                     next_id += 1;
+                }
+                if let Some(link) = &input_log {
+                    link.log_input(&tmp);
+                }
+                if nworkers == 1 {
+                    // One worker: hand the whole numbered batch over.
+                    let b = std::mem::replace(&mut tmp, Vec::with_capacity(batch));
+                    dispatch.send(0, si as u16, b, lossy, &shared);
+                }
+                for p in tmp.drain(..) {
+                    let w = worker_of(&p, framings[si], nworkers);
                     pending[w].push(p);
                     if pending[w].len() >= batch {
                         let b = std::mem::replace(&mut pending[w], Vec::with_capacity(batch));
@@ -678,6 +785,77 @@ fn input_loop(
         }
     }
     (errors, dispatch.inline.map(|(w, _)| *w))
+}
+
+/// The worker a packet goes to: its direction-symmetric flow hash.
+fn worker_of(p: &Packet, framing: crate::headers::Framing, nworkers: usize) -> usize {
+    if nworkers == 1 {
+        return 0;
+    }
+    let d = p.data();
+    let h = match p.anno.net_off {
+        Some(o) => symmetric_hash(d.get(o as usize..).unwrap_or(&[])),
+        None => ip_offset(framing, d).map_or(0, |o| symmetric_hash(d.get(o..).unwrap_or(&[]))),
+    };
+    (h % nworkers as u64) as usize
+}
+
+/// Hand a replay plan's packets to the workers, cutting each worker's
+/// batches where its log says the master's batches began (each logged
+/// clock record marks one), so that replay runs the same batches. Past a
+/// worker's logged prefix, batches are cut by size. Returns the next input
+/// id.
+fn feed_replay(
+    plan: &ReplayPlan,
+    dispatch: &mut Dispatcher,
+    framings: &[crate::headers::Framing],
+    batch: usize,
+    shared: &InputShared,
+) -> u64 {
+    let n = dispatch.nworkers();
+    let mut bounds: Vec<std::collections::VecDeque<u64>> = (0..n)
+        .map(|w| {
+            plan.logs
+                .get(w)
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, r)| match r {
+                    LogRecord::Clock { packet, .. } => Some(*packet),
+                    LogRecord::Pal(_) => None,
+                })
+                .collect()
+        })
+        .collect();
+    let mut pending: Vec<(u16, Vec<Packet>)> = (0..n).map(|_| (0, Vec::new())).collect();
+    let mut next_id = 1;
+    for p in &plan.packets {
+        let src = p.anno.source;
+        let framing = framings
+            .get(src as usize)
+            .copied()
+            .unwrap_or(crate::headers::Framing::Unknown);
+        let w = worker_of(p, framing, n);
+        let boundary = bounds[w].front() == Some(&p.anno.id);
+        if boundary {
+            bounds[w].pop_front();
+        }
+        let (psrc, pb) = &mut pending[w];
+        let full = bounds[w].is_empty() && !boundary && pb.len() >= batch;
+        if !pb.is_empty() && (boundary || *psrc != src || full) {
+            let b = std::mem::take(pb);
+            dispatch.send(w, *psrc, b, false, shared);
+        }
+        *psrc = src;
+        pb.push(p.clone());
+        next_id = next_id.max(p.anno.id + 1);
+        shared.packets.fetch_add(1, Ordering::Relaxed);
+    }
+    for (w, (src, pb)) in pending.into_iter().enumerate() {
+        if !pb.is_empty() {
+            dispatch.send(w, src, pb, false, shared);
+        }
+    }
+    next_id
 }
 
 fn send(tx: &Sender<Msg>, src: u16, b: Vec<Packet>, lossy: bool, shared: &InputShared) {

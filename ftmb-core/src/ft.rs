@@ -1,0 +1,153 @@
+//! The master's side of fault tolerance: what a worker hands to the output
+//! logger, the replay plan a replica starts from, and the state digest that
+//! checks replay.
+//!
+//! With [`FtOptions`] in the run options, every worker logs (see
+//! [`crate::pal::LoggedAccess`]): a clock record at the start of each batch
+//! (which also marks the batch boundary, so replay rebuilds the same
+//! batches), a PAL for every shared-state access, and it tags every output
+//! with its input packet id, an ordinal and its dependency vector. After
+//! each batch the worker ships its new log records, then its outputs,
+//! through an [`FtLink`]; nothing is written to a sink directly, the output
+//! logger does that once an output is committed.
+
+use crate::depvec::DepVector;
+use crate::packet::Packet;
+use crate::pal::LogRecord;
+use std::sync::Arc;
+
+/// An output waiting for commit.
+#[derive(Clone, Debug)]
+pub struct TaggedOutput {
+    /// The sink (index in the router's sink table) it leaves through.
+    pub sink: u16,
+    /// Input packet id it derives from.
+    pub packet_id: u64,
+    /// Its rank among the outputs of that input packet (0, 1, ...).
+    pub ordinal: u32,
+    /// What it depends on.
+    pub dv: DepVector,
+    /// The packet.
+    pub pkt: Packet,
+}
+
+/// Where workers send their logs and outputs (the output logger, in process
+/// or across a socket).
+pub trait FtLink: Send + Sync {
+    /// Input packets as the input side numbered them, before any worker
+    /// sees them (the input logger's log). Default: not kept.
+    fn log_input(&self, _pkts: &[Packet]) {}
+    /// Worker `worker`'s new log records, in sequence order, contiguous with
+    /// what it shipped before.
+    fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>);
+    /// Worker `worker`'s outputs of one batch, shipped after its records.
+    fn ship_outputs(&self, worker: usize, outputs: Vec<TaggedOutput>);
+}
+
+/// What a replica replays before it takes over: the input packets after the
+/// snapshot cut (with their ids) and each worker's logged records.
+#[derive(Clone, Debug, Default)]
+pub struct ReplayPlan {
+    /// Input packets in id order (ids and sources as the input logger gave
+    /// them).
+    pub packets: Vec<Packet>,
+    /// Per worker: the logged records after the cut, in sequence order.
+    pub logs: Vec<Vec<(u64, LogRecord)>>,
+    /// Per worker: the first sequence number after the cut.
+    pub first_seq: Vec<u64>,
+    /// After the plan, go on with the configuration's own sources (a
+    /// replica taking over live traffic) or stop (a replay check).
+    pub then_sources: bool,
+}
+
+impl ReplayPlan {
+    /// Highest logged counter per variable id over all workers.
+    pub fn last_logged(&self, nvars: usize) -> Vec<u64> {
+        let mut v = vec![0u64; nvars];
+        for log in &self.logs {
+            for (_, r) in log {
+                if let LogRecord::Pal(p) = r {
+                    if let Some(x) = v.get_mut(p.var as usize) {
+                        *x = (*x).max(p.count);
+                    }
+                }
+            }
+        }
+        v
+    }
+}
+
+/// Fault-tolerance settings of a run.
+#[derive(Clone)]
+pub struct FtOptions {
+    /// Where logs and outputs go.
+    pub link: Arc<dyn FtLink>,
+    /// Replay this first (a replica taking over).
+    pub replay: Option<Arc<ReplayPlan>>,
+}
+
+/// An in-memory output logger stand-in: keeps everything it is sent. For
+/// tests and measurements of the master side alone.
+#[derive(Default)]
+pub struct MemoryLink {
+    /// Input packets, in id order.
+    pub inputs: parking_lot::Mutex<Vec<Packet>>,
+    /// Per worker: every record shipped, in order.
+    pub logs: parking_lot::Mutex<Vec<Vec<(u64, LogRecord)>>>,
+    /// Every output shipped.
+    pub outputs: parking_lot::Mutex<Vec<TaggedOutput>>,
+}
+
+impl FtLink for MemoryLink {
+    fn log_input(&self, pkts: &[Packet]) {
+        self.inputs.lock().extend_from_slice(pkts);
+    }
+    fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>) {
+        let mut logs = self.logs.lock();
+        if logs.len() <= worker {
+            logs.resize_with(worker + 1, Vec::new);
+        }
+        logs[worker].extend(records);
+    }
+    fn ship_outputs(&self, _worker: usize, outputs: Vec<TaggedOutput>) {
+        self.outputs.lock().extend(outputs);
+    }
+}
+
+impl MemoryLink {
+    /// A plan that replays everything this link saw from the start, on
+    /// `nworkers` workers.
+    pub fn full_replay_plan(&self, nworkers: usize) -> ReplayPlan {
+        let mut logs = self.logs.lock().clone();
+        logs.resize_with(nworkers, Vec::new);
+        let mut packets = self.inputs.lock().clone();
+        packets.sort_by_key(|p| p.anno.id);
+        ReplayPlan {
+            packets,
+            logs,
+            first_seq: vec![1; nworkers],
+            then_sources: false,
+        }
+    }
+}
+
+/// FNV-1a over a byte string: the state digest compared by replay tests.
+pub fn digest(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+impl std::fmt::Debug for FtOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FtOptions")
+            .field(
+                "replay_packets",
+                &self.replay.as_ref().map(|p| p.packets.len()),
+            )
+            .finish()
+    }
+}
