@@ -14,6 +14,7 @@
 use crate::depvec::DepVector;
 use crate::packet::Packet;
 use crate::pal::LogRecord;
+use crate::snapshot::Snapshot;
 use std::sync::Arc;
 
 /// An output waiting for commit.
@@ -42,6 +43,18 @@ pub trait FtLink: Send + Sync {
     fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>);
     /// Worker `worker`'s outputs of one batch, shipped after its records.
     fn ship_outputs(&self, worker: usize, outputs: Vec<TaggedOutput>);
+    /// A consistent snapshot, to be stored (and, once stored, committed:
+    /// logs before its cut may then be dropped).
+    fn store_snapshot(&self, snapshot: Snapshot);
+}
+
+/// When the master takes snapshots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotTrigger {
+    /// Every so often (the paper's k ms).
+    Every(std::time::Duration),
+    /// Every so many input packets (deterministic, for tests).
+    EveryPackets(u64),
 }
 
 /// What a replica replays before it takes over: the input packets after the
@@ -84,6 +97,10 @@ pub struct FtOptions {
     pub link: Arc<dyn FtLink>,
     /// Replay this first (a replica taking over).
     pub replay: Option<Arc<ReplayPlan>>,
+    /// Restore this snapshot before replaying.
+    pub restore: Option<Arc<Snapshot>>,
+    /// Take snapshots.
+    pub snapshots: Option<SnapshotTrigger>,
 }
 
 /// An in-memory output logger stand-in: keeps everything it is sent. For
@@ -96,6 +113,8 @@ pub struct MemoryLink {
     pub logs: parking_lot::Mutex<Vec<Vec<(u64, LogRecord)>>>,
     /// Every output shipped.
     pub outputs: parking_lot::Mutex<Vec<TaggedOutput>>,
+    /// Every snapshot stored.
+    pub snapshots: parking_lot::Mutex<Vec<Snapshot>>,
 }
 
 impl FtLink for MemoryLink {
@@ -112,20 +131,44 @@ impl FtLink for MemoryLink {
     fn ship_outputs(&self, _worker: usize, outputs: Vec<TaggedOutput>) {
         self.outputs.lock().extend(outputs);
     }
+    fn store_snapshot(&self, snapshot: Snapshot) {
+        self.snapshots.lock().push(snapshot);
+    }
 }
 
 impl MemoryLink {
     /// A plan that replays everything this link saw from the start, on
     /// `nworkers` workers.
     pub fn full_replay_plan(&self, nworkers: usize) -> ReplayPlan {
+        self.replay_plan_after(None, nworkers)
+    }
+
+    /// A plan that replays what follows snapshot `snap` (everything when
+    /// `None`): the inputs from its cut on and each worker's records after
+    /// its logged position.
+    pub fn replay_plan_after(&self, snap: Option<&Snapshot>, nworkers: usize) -> ReplayPlan {
+        let cut = snap.map_or(0, |s| s.next_packet);
+        let last = |w: usize| {
+            snap.and_then(|s| s.workers.get(w))
+                .map_or(0, |x| x.last_seq)
+        };
         let mut logs = self.logs.lock().clone();
         logs.resize_with(nworkers, Vec::new);
-        let mut packets = self.inputs.lock().clone();
+        for (w, log) in logs.iter_mut().enumerate() {
+            log.retain(|(seq, _)| *seq > last(w));
+        }
+        let mut packets: Vec<Packet> = self
+            .inputs
+            .lock()
+            .iter()
+            .filter(|p| p.anno.id >= cut)
+            .cloned()
+            .collect();
         packets.sort_by_key(|p| p.anno.id);
         ReplayPlan {
             packets,
             logs,
-            first_seq: vec![1; nworkers],
+            first_seq: (0..nworkers).map(|w| last(w) + 1).collect(),
             then_sources: false,
         }
     }

@@ -45,6 +45,7 @@ pub mod pal;
 pub mod rng;
 pub mod router;
 pub mod shared;
+pub mod snapshot;
 pub mod trace;
 
 pub use args::{Args, FromArg, Ipv4Prefix};

@@ -23,11 +23,13 @@
 use crate::context::{AccessMode, Ctx};
 use crate::driver::Insn;
 use crate::element::{Backpressure, Element, Out, SourceStatus, Value};
-use crate::ft::{FtLink, FtOptions, ReplayPlan, TaggedOutput};
+use crate::ft::{FtLink, FtOptions, ReplayPlan, SnapshotTrigger, TaggedOutput};
 use crate::graph::{Graph, NodeKind};
 use crate::headers::{ip_offset, symmetric_hash};
 use crate::packet::Packet;
 use crate::pal::{LogRecord, LoggedAccess};
+use crate::shared::SharedDyn;
+use crate::snapshot::{Snapshot, WorkerSnapshot};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -103,6 +105,20 @@ enum Msg {
     Batch(u16, Vec<Packet>),
     Barrier(Arc<Barrier>),
     Query(Sender<WorkerStats>),
+    Snapshot(Arc<SnapshotRound>),
+}
+
+/// One snapshot being taken: every worker stops at it (see
+/// [`crate::snapshot`]).
+struct SnapshotRound {
+    id: u64,
+    next_packet: u64,
+    barrier: std::sync::Barrier,
+    first_arrival: parking_lot::Mutex<Option<Instant>>,
+    parts: parking_lot::Mutex<Vec<Option<WorkerSnapshot>>>,
+    shared: parking_lot::Mutex<Vec<u8>>,
+    vars: Arc<Vec<Arc<dyn SharedDyn>>>,
+    link: Arc<dyn FtLink>,
 }
 
 struct Barrier {
@@ -236,9 +252,72 @@ impl Worker {
                 Msg::Query(reply) => {
                     let _ = reply.send(self.stats());
                 }
+                Msg::Snapshot(round) => self.snapshot(&round),
             }
         }
         self
+    }
+
+    /// Take this worker's part of a snapshot (see [`crate::snapshot`]).
+    fn snapshot(&mut self, round: &SnapshotRound) {
+        round.first_arrival.lock().get_or_insert_with(Instant::now);
+        let leader = round.barrier.wait().is_leader();
+        // Every worker has stopped: nothing shared changes until the
+        // second barrier.
+        let last_seq = match self.ctx.mode() {
+            AccessMode::Logged(l) => match l.replay.front() {
+                Some((s, _)) => s - 1,
+                None => l.log.last_seq(),
+            },
+            AccessMode::Plain => 0,
+        };
+        let part = WorkerSnapshot {
+            last_seq,
+            rng: self.ctx.rng().state(),
+            elements: self
+                .elems
+                .iter()
+                .map(|e| {
+                    let mut b = Vec::new();
+                    if let Some(e) = e {
+                        e.save_state(&mut b);
+                    }
+                    b
+                })
+                .collect(),
+        };
+        let w = self.ctx.worker();
+        if let Some(slot) = round.parts.lock().get_mut(w) {
+            *slot = Some(part);
+        }
+        if leader {
+            let mut b = Vec::new();
+            for v in round.vars.iter() {
+                v.encode_all(&mut b);
+            }
+            *round.shared.lock() = b;
+        }
+        let leader = round.barrier.wait().is_leader();
+        if leader {
+            let stall = round
+                .first_arrival
+                .lock()
+                .map_or(0, |t| t.elapsed().as_nanos() as u64);
+            let snap = Snapshot {
+                id: round.id,
+                next_packet: round.next_packet,
+                taken_ns: wall_ns(),
+                stall_ns: stall,
+                workers: round
+                    .parts
+                    .lock()
+                    .iter_mut()
+                    .map(|p| p.take().unwrap_or_default())
+                    .collect(),
+                shared: std::mem::take(&mut *round.shared.lock()),
+            };
+            round.link.store_snapshot(snap);
+        }
     }
 }
 
@@ -276,6 +355,25 @@ pub fn run(
         shared,
         sinks,
     } = graph;
+    let mut workers = workers;
+    let restore = opts.ft.as_ref().and_then(|f| f.restore.clone());
+    if let Some(snap) = &restore {
+        if let Err(e) = restore_state(&mut workers, &shared, snap) {
+            return RunReport {
+                elapsed: Duration::ZERO,
+                packets: 0,
+                per_worker: Vec::new(),
+                queue_drops: 0,
+                errors: vec![format!(
+                    "snapshot {} does not fit this router: {e}",
+                    snap.id
+                )],
+                stats: serde_json::Value::Null,
+                digest: None,
+                divergence: Vec::new(),
+            };
+        }
+    }
     let replay = opts.ft.as_ref().and_then(|f| f.replay.clone());
     let abort = Arc::new(AtomicBool::new(false));
     let last_logged = Arc::new(
@@ -311,6 +409,9 @@ pub fn run(
         };
         txs.push(tx.clone());
         let mut ctx = Ctx::new(w, nworkers, crate::headers::mix64(seed ^ w as u64));
+        if let Some(ws) = restore.as_ref().and_then(|s| s.workers.get(w)) {
+            ctx.set_rng(crate::rng::Rng::from_state(ws.rng));
+        }
         if opts.ft.is_some() {
             let l = match &replay {
                 Some(p) => LoggedAccess::replaying(
@@ -361,16 +462,17 @@ pub fn run(
     let input = {
         let shared_in = shared_in.clone();
         let dispatch = Dispatcher { inline, queues };
-        let input_log = opts.ft.as_ref().map(|f| f.link.clone());
+        let ft = opts.ft.as_ref().map(|f| InputFt {
+            link: f.link.clone(),
+            replay,
+            snapshots: f.snapshots,
+            vars: Arc::new(shared.vars().to_vec()),
+        });
         let event_tx = event_tx.clone();
         let batch = opts.batch.max(1);
         std::thread::Builder::new()
             .name("ftmb-input".into())
-            .spawn(move || {
-                input_loop(
-                    sources, dispatch, event_tx, shared_in, batch, replay, input_log,
-                )
-            })
+            .spawn(move || input_loop(sources, dispatch, event_tx, shared_in, batch, ft))
             .expect("spawn input thread")
     };
     drop(event_tx);
@@ -503,6 +605,40 @@ pub fn run(
         digest,
         divergence,
     }
+}
+
+/// Load a snapshot's element and shared state into freshly built workers.
+fn restore_state(
+    workers: &mut [Vec<Option<Box<dyn Element>>>],
+    shared: &crate::shared::SharedRegistry,
+    snap: &Snapshot,
+) -> Result<(), String> {
+    if snap.workers.len() != workers.len() {
+        return Err(format!(
+            "it has {} workers, the router {}",
+            snap.workers.len(),
+            workers.len()
+        ));
+    }
+    for (w, (elems, ws)) in workers.iter_mut().zip(&snap.workers).enumerate() {
+        if ws.elements.len() != elems.len() {
+            return Err(format!("worker {w}: element count differs"));
+        }
+        for (i, (e, bytes)) in elems.iter_mut().zip(&ws.elements).enumerate() {
+            if let Some(e) = e {
+                e.load_state(bytes)
+                    .map_err(|err| format!("worker {w} element {i}: {err}"))?;
+            }
+        }
+    }
+    let mut inp = snap.shared.as_slice();
+    for v in shared.vars() {
+        v.decode_all(&mut inp).map_err(|e| e.to_string())?;
+    }
+    if !inp.is_empty() {
+        return Err(format!("{} bytes of shared state left over", inp.len()));
+    }
+    Ok(())
 }
 
 /// Stop the input thread, close the worker queues and join the workers.
@@ -658,6 +794,16 @@ impl Dispatcher {
         }
     }
 
+    /// Put a snapshot marker after everything sent so far, in every worker.
+    fn snapshot(&mut self, round: Arc<SnapshotRound>) {
+        for tx in self.queues.iter().flatten() {
+            let _ = tx.send(Msg::Snapshot(round.clone()));
+        }
+        if let Some((worker, _)) = &mut self.inline {
+            worker.snapshot(&round);
+        }
+    }
+
     /// Answer the driver's questions to the inline worker.
     fn service(&mut self) {
         if let Some((worker, control)) = &mut self.inline {
@@ -670,15 +816,30 @@ impl Dispatcher {
     }
 }
 
+/// What the input side needs for fault tolerance.
+struct InputFt {
+    link: Arc<dyn FtLink>,
+    replay: Option<Arc<ReplayPlan>>,
+    snapshots: Option<SnapshotTrigger>,
+    vars: Arc<Vec<Arc<dyn SharedDyn>>>,
+}
+
 fn input_loop(
     mut sources: Vec<(usize, Box<dyn crate::element::Source>)>,
     mut dispatch: Dispatcher,
     event_tx: Sender<Event>,
     shared: Arc<InputShared>,
     batch: usize,
-    replay: Option<Arc<ReplayPlan>>,
-    input_log: Option<Arc<dyn FtLink>>,
+    ft: Option<InputFt>,
 ) -> (Vec<String>, Option<Worker>) {
+    let replay = ft.as_ref().and_then(|f| f.replay.clone());
+    let input_log = ft.as_ref().map(|f| f.link.clone());
+    let snapshots = ft
+        .as_ref()
+        .and_then(|f| f.snapshots.map(|t| (t, f.vars.clone())));
+    let mut snap_id = 0u64;
+    let mut last_snap_at = Instant::now();
+    let mut last_snap_packet = 1u64;
     let nworkers = dispatch.nworkers();
     let mut errors = Vec::new();
     let mut next_id: u64 = 1;
@@ -749,6 +910,27 @@ fn input_loop(
                 if src.stop_when_done() {
                     dispatch.barrier(event_tx.clone(), Event::Stop);
                 }
+            }
+        }
+        if let (Some((trigger, vars)), Some(link)) = (&snapshots, &input_log) {
+            let due = match trigger {
+                SnapshotTrigger::Every(k) => last_snap_at.elapsed() >= *k,
+                SnapshotTrigger::EveryPackets(n) => next_id >= last_snap_packet + n,
+            };
+            if due && next_id > last_snap_packet {
+                snap_id += 1;
+                last_snap_at = Instant::now();
+                last_snap_packet = next_id;
+                dispatch.snapshot(Arc::new(SnapshotRound {
+                    id: snap_id,
+                    next_packet: next_id,
+                    barrier: std::sync::Barrier::new(nworkers),
+                    first_arrival: parking_lot::Mutex::new(None),
+                    parts: parking_lot::Mutex::new(vec![None; nworkers]),
+                    shared: parking_lot::Mutex::new(Vec::new()),
+                    vars: vars.clone(),
+                    link: link.clone(),
+                }));
             }
         }
         let (mut d, mut t) = (0, 0);

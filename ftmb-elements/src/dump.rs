@@ -4,6 +4,7 @@ use ftmb_core::egress::{Egress, SinkHandle};
 use ftmb_core::element::{element, SourceStatus};
 use ftmb_core::headers::{ip_offset, Framing, Ipv4View};
 use ftmb_core::router::wall_ns;
+use ftmb_core::shared::StateCodec;
 use ftmb_core::trace::{LinkType, PcapWriter, TraceReader};
 use ftmb_core::{
     Args, Built, ConfigError, Ctx, Element, InitCtx, Out, Packet, Ports, Source, Value,
@@ -252,6 +253,13 @@ impl Element for ToDump {
     }
     fn stats(&self) -> Vec<(&'static str, Value)> {
         vec![("count", Value::Count(self.count))]
+    }
+    fn save_state(&self, out: &mut Vec<u8>) {
+        self.count.encode(out);
+    }
+    fn load_state(&mut self, mut buf: &[u8]) -> Result<(), String> {
+        self.count = u64::decode(&mut buf).map_err(|e| e.to_string())?;
+        Ok(())
     }
 }
 

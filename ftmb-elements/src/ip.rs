@@ -3,6 +3,7 @@
 use ftmb_core::args::Ipv4Prefix;
 use ftmb_core::element::element;
 use ftmb_core::headers::{checksum, checksum_update16, set_ipv4_addr, Ipv4View};
+use ftmb_core::shared::StateCodec;
 use ftmb_core::{Args, Built, ConfigError, Ctx, Element, InitCtx, Out, Packet, Ports, Value};
 use std::net::Ipv4Addr;
 
@@ -136,6 +137,13 @@ impl Element for CheckIpHeader {
             ("drops", Value::Count(self.drops)),
         ]
     }
+    fn save_state(&self, out: &mut Vec<u8>) {
+        (self.count, self.drops).encode(out);
+    }
+    fn load_state(&mut self, mut buf: &[u8]) -> Result<(), String> {
+        (self.count, self.drops) = StateCodec::decode(&mut buf).map_err(|e| e.to_string())?;
+        Ok(())
+    }
 }
 
 pub(crate) fn build_check_ip_header(
@@ -220,6 +228,13 @@ impl Element for DecIpTtl {
     }
     fn stats(&self) -> Vec<(&'static str, Value)> {
         vec![("drops", Value::Count(self.drops))]
+    }
+    fn save_state(&self, out: &mut Vec<u8>) {
+        self.drops.encode(out);
+    }
+    fn load_state(&mut self, mut buf: &[u8]) -> Result<(), String> {
+        self.drops = u64::decode(&mut buf).map_err(|e| e.to_string())?;
+        Ok(())
     }
 }
 
