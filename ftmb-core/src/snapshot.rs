@@ -16,7 +16,7 @@
 //! offset size  field
 //! 0      4     magic "FTSN"
 //! 4      2     version (1), little-endian
-//! 6      4     crc32 of the body, little-endian
+//! 6      4     crc32c of the body, little-endian
 //! 10     8     body length, little-endian
 //! 18     n     body: StateCodec encoding of
 //!              id u64, next_packet u64, taken_ns u64, stall_ns u64,
@@ -114,7 +114,7 @@ impl Snapshot {
         let mut out = Vec::with_capacity(18 + body.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+        out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
         out.extend_from_slice(&(body.len() as u64).to_le_bytes());
         out.extend_from_slice(&body);
         out
@@ -152,7 +152,7 @@ impl Snapshot {
             });
         }
         let body = &bytes[18..18 + need];
-        let computed = crc32fast::hash(body);
+        let computed = crc32c::crc32c(body);
         if computed != stored {
             return Err(SnapshotError::BadChecksum { stored, computed });
         }

@@ -1,0 +1,778 @@
+//! The output logger's commit core (SPEC sections 4 and 6), sans I/O.
+//!
+//! Inputs are `handle_*` calls, outputs are `poll_*` calls; the core never
+//! reads a clock or touches a socket, so the same code runs in the live
+//! output logger, in simulation and in tests.
+//!
+//! # The output commit contract
+//!
+//! No output leaves the output logger before every log record that
+//! determines it is stored there. The shell around [`CommitCore`] keeps it
+//! in these steps:
+//!
+//! 1. **Receive** a worker's log batch and **persist** it (append it to the
+//!    output logger's PAL store; `fsync` too if the store must survive the
+//!    output logger's own crash).
+//! 2. Only then call [`CommitCore::handle_log`]. It checks that the batch
+//!    continues the worker's log (a gap or an overlap is an error: the link
+//!    lost or repeated data, and nothing may be released on its strength),
+//!    keeps the records for replay and advances `MAX[w]`.
+//! 3. Hand every output from the master to [`CommitCore::handle_output`]
+//!    (outputs may arrive before or after the log records they depend on).
+//! 4. Drain [`CommitCore::poll_release`] and **send** each returned output to
+//!    egress. An output is returned only once `DV <= MAX` component-wise,
+//!    each output on its own (no epochs, no global flush), so it is returned
+//!    only after step 1 completed for every record it depends on.
+//! 5. When a snapshot is stored, call
+//!    [`CommitCore::handle_snapshot_committed`] with its cut: log records at
+//!    or below the cut are dropped (the snapshot subsumes them) and
+//!    `MAX[w]` is raised to the cut if it was below.
+//! 6. On failover: call [`CommitCore::begin_failover`], which drops every
+//!    output still waiting for records that the dead master never shipped
+//!    (they can never commit; the replica re-creates them). Outputs already
+//!    committed but not yet polled stay and are released. Then feed the
+//!    replica's outputs through [`CommitCore::handle_replayed_output`]:
+//!    those already released (or already committed and queued) are
+//!    suppressed, the rest are held and released as usual. The replica
+//!    ships only log records past the stored prefix (`MAX[w] + 1` onwards).
+//!
+//! # Cost
+//!
+//! A waiting output is indexed under its *first unsatisfied* dependency
+//! `(w, DV[w])`, in a per-worker ordered map. A log batch that moves `MAX[w]`
+//! from `a` to `b` splits off exactly the outputs indexed at `(w, a+1..=b)`
+//! and re-indexes each under its next unsatisfied entry (or moves it to the
+//! ready queue). Each output moves at most once per worker it depends on, so
+//! holding `N` outputs costs `O(W log N)` per output, never an `O(N)` scan
+//! per batch.
+
+use ftmb_core::depvec::DepVector;
+use ftmb_core::pal::LogRecord;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// An output packet held by the output logger until it commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldOutput {
+    /// Output sink (egress port) index.
+    pub sink: u16,
+    /// Id of the input packet that produced it.
+    pub packet_id: u64,
+    /// Its ordinal among that input packet's outputs.
+    pub ordinal: u32,
+    /// What it depends on.
+    pub dv: DepVector,
+    /// Emission time, nanoseconds.
+    pub ts_ns: u64,
+    /// Packet bytes.
+    pub data: Vec<u8>,
+}
+
+impl From<crate::wire::OutputMsg> for HeldOutput {
+    fn from(m: crate::wire::OutputMsg) -> HeldOutput {
+        HeldOutput {
+            sink: m.sink,
+            packet_id: m.packet_id,
+            ordinal: m.ordinal,
+            dv: DepVector::from_entries(m.dv),
+            ts_ns: m.ts_ns,
+            data: m.data,
+        }
+    }
+}
+
+impl From<HeldOutput> for crate::wire::OutputMsg {
+    fn from(h: HeldOutput) -> crate::wire::OutputMsg {
+        crate::wire::OutputMsg {
+            sink: h.sink,
+            packet_id: h.packet_id,
+            ordinal: h.ordinal,
+            dv: h.dv.entries().to_vec(),
+            ts_ns: h.ts_ns,
+            data: h.data,
+        }
+    }
+}
+
+/// A log batch or output the core refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommitError {
+    /// A worker index at or above the worker count.
+    #[error("worker {worker} out of range (the core has {nworkers} workers)")]
+    UnknownWorker {
+        /// The index given.
+        worker: usize,
+        /// Workers the core was built for.
+        nworkers: usize,
+    },
+    /// Records are missing before this batch.
+    #[error("gap in worker {worker}'s log: expected sequence {expected}, got {got}")]
+    Gap {
+        /// The worker.
+        worker: usize,
+        /// The next sequence the core expected.
+        expected: u64,
+        /// The batch's first sequence.
+        got: u64,
+    },
+    /// The batch repeats records already received.
+    #[error("overlap in worker {worker}'s log: expected sequence {expected}, got {got}")]
+    Overlap {
+        /// The worker.
+        worker: usize,
+        /// The next sequence the core expected.
+        expected: u64,
+        /// The batch's first sequence.
+        got: u64,
+    },
+    /// Sequence numbers would overflow `u64`.
+    #[error("sequence overflow in worker {worker}'s log")]
+    SeqOverflow {
+        /// The worker.
+        worker: usize,
+    },
+    /// An output depends on a worker the core does not know: it could
+    /// never commit.
+    #[error("output ({packet_id}, {ordinal}) depends on worker {worker}, out of range")]
+    DvOutOfRange {
+        /// The output's input packet id.
+        packet_id: u64,
+        /// The output's ordinal.
+        ordinal: u32,
+        /// The offending worker index.
+        worker: usize,
+    },
+}
+
+/// Counters for reports and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CommitStats {
+    /// Log records accepted.
+    pub records: u64,
+    /// Outputs handed in (live and replayed).
+    pub outputs: u64,
+    /// Outputs released.
+    pub released: u64,
+    /// Outputs dropped by `begin_failover`.
+    pub dropped_on_failover: u64,
+    /// Replayed or repeated outputs suppressed as duplicates.
+    pub suppressed: u64,
+    /// Outputs refused as unsatisfiable (see [`CommitError::DvOutOfRange`]).
+    pub unsatisfiable: u64,
+}
+
+/// The output logger's commit state. See the module documentation for the
+/// contract and the call order.
+#[derive(Debug)]
+pub struct CommitCore {
+    /// MAX[w]: highest sequence received (or subsumed by a snapshot).
+    max: Vec<u64>,
+    /// Each worker's last committed snapshot cut sequence.
+    floor: Vec<u64>,
+    /// Log records above the cut, for the replica.
+    logs: Vec<VecDeque<(u64, LogRecord)>>,
+    /// Waiting outputs, indexed by first unsatisfied (seq, uid) per worker.
+    waiting: Vec<BTreeMap<(u64, u64), HeldOutput>>,
+    n_waiting: usize,
+    /// Committed outputs not yet polled, in (packet id, ordinal) order.
+    ready: BTreeMap<(u64, u32, u64), HeldOutput>,
+    /// Released outputs above `released_floor`.
+    released: BTreeSet<(u64, u32)>,
+    /// Outputs of packets at or below this id are no longer remembered:
+    /// every worker's cut is past them, so no replay re-creates them.
+    released_floor: u64,
+    next_uid: u64,
+    stats: CommitStats,
+}
+
+impl CommitCore {
+    /// A core for `nworkers` worker logs, all empty.
+    pub fn new(nworkers: usize) -> Self {
+        CommitCore {
+            max: vec![0; nworkers],
+            floor: vec![0; nworkers],
+            logs: (0..nworkers).map(|_| VecDeque::new()).collect(),
+            waiting: (0..nworkers).map(|_| BTreeMap::new()).collect(),
+            n_waiting: 0,
+            ready: BTreeMap::new(),
+            released: BTreeSet::new(),
+            released_floor: 0,
+            next_uid: 0,
+            stats: CommitStats::default(),
+        }
+    }
+
+    /// Number of worker logs.
+    pub fn nworkers(&self) -> usize {
+        self.max.len()
+    }
+
+    /// Accept worker `worker`'s records `first_seq, first_seq + 1, ...`
+    /// (step 2 of the contract: call only after persisting them).
+    ///
+    /// The batch must start at `MAX[w] + 1`; an empty batch is a no-op. The
+    /// one tolerated overlap is with records a committed snapshot already
+    /// subsumed (they are skipped).
+    pub fn handle_log(
+        &mut self,
+        worker: usize,
+        first_seq: u64,
+        records: &[LogRecord],
+    ) -> Result<(), CommitError> {
+        let nworkers = self.nworkers();
+        if worker >= nworkers {
+            return Err(CommitError::UnknownWorker { worker, nworkers });
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let expected = self.max[worker] + 1;
+        let last = first_seq
+            .checked_add(records.len() as u64 - 1)
+            .filter(|_| first_seq > 0)
+            .ok_or(CommitError::SeqOverflow { worker })?;
+        let skip = if first_seq > expected {
+            return Err(CommitError::Gap {
+                worker,
+                expected,
+                got: first_seq,
+            });
+        } else if first_seq < expected {
+            // Only records a snapshot subsumed (MAX raised to the cut by
+            // handle_snapshot_committed) may be repeated.
+            if self.max[worker] != self.floor[worker] {
+                return Err(CommitError::Overlap {
+                    worker,
+                    expected,
+                    got: first_seq,
+                });
+            }
+            if last < expected {
+                return Ok(());
+            }
+            (expected - first_seq) as usize
+        } else {
+            0
+        };
+        let log = &mut self.logs[worker];
+        for (i, r) in records.iter().enumerate().skip(skip) {
+            log.push_back((first_seq + i as u64, *r));
+        }
+        self.stats.records += (records.len() - skip) as u64;
+        self.advance(worker, last);
+        Ok(())
+    }
+
+    /// Raise MAX[w] to `to` and re-index the outputs waiting on it.
+    fn advance(&mut self, w: usize, to: u64) {
+        if to <= self.max[w] {
+            return;
+        }
+        self.max[w] = to;
+        let rest = self.waiting[w].split_off(&(to + 1, 0));
+        let woken = std::mem::replace(&mut self.waiting[w], rest);
+        self.n_waiting -= woken.len();
+        for ((_, uid), out) in woken {
+            self.place(uid, out);
+        }
+    }
+
+    /// First (worker, seq) of `dv` not covered by MAX.
+    fn first_unsatisfied(&self, dv: &DepVector) -> Result<Option<(usize, u64)>, usize> {
+        for (w, &s) in dv.entries().iter().enumerate() {
+            if s == 0 {
+                continue;
+            }
+            match self.max.get(w) {
+                None => return Err(w),
+                Some(&m) if s > m => return Ok(Some((w, s))),
+                Some(_) => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Index `out` under its first unsatisfied dependency, or queue it.
+    fn place(&mut self, uid: u64, out: HeldOutput) {
+        match self.first_unsatisfied(&out.dv) {
+            Ok(Some((w, s))) => {
+                self.waiting[w].insert((s, uid), out);
+                self.n_waiting += 1;
+            }
+            // Out-of-range entries were refused on entry.
+            Ok(None) | Err(_) => {
+                self.ready.insert((out.packet_id, out.ordinal, uid), out);
+            }
+        }
+    }
+
+    /// Hold an output until it commits (step 3). An output that depends on
+    /// a worker index out of range could never commit: it is refused and
+    /// counted (see [`CommitCore::try_handle_output`] to get the error).
+    pub fn handle_output(&mut self, out: HeldOutput) {
+        let _ = self.try_handle_output(out);
+    }
+
+    /// [`CommitCore::handle_output`], reporting a refused output.
+    pub fn try_handle_output(&mut self, out: HeldOutput) -> Result<(), CommitError> {
+        self.stats.outputs += 1;
+        if let Err(worker) = self.first_unsatisfied(&out.dv) {
+            self.stats.unsatisfiable += 1;
+            return Err(CommitError::DvOutOfRange {
+                packet_id: out.packet_id,
+                ordinal: out.ordinal,
+                worker,
+            });
+        }
+        let uid = self.next_uid;
+        self.next_uid += 1;
+        self.place(uid, out);
+        Ok(())
+    }
+
+    /// The next committed output to send (step 4), lowest (packet id,
+    /// ordinal) first among the committed ones. An output with the same
+    /// (packet id, ordinal) as one already released is never returned twice.
+    pub fn poll_release(&mut self) -> Option<HeldOutput> {
+        while let Some((_, out)) = self.ready.pop_first() {
+            let key = (out.packet_id, out.ordinal);
+            if out.packet_id > self.released_floor && !self.released.insert(key) {
+                self.stats.suppressed += 1;
+                continue;
+            }
+            self.stats.released += 1;
+            return Some(out);
+        }
+        None
+    }
+
+    /// MAX: per worker, the highest sequence stored (or subsumed by a
+    /// committed snapshot).
+    pub fn frontier(&self) -> &[u64] {
+        &self.max
+    }
+
+    /// Outputs held: waiting for log records or committed and not polled.
+    pub fn held(&self) -> usize {
+        self.n_waiting + self.ready.len()
+    }
+
+    /// Committed outputs waiting to be polled.
+    pub fn ready(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> CommitStats {
+        self.stats
+    }
+
+    /// Log records stored over all workers.
+    pub fn stored_records(&self) -> usize {
+        self.logs.iter().map(VecDeque::len).sum()
+    }
+
+    /// Released outputs remembered for duplicate suppression.
+    pub fn remembered_releases(&self) -> usize {
+        self.released.len()
+    }
+
+    /// A snapshot with this cut is stored (step 5): `cut[w]` is worker
+    /// `w`'s (last packet id, last sequence). Drops stored records at or
+    /// below each cut sequence, raises MAX to the cut, and forgets released
+    /// outputs of packets at or below the smallest cut packet id (every
+    /// worker has processed past them, so no replay re-creates them; a
+    /// master should report an idle worker's last packet id as the last id
+    /// it dispatched, or this bound does not move). Entries beyond the
+    /// worker count are ignored.
+    pub fn handle_snapshot_committed(&mut self, cut: &[(u64, u64)]) {
+        for (w, &(_, seq)) in cut.iter().enumerate().take(self.nworkers()) {
+            if seq > self.floor[w] {
+                self.floor[w] = seq;
+            }
+            let log = &mut self.logs[w];
+            while log.front().is_some_and(|&(s, _)| s <= seq) {
+                log.pop_front();
+            }
+            self.advance(w, seq);
+        }
+        if cut.len() >= self.nworkers() && !cut.is_empty() {
+            let min_pid = cut[..self.nworkers()]
+                .iter()
+                .map(|&(p, _)| p)
+                .min()
+                .unwrap_or(0);
+            if min_pid > self.released_floor {
+                self.released_floor = min_pid;
+                self.released = self.released.split_off(&(min_pid + 1, 0));
+            }
+        }
+    }
+
+    /// Worker `worker`'s stored records after the last committed cut, in
+    /// order, for the replica (empty for an unknown worker).
+    pub fn logs_since_cut(&self, worker: usize) -> impl Iterator<Item = (u64, LogRecord)> + '_ {
+        self.logs
+            .get(worker)
+            .into_iter()
+            .flat_map(|l| l.iter().copied())
+    }
+
+    /// The master died (step 6): drop every output still waiting for log
+    /// records; returns how many. Committed outputs not yet polled stay.
+    pub fn begin_failover(&mut self) -> usize {
+        let n = self.n_waiting;
+        for m in &mut self.waiting {
+            m.clear();
+        }
+        self.n_waiting = 0;
+        self.stats.dropped_on_failover += n as u64;
+        n
+    }
+
+    /// True if output (packet id, ordinal) was released, or belongs to a
+    /// packet at or below the last cut's smallest packet id (those are no
+    /// longer remembered and can never be replayed).
+    pub fn is_released(&self, packet_id: u64, ordinal: u32) -> bool {
+        packet_id <= self.released_floor || self.released.contains(&(packet_id, ordinal))
+    }
+
+    fn is_queued(&self, packet_id: u64, ordinal: u32) -> bool {
+        self.ready
+            .range((packet_id, ordinal, 0)..=(packet_id, ordinal, u64::MAX))
+            .next()
+            .is_some()
+    }
+
+    /// An output re-created by the replica (step 6): suppressed if already
+    /// released or committed and queued, else held and released as usual.
+    pub fn handle_replayed_output(&mut self, out: HeldOutput) {
+        if self.is_released(out.packet_id, out.ordinal)
+            || self.is_queued(out.packet_id, out.ordinal)
+        {
+            self.stats.outputs += 1;
+            self.stats.suppressed += 1;
+            return;
+        }
+        self.handle_output(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ftmb_core::pal::Pal;
+    use ftmb_core::rng::Rng;
+
+    fn out(p: u64, o: u32, dv: &[u64]) -> HeldOutput {
+        HeldOutput {
+            sink: 0,
+            packet_id: p,
+            ordinal: o,
+            dv: DepVector::from_entries(dv.to_vec()),
+            ts_ns: p * 10,
+            data: vec![p as u8, o as u8],
+        }
+    }
+
+    fn recs(n: usize) -> Vec<LogRecord> {
+        (0..n)
+            .map(|i| {
+                LogRecord::Pal(Pal {
+                    packet: i as u64 + 1,
+                    var: 0,
+                    count: i as u64 + 1,
+                })
+            })
+            .collect()
+    }
+
+    fn drain(c: &mut CommitCore) -> Vec<(u64, u32)> {
+        std::iter::from_fn(|| c.poll_release())
+            .map(|o| (o.packet_id, o.ordinal))
+            .collect()
+    }
+
+    #[test]
+    fn empty_dv_releases_at_once() {
+        let mut c = CommitCore::new(2);
+        c.handle_output(out(1, 0, &[]));
+        c.handle_output(out(2, 0, &[0, 0]));
+        assert_eq!(c.held(), 2);
+        assert_eq!(drain(&mut c), vec![(1, 0), (2, 0)]);
+        assert_eq!(c.held(), 0);
+    }
+
+    #[test]
+    fn releases_exactly_when_covered() {
+        let mut c = CommitCore::new(3);
+        c.handle_output(out(5, 0, &[2, 0, 1]));
+        c.handle_output(out(5, 1, &[1]));
+        c.handle_log(0, 1, &recs(1)).unwrap();
+        assert_eq!(drain(&mut c), vec![(5, 1)]);
+        c.handle_log(2, 1, &recs(1)).unwrap();
+        assert_eq!(drain(&mut c), vec![]);
+        c.handle_log(0, 2, &recs(1)).unwrap();
+        assert_eq!(drain(&mut c), vec![(5, 0)]);
+        assert_eq!(c.frontier(), &[2, 0, 1]);
+    }
+
+    #[test]
+    fn transitive_dv_waits_for_every_worker() {
+        // q on worker 0 wrote v after reading u (from worker 1); p on worker
+        // 2 reads v: p's DV carries worker 0's and worker 1's entries.
+        let mut a = DepVector::default();
+        a.set(1, 4); // u's clock
+        let mut q = DepVector::default();
+        q.merge(&a);
+        q.set(0, 7);
+        let mut p = DepVector::default();
+        p.merge(&q);
+        p.set(2, 3);
+        let mut c = CommitCore::new(3);
+        let mut o = out(9, 0, &[]);
+        o.dv = p;
+        c.handle_output(o);
+        c.handle_log(2, 1, &recs(3)).unwrap();
+        c.handle_log(0, 1, &recs(7)).unwrap();
+        assert!(c.poll_release().is_none());
+        c.handle_log(1, 1, &recs(3)).unwrap();
+        assert!(c.poll_release().is_none());
+        c.handle_log(1, 4, &recs(1)).unwrap();
+        assert_eq!(drain(&mut c), vec![(9, 0)]);
+    }
+
+    #[test]
+    fn out_of_order_across_workers() {
+        let mut c = CommitCore::new(2);
+        c.handle_log(1, 1, &recs(5)).unwrap();
+        c.handle_output(out(1, 0, &[3, 5]));
+        c.handle_output(out(2, 0, &[0, 5]));
+        c.handle_output(out(3, 0, &[1, 6]));
+        assert_eq!(drain(&mut c), vec![(2, 0)]);
+        c.handle_log(0, 1, &recs(2)).unwrap();
+        c.handle_log(1, 6, &recs(1)).unwrap();
+        assert_eq!(drain(&mut c), vec![(3, 0)]);
+        c.handle_log(0, 3, &recs(1)).unwrap();
+        assert_eq!(drain(&mut c), vec![(1, 0)]);
+    }
+
+    #[test]
+    fn gap_overlap_and_bad_worker() {
+        let mut c = CommitCore::new(2);
+        c.handle_log(0, 1, &recs(3)).unwrap();
+        assert_eq!(
+            c.handle_log(0, 5, &recs(1)),
+            Err(CommitError::Gap {
+                worker: 0,
+                expected: 4,
+                got: 5
+            })
+        );
+        assert_eq!(
+            c.handle_log(0, 3, &recs(2)),
+            Err(CommitError::Overlap {
+                worker: 0,
+                expected: 4,
+                got: 3
+            })
+        );
+        assert_eq!(
+            c.handle_log(2, 1, &recs(1)),
+            Err(CommitError::UnknownWorker {
+                worker: 2,
+                nworkers: 2
+            })
+        );
+        assert_eq!(
+            c.handle_log(1, 0, &recs(1)),
+            Err(CommitError::SeqOverflow { worker: 1 })
+        );
+        assert_eq!(
+            c.handle_log(1, u64::MAX, &recs(2)),
+            Err(CommitError::SeqOverflow { worker: 1 })
+        );
+        // Nothing moved on the refused batches.
+        assert_eq!(c.frontier(), &[3, 0]);
+        assert_eq!(c.stored_records(), 3);
+        c.handle_log(0, 7, &[]).unwrap(); // empty: no-op
+        assert_eq!(
+            c.try_handle_output(out(1, 0, &[0, 0, 1])),
+            Err(CommitError::DvOutOfRange {
+                packet_id: 1,
+                ordinal: 0,
+                worker: 2
+            })
+        );
+        assert_eq!(c.held(), 0);
+    }
+
+    #[test]
+    fn snapshot_gc_bounds_memory() {
+        let mut c = CommitCore::new(2);
+        let mut seq = [1u64, 1];
+        let mut pid = 0;
+        for round in 0..50u64 {
+            for (w, s) in seq.iter_mut().enumerate() {
+                c.handle_log(w, *s, &recs(10)).unwrap();
+                *s += 10;
+            }
+            for _ in 0..10 {
+                pid += 1;
+                c.handle_output(out(pid, 0, &[seq[0] - 1, seq[1] - 1]));
+            }
+            assert_eq!(drain(&mut c).len(), 10);
+            // Snapshot covering everything but the last 3 records per worker.
+            c.handle_snapshot_committed(&[(pid - 2, seq[0] - 4), (pid - 1, seq[1] - 4)]);
+            assert_eq!(c.stored_records(), 6, "round {round}");
+            assert!(c.remembered_releases() <= 2);
+            let tail: Vec<u64> = c.logs_since_cut(0).map(|(s, _)| s).collect();
+            assert_eq!(tail, vec![seq[0] - 3, seq[0] - 2, seq[0] - 1]);
+        }
+        assert!(c.is_released(pid, 0));
+        assert!(c.is_released(1, 0));
+        assert_eq!(c.logs_since_cut(7).count(), 0);
+    }
+
+    #[test]
+    fn snapshot_subsumes_missing_records() {
+        let mut c = CommitCore::new(1);
+        c.handle_output(out(1, 0, &[5]));
+        c.handle_log(0, 1, &recs(2)).unwrap();
+        c.handle_snapshot_committed(&[(1, 5)]);
+        assert_eq!(c.frontier(), &[5]);
+        assert_eq!(drain(&mut c), vec![(1, 0)]);
+        // The late batch 3..=7 overlaps the subsumed part only: trimmed.
+        c.handle_log(0, 3, &recs(5)).unwrap();
+        assert_eq!(c.frontier(), &[7]);
+        let seqs: Vec<u64> = c.logs_since_cut(0).map(|(s, _)| s).collect();
+        assert_eq!(seqs, vec![6, 7]);
+        // Now a real overlap is an error again.
+        assert!(matches!(
+            c.handle_log(0, 7, &recs(1)),
+            Err(CommitError::Overlap { .. })
+        ));
+    }
+
+    #[test]
+    fn failover_drops_held_and_suppresses_duplicates() {
+        let mut c = CommitCore::new(2);
+        c.handle_log(0, 1, &recs(2)).unwrap();
+        c.handle_output(out(1, 0, &[1])); // committed
+        c.handle_output(out(1, 1, &[2])); // committed, not polled
+        c.handle_output(out(2, 0, &[2, 1])); // waits on worker 1
+        c.handle_output(out(3, 0, &[3])); // waits on worker 0
+        assert_eq!(
+            c.poll_release().map(|o| (o.packet_id, o.ordinal)),
+            Some((1, 0))
+        );
+        assert_eq!(c.begin_failover(), 2);
+        assert_eq!(c.held(), 1);
+        // The replica re-creates everything after the cut.
+        for o in [
+            out(1, 0, &[1]),
+            out(1, 1, &[2]),
+            out(2, 0, &[2, 1]),
+            out(3, 0, &[3]),
+        ] {
+            c.handle_replayed_output(o);
+        }
+        assert_eq!(c.stats().suppressed, 2);
+        assert_eq!(drain(&mut c), vec![(1, 1)]);
+        // The replica's log continues where the stored prefix ended.
+        c.handle_log(1, 1, &recs(1)).unwrap();
+        c.handle_log(0, 3, &recs(1)).unwrap();
+        assert_eq!(drain(&mut c), vec![(2, 0), (3, 0)]);
+        assert!(c.is_released(3, 0));
+        c.handle_replayed_output(out(3, 0, &[3]));
+        assert_eq!(drain(&mut c), vec![]);
+        assert_eq!(c.stats().released, 4);
+    }
+
+    #[test]
+    fn repeated_output_never_released_twice() {
+        let mut c = CommitCore::new(1);
+        c.handle_output(out(4, 0, &[]));
+        c.handle_output(out(4, 0, &[]));
+        assert_eq!(drain(&mut c), vec![(4, 0)]);
+        assert_eq!(c.stats().suppressed, 1);
+    }
+
+    /// The obvious O(N) implementation.
+    struct Naive {
+        max: Vec<u64>,
+        held: Vec<HeldOutput>,
+        released: BTreeSet<(u64, u32)>,
+    }
+
+    impl Naive {
+        fn poll(&mut self) -> Option<HeldOutput> {
+            loop {
+                let i = (0..self.held.len())
+                    .filter(|&i| self.held[i].dv.covered_by(&self.max))
+                    .min_by_key(|&i| (self.held[i].packet_id, self.held[i].ordinal))?;
+                let o = self.held.swap_remove(i);
+                if self.released.insert((o.packet_id, o.ordinal)) {
+                    return Some(o);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn randomized_against_naive_reference() {
+        for seed in 0..40u64 {
+            let mut rng = Rng::new(seed);
+            let nw = 1 + (rng.next_u64() % 5) as usize;
+            let mut c = CommitCore::new(nw);
+            let mut n = Naive {
+                max: vec![0; nw],
+                held: Vec::new(),
+                released: BTreeSet::new(),
+            };
+            let mut pid = 0u64;
+            let mut released = 0usize;
+            for step in 0..2000 {
+                match rng.next_u64() % 10 {
+                    0..=3 => {
+                        let w = (rng.next_u64() % nw as u64) as usize;
+                        let k = (rng.next_u64() % 4) as usize;
+                        let first = n.max[w] + 1;
+                        c.handle_log(w, first, &recs(k)).unwrap();
+                        n.max[w] += k as u64;
+                    }
+                    4..=7 => {
+                        pid += 1;
+                        let dv: Vec<u64> = (0..nw)
+                            .map(|w| match rng.next_u64() % 3 {
+                                0 => 0,
+                                1 => n.max[w].saturating_sub(rng.next_u64() % 3),
+                                _ => n.max[w] + rng.next_u64() % 8,
+                            })
+                            .collect();
+                        let len = (rng.next_u64() % (nw as u64 + 1)) as usize;
+                        let o = out(pid, (rng.next_u64() % 2) as u32, &dv[..len]);
+                        n.held.push(o.clone());
+                        c.handle_output(o);
+                    }
+                    _ => {
+                        let a = c.poll_release();
+                        let b = n.poll();
+                        assert_eq!(a, b, "seed {seed} step {step}");
+                        released += usize::from(a.is_some());
+                    }
+                }
+                assert_eq!(c.frontier(), &n.max[..]);
+                assert_eq!(c.held(), n.held.len(), "seed {seed} step {step}");
+            }
+            loop {
+                let a = c.poll_release();
+                assert_eq!(a, n.poll());
+                if a.is_none() {
+                    break;
+                }
+                released += 1;
+            }
+            assert!(released > 0);
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! Wire format: byte-level fixtures both directions, corruption and
+//! truncation at every offset, stream reading and writing.
+
+use ftmb_core::pal::{LogRecord, Pal};
+use ftmb_logger::wire::*;
+use std::io::{self, Read};
+
+/// Heartbeat { seq: 1, ns: 0x0102030405060708 }.
+const HB: [u8; 32] = [
+    0x46, 0x54, 0x4d, 0x42, // magic "FTMB"
+    0x01, 0x00, // version 1
+    0x06, // kind Heartbeat
+    0x00, // flags
+    0x10, 0x00, 0x00, 0x00, // len 16
+    0xc7, 0x3a, 0x36, 0xdd, // crc32c 0xdd363ac7
+    0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // seq
+    0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01, // ns
+];
+
+/// LogBatch { worker 2, first_seq 7, [Pal(5, 9, 3), Clock(6, 0xaabb)] }.
+const LB: [u8; 68] = [
+    0x46, 0x54, 0x4d, 0x42, 0x01, 0x00, // magic, version
+    0x02, 0x00, // kind LogBatch, flags
+    0x34, 0x00, 0x00, 0x00, // len 52
+    0x5f, 0x10, 0x48, 0xa5, // crc32c
+    0x02, 0x00, // worker 2
+    0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // first_seq 7
+    0x02, 0x00, 0x00, 0x00, // count 2
+    0x01, // tag Pal
+    0x05, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // packet 5
+    0x09, 0x00, 0x00, 0x00, // var 9
+    0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // count 3
+    0x02, // tag Clock
+    0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // packet 6
+    0xbb, 0xaa, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // ns 0xaabb
+];
+
+/// Output { sink 1, packet 4, ordinal 2, dv [3, 0], ts 9, data de ad }.
+const OUT: [u8; 58] = [
+    0x46, 0x54, 0x4d, 0x42, 0x01, 0x00, // magic, version
+    0x03, 0x00, // kind Output, flags
+    0x2a, 0x00, 0x00, 0x00, // len 42
+    0xaa, 0x84, 0x5c, 0x33, // crc32c
+    0x01, 0x00, // sink 1
+    0x04, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // packet id 4
+    0x02, 0x00, 0x00, 0x00, // ordinal 2
+    0x02, 0x00, // ndv 2
+    0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // dv[0] 3
+    0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // dv[1] 0
+    0x09, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // ts_ns 9
+    0xde, 0xad, // data
+];
+
+/// EndOfStream: header only.
+const EOS: [u8; 16] = [
+    0x46, 0x54, 0x4d, 0x42, 0x01, 0x00, 0x07, 0x00, 0x00, 0x00, 0x00, 0x00, 0x27, 0x80, 0x63, 0xd1,
+];
+
+fn hb() -> HeartbeatMsg {
+    HeartbeatMsg {
+        seq: 1,
+        ns: 0x0102030405060708,
+    }
+}
+
+fn lb() -> LogBatchMsg {
+    LogBatchMsg {
+        worker: 2,
+        first_seq: 7,
+        records: vec![
+            LogRecord::Pal(Pal {
+                packet: 5,
+                var: 9,
+                count: 3,
+            }),
+            LogRecord::Clock {
+                packet: 6,
+                ns: 0xaabb,
+            },
+        ],
+    }
+}
+
+fn outm() -> OutputMsg {
+    OutputMsg {
+        sink: 1,
+        packet_id: 4,
+        ordinal: 2,
+        dv: vec![3, 0],
+        ts_ns: 9,
+        data: vec![0xde, 0xad],
+    }
+}
+
+fn samples() -> Vec<Message> {
+    vec![
+        Message::Packet(PacketMsg {
+            id: 1,
+            ts_ns: 42,
+            source: 3,
+            data: b"hello packet".to_vec(),
+        }),
+        Message::LogBatch(lb()),
+        Message::Output(outm()),
+        Message::Snapshot(SnapshotMsg {
+            id: 9,
+            cut: vec![(10, 20), (11, 0)],
+            payload: vec![1, 2, 3, 4, 5],
+        }),
+        Message::SnapshotCommitted(SnapshotCommittedMsg { id: 9 }),
+        Message::Heartbeat(hb()),
+        Message::EndOfStream,
+        Message::Packet(PacketMsg {
+            id: 2,
+            ts_ns: 43,
+            source: 0,
+            data: vec![],
+        }),
+        Message::LogBatch(LogBatchMsg {
+            worker: 0,
+            first_seq: 1,
+            records: vec![],
+        }),
+    ]
+}
+
+fn encode(m: &Message) -> Vec<u8> {
+    let mut v = Vec::new();
+    m.encode(&mut v);
+    v
+}
+
+#[test]
+fn fixtures_encode_to_exact_bytes() {
+    let mut v = Vec::new();
+    hb().encode(&mut v);
+    assert_eq!(v, HB);
+    let mut v = Vec::new();
+    lb().encode(&mut v);
+    assert_eq!(v, LB);
+    let mut v = Vec::new();
+    outm().encode(&mut v);
+    assert_eq!(v, OUT);
+    assert_eq!(encode(&Message::EndOfStream), EOS);
+}
+
+#[test]
+fn fixtures_decode_from_exact_bytes() {
+    assert_eq!(HeartbeatMsg::decode(&HB).unwrap(), hb());
+    assert_eq!(LogBatchMsg::decode(&LB).unwrap(), lb());
+    assert_eq!(OutputMsg::decode(&OUT).unwrap(), outm());
+    assert_eq!(Message::decode(&EOS).unwrap(), Message::EndOfStream);
+    assert_eq!(Message::decode(&LB).unwrap(), Message::LogBatch(lb()));
+    let v = FrameView::new_checked(&OUT).unwrap();
+    assert_eq!(v.kind(), FrameKind::Output);
+    assert_eq!(v.flags(), 0);
+    assert_eq!(v.payload(), &OUT[HEADER_LEN..]);
+    assert_eq!(v.total_len(), OUT.len());
+}
+
+#[test]
+fn log_batch_view_is_zero_copy_and_numbered() {
+    let v = FrameView::new_checked(&LB).unwrap();
+    let b = LogBatchView::new_checked(&v).unwrap();
+    assert_eq!((b.worker(), b.first_seq(), b.count()), (2, 7, 2));
+    let recs: Vec<_> = b.records().collect();
+    assert_eq!(recs, vec![(7, lb().records[0]), (8, lb().records[1])]);
+}
+
+#[test]
+fn every_message_round_trips() {
+    for m in samples() {
+        let bytes = encode(&m);
+        assert_eq!(Message::decode(&bytes).unwrap(), m);
+        assert_eq!(FrameView::new_checked(&bytes).unwrap().kind(), m.kind());
+    }
+}
+
+#[test]
+fn wrong_kind_and_trailing_bytes_are_errors() {
+    assert!(matches!(
+        HeartbeatMsg::decode(&LB),
+        Err(WireError::WrongKind {
+            want: FrameKind::Heartbeat,
+            got: FrameKind::LogBatch
+        })
+    ));
+    let mut two = HB.to_vec();
+    two.extend_from_slice(&EOS);
+    assert!(matches!(
+        Message::decode(&two),
+        Err(WireError::Malformed { .. })
+    ));
+}
+
+/// Build a frame with a valid checksum over arbitrary kind and payload.
+fn raw_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut v = MAGIC.to_vec();
+    v.extend_from_slice(&VERSION.to_le_bytes());
+    v.push(kind);
+    v.push(0);
+    v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&v[6..12]), payload);
+    v.extend_from_slice(&crc.to_le_bytes());
+    v.extend_from_slice(payload);
+    v
+}
+
+#[test]
+fn structural_errors_are_reported() {
+    let mut b = HB;
+    b[0] = b'X';
+    assert!(matches!(Message::decode(&b), Err(WireError::BadMagic(_))));
+    let mut b = HB;
+    b[4] = 2;
+    assert!(matches!(Message::decode(&b), Err(WireError::BadVersion(2))));
+    assert!(matches!(
+        Message::decode(&raw_frame(99, &[])),
+        Err(WireError::UnknownKind(99))
+    ));
+    assert!(matches!(
+        FrameView::new_checked_with_limit(&HB, 15),
+        Err(WireError::TooLarge { len: 16, max: 15 })
+    ));
+    let mut r = FrameReader::with_limit(&HB[..], 8);
+    assert!(matches!(r.next_frame(), Err(WireError::TooLarge { .. })));
+    let mut b = HB;
+    b[20] ^= 1;
+    assert!(matches!(
+        Message::decode(&b),
+        Err(WireError::BadChecksum { .. })
+    ));
+    assert!(matches!(
+        Message::decode(&HB[..10]),
+        Err(WireError::Truncated { need: 16, have: 10 })
+    ));
+    assert!(matches!(
+        Message::decode(&HB[..20]),
+        Err(WireError::Truncated { need: 32, have: 20 })
+    ));
+}
+
+#[test]
+fn malformed_payloads_with_valid_checksums() {
+    let cases: Vec<(u8, Vec<u8>)> = vec![
+        // Heartbeat too short / too long.
+        (6, vec![0; 15]),
+        (6, vec![0; 17]),
+        // Log batch: count says 1, no records.
+        (
+            2,
+            [&[0, 0][..], &1u64.to_le_bytes(), &1u32.to_le_bytes()].concat(),
+        ),
+        // Log batch: unknown record tag.
+        (
+            2,
+            [
+                &[0, 0][..],
+                &1u64.to_le_bytes(),
+                &1u32.to_le_bytes(),
+                &[9; 21],
+            ]
+            .concat(),
+        ),
+        // Log batch: record cut short.
+        (
+            2,
+            [
+                &[0, 0][..],
+                &1u64.to_le_bytes(),
+                &1u32.to_le_bytes(),
+                &[1; 10],
+            ]
+            .concat(),
+        ),
+        // Log batch: trailing bytes after the records.
+        (
+            2,
+            [&[0, 0][..], &1u64.to_le_bytes(), &0u32.to_le_bytes(), &[0]].concat(),
+        ),
+        // Log batch: sequence 0.
+        (
+            2,
+            [&[0, 0][..], &0u64.to_le_bytes(), &0u32.to_le_bytes()].concat(),
+        ),
+        // Output: dv count larger than the payload.
+        (3, [&[0; 14][..], &[0xff, 0xff], &[0; 8]].concat()),
+        // Snapshot: cut count larger than the payload.
+        (4, [&[0; 8][..], &[0xff, 0xff]].concat()),
+        // Packet: shorter than its fixed fields.
+        (1, vec![0; 17]),
+        // End of stream with a payload.
+        (7, vec![0]),
+        // Snapshot committed too short.
+        (5, vec![0; 7]),
+    ];
+    for (kind, payload) in cases {
+        let f = raw_frame(kind, &payload);
+        match Message::decode(&f) {
+            Err(WireError::Malformed { .. }) => {}
+            other => panic!("kind {kind} payload {payload:?}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn corruption_of_any_byte_is_detected() {
+    for m in samples() {
+        let good = encode(&m);
+        for at in 0..good.len() {
+            for flip in [0x01u8, 0x10, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[at] ^= flip;
+                assert!(
+                    Message::decode(&bad).is_err(),
+                    "{:?}: flip {flip:#x} at {at} undetected",
+                    m.kind()
+                );
+                // In a stream too: never a wrong frame.
+                let mut r = FrameReader::new(&bad[..]);
+                match r.next_message() {
+                    Err(_) => {}
+                    Ok(got) => panic!("{:?}: flip at {at} read as {got:?}", m.kind()),
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn truncation_at_every_offset_of_a_stream() {
+    let msgs = samples();
+    let mut stream = Vec::new();
+    let mut ends = vec![0];
+    for m in &msgs {
+        m.encode(&mut stream);
+        ends.push(stream.len());
+    }
+    for cut in 0..=stream.len() {
+        let mut r = FrameReader::new(&stream[..cut]);
+        let mut got = Vec::new();
+        let end = loop {
+            match r.next_message() {
+                Ok(Some(m)) => got.push(m),
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        assert_eq!(got[..], msgs[..got.len()], "cut {cut}");
+        if ends.contains(&cut) {
+            assert!(end.is_ok(), "cut {cut}: {end:?}");
+            assert_eq!(r.offset() as usize, cut);
+        } else {
+            assert!(
+                matches!(end, Err(WireError::Truncated { .. })),
+                "cut {cut}: {end:?}"
+            );
+        }
+    }
+}
+
+/// A reader that hands out at most `n` bytes per call.
+struct Trickle<'a> {
+    data: &'a [u8],
+    n: usize,
+}
+
+impl Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let k = self.n.min(buf.len()).min(self.data.len());
+        buf[..k].copy_from_slice(&self.data[..k]);
+        self.data = &self.data[k..];
+        Ok(k)
+    }
+}
+
+#[test]
+fn writer_batches_and_reader_reassembles_partial_reads() {
+    let msgs = samples();
+    let mut w = FrameWriter::with_batch_bytes(Vec::new(), 100);
+    let mut expect = Vec::new();
+    for m in &msgs {
+        w.send(m).unwrap();
+        m.encode(&mut expect);
+        // Whatever was written is a whole number of frames.
+        let written = w.get_ref().len();
+        assert!(written == 0 || FrameReader::new(&w.get_ref()[..]).next_frame().is_ok());
+        assert!(w.buffered() < 100);
+    }
+    assert!(
+        !w.get_ref().is_empty(),
+        "the batch size was reached at least once"
+    );
+    let mut one = Vec::new();
+    hb().encode(&mut one);
+    w.send_encoded(&one).unwrap();
+    expect.extend_from_slice(&one);
+    assert_eq!(w.frames(), msgs.len() as u64 + 1);
+    let bytes = w.into_inner().unwrap();
+    assert_eq!(bytes, expect);
+    for n in [1, 3, 7, 1000] {
+        let mut r = FrameReader::new(Trickle { data: &bytes, n });
+        let mut got = Vec::new();
+        while let Some(m) = r.next_message().unwrap() {
+            got.push(m);
+        }
+        assert_eq!(got.len(), msgs.len() + 1);
+        assert_eq!(got[..msgs.len()], msgs[..]);
+    }
+}
