@@ -30,12 +30,15 @@ pub struct Pal {
 pub enum LogRecord {
     /// A shared-state access.
     Pal(Pal),
-    /// The clock value used from packet `packet` on (until the next one).
+    /// A batch began: its first packet, its size and the clock value all
+    /// its packets saw. Replay rebuilds the same batches from these.
     Clock {
-        /// First packet id the value applies to.
+        /// First packet id of the batch.
         packet: u64,
         /// Nanoseconds since the Unix epoch.
         ns: u64,
+        /// Packets in the batch.
+        count: u32,
     },
 }
 
@@ -156,11 +159,20 @@ impl LoggedAccess {
         self.abort.store(true, Ordering::Release);
     }
 
-    /// The clock for the batch starting with packet `first`: the logged
-    /// value while replaying, else `now` (logged). Returns `(ns, seq)`.
-    pub fn batch_clock(&mut self, first: u64, now: u64) -> (u64, u64) {
-        if let Some(&(seq, LogRecord::Clock { packet, ns })) = self.replay.front() {
-            if packet == first {
+    /// The clock for a batch of `count` packets starting with packet
+    /// `first`: the logged value while replaying, else `now` (logged).
+    /// Returns `(ns, seq)`.
+    pub fn batch_clock(&mut self, first: u64, count: u32, now: u64) -> (u64, u64) {
+        if let Some(&(
+            seq,
+            LogRecord::Clock {
+                packet,
+                ns,
+                count: c,
+            },
+        )) = self.replay.front()
+        {
+            if packet == first && c == count {
                 self.replay.pop_front();
                 return (ns, seq);
             }
@@ -174,6 +186,7 @@ impl LoggedAccess {
         let seq = self.log.append(LogRecord::Clock {
             packet: first,
             ns: now,
+            count,
         });
         (now, seq)
     }

@@ -160,7 +160,7 @@ impl Worker {
         let mut batch_seq = 0;
         match &mut self.ctx.mode {
             AccessMode::Logged(l) => {
-                let (ns, seq) = l.batch_clock(first, now);
+                let (ns, seq) = l.batch_clock(first, batch.len() as u32, now);
                 batch_seq = seq;
                 self.ctx.set_now_ns(ns);
             }
@@ -982,11 +982,10 @@ fn worker_of(p: &Packet, framing: crate::headers::Framing, nworkers: usize) -> u
     (h % nworkers as u64) as usize
 }
 
-/// Hand a replay plan's packets to the workers, cutting each worker's
-/// batches where its log says the master's batches began (each logged
-/// clock record marks one), so that replay runs the same batches. Past a
-/// worker's logged prefix, batches are cut by size. Returns the next input
-/// id.
+/// Hand a replay plan's packets to the workers in the master's batches:
+/// each worker's logged clock records give the first packet and the size of
+/// each batch it ran. Past a worker's logged prefix, batches are cut by
+/// size. Returns the next input id.
 fn feed_replay(
     plan: &ReplayPlan,
     dispatch: &mut Dispatcher,
@@ -995,20 +994,23 @@ fn feed_replay(
     shared: &InputShared,
 ) -> u64 {
     let n = dispatch.nworkers();
-    let mut bounds: Vec<std::collections::VecDeque<u64>> = (0..n)
+    let mut logged: Vec<std::collections::VecDeque<(u64, u32)>> = (0..n)
         .map(|w| {
             plan.logs
                 .get(w)
                 .into_iter()
                 .flatten()
                 .filter_map(|(_, r)| match r {
-                    LogRecord::Clock { packet, .. } => Some(*packet),
+                    LogRecord::Clock { packet, count, .. } => Some((*packet, *count)),
                     LogRecord::Pal(_) => None,
                 })
                 .collect()
         })
         .collect();
-    let mut pending: Vec<(u16, Vec<Packet>)> = (0..n).map(|_| (0, Vec::new())).collect();
+    // Per worker: the batch being gathered, its source, and the size it
+    // must reach (the logged size, or `batch` past the log).
+    let mut pending: Vec<(u16, Vec<Packet>, usize)> =
+        (0..n).map(|_| (0, Vec::new(), batch)).collect();
     let mut next_id = 1;
     for p in &plan.packets {
         let src = p.anno.source;
@@ -1017,22 +1019,28 @@ fn feed_replay(
             .copied()
             .unwrap_or(crate::headers::Framing::Unknown);
         let w = worker_of(p, framing, n);
-        let boundary = bounds[w].front() == Some(&p.anno.id);
-        if boundary {
-            bounds[w].pop_front();
+        let (psrc, pb, target) = &mut pending[w];
+        if !pb.is_empty() && *psrc != src {
+            dispatch.send(w, *psrc, std::mem::take(pb), false, shared);
         }
-        let (psrc, pb) = &mut pending[w];
-        let full = bounds[w].is_empty() && !boundary && pb.len() >= batch;
-        if !pb.is_empty() && (boundary || *psrc != src || full) {
-            let b = std::mem::take(pb);
-            dispatch.send(w, *psrc, b, false, shared);
+        if pb.is_empty() {
+            *target = match logged[w].front() {
+                Some(&(first, count)) if first == p.anno.id => {
+                    logged[w].pop_front();
+                    count as usize
+                }
+                _ => batch,
+            };
         }
         *psrc = src;
         pb.push(p.clone());
+        if pb.len() >= *target {
+            dispatch.send(w, src, std::mem::take(pb), false, shared);
+        }
         next_id = next_id.max(p.anno.id + 1);
         shared.packets.fetch_add(1, Ordering::Relaxed);
     }
-    for (w, (src, pb)) in pending.into_iter().enumerate() {
+    for (w, (src, pb, _)) in pending.into_iter().enumerate() {
         if !pb.is_empty() {
             dispatch.send(w, src, pb, false, shared);
         }

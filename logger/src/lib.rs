@@ -43,6 +43,7 @@
 pub mod buffer;
 pub mod commit;
 pub mod input_log;
+pub mod output_logger;
 pub mod sync;
 pub mod wire;
 

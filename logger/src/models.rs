@@ -20,6 +20,7 @@ fn clock(i: u64) -> LogRecord {
     LogRecord::Clock {
         packet: i,
         ns: i * 7,
+        count: 1,
     }
 }
 

@@ -416,7 +416,7 @@ pub const TAG_PAL: u8 = 1;
 /// Record tag of a [`LogRecord::Clock`].
 pub const TAG_CLOCK: u8 = 2;
 const PAL_LEN: usize = 1 + 8 + 4 + 8;
-const CLOCK_LEN: usize = 1 + 8 + 8;
+const CLOCK_LEN: usize = 1 + 8 + 8 + 4;
 
 /// A batch of one worker's consecutive log records.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -432,7 +432,7 @@ pub struct LogBatchMsg {
 /// Append one record.
 // Record layouts:
 //   Pal   (21 bytes): tag u8 = 1 | packet u64 | var u32 | count u64
-//   Clock (17 bytes): tag u8 = 2 | packet u64 | ns u64
+//   Clock (21 bytes): tag u8 = 2 | packet u64 | ns u64 | count u32
 fn encode_record(r: &LogRecord, out: &mut Vec<u8>) {
     match r {
         LogRecord::Pal(p) => {
@@ -441,10 +441,11 @@ fn encode_record(r: &LogRecord, out: &mut Vec<u8>) {
             out.extend_from_slice(&p.var.to_le_bytes());
             out.extend_from_slice(&p.count.to_le_bytes());
         }
-        LogRecord::Clock { packet, ns } => {
+        LogRecord::Clock { packet, ns, count } => {
             out.push(TAG_CLOCK);
             out.extend_from_slice(&packet.to_le_bytes());
             out.extend_from_slice(&ns.to_le_bytes());
+            out.extend_from_slice(&count.to_le_bytes());
         }
     }
 }
@@ -564,6 +565,7 @@ impl<'a> LogBatchView<'a> {
                 let r = LogRecord::Clock {
                     packet: u64_at(0),
                     ns: u64_at(8),
+                    count: le_u32(rest, 16),
                 };
                 buf = &rest[CLOCK_LEN - 1..];
                 r

@@ -1,0 +1,282 @@
+//! The output logger's shell around [`CommitCore`]: it takes the master's
+//! log batches, outputs and snapshots, writes every committed output to its
+//! sink (the same `ToDump`/`ToDevice` egress the configuration declares),
+//! keeps the last committed snapshot and the logs since its cut for a
+//! replica, and can record what it released for checking.
+//!
+//! It implements [`FtLink`], so a master in the same process can use it
+//! directly; the process roles feed it from their sockets.
+
+use crate::commit::{CommitCore, CommitError, HeldOutput};
+use ftmb_core::egress::Sink;
+use ftmb_core::ft::{FtLink, TaggedOutput};
+use ftmb_core::pal::LogRecord;
+use ftmb_core::snapshot::Snapshot;
+use ftmb_core::Packet;
+use parking_lot::Mutex;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// One released output, as the release record keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Released {
+    /// Sink index.
+    pub sink: u16,
+    /// Input packet id.
+    pub packet_id: u64,
+    /// Ordinal among that packet's outputs.
+    pub ordinal: u32,
+    /// The bytes that left.
+    pub data: Vec<u8>,
+}
+
+/// What a replica needs to take over.
+#[derive(Clone, Debug, Default)]
+pub struct Takeover {
+    /// The last committed snapshot (`None`: start from the initial state).
+    pub snapshot: Option<Snapshot>,
+    /// Per worker: the records after the snapshot's cut, in order.
+    pub logs: Vec<Vec<(u64, LogRecord)>>,
+    /// Outputs of the dead master dropped because they could never commit.
+    pub dropped: usize,
+}
+
+/// Counters of an output logger.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OlStats {
+    /// Outputs written to sinks.
+    pub released: u64,
+    /// Outputs held right now.
+    pub held: usize,
+    /// Replayed outputs suppressed because they had left already.
+    pub suppressed: u64,
+    /// Snapshots committed.
+    pub snapshots: u64,
+    /// Log records stored now (since the last cut).
+    pub stored_records: usize,
+    /// Protocol errors (a gap in a worker's log, an impossible output).
+    pub errors: u64,
+}
+
+struct State {
+    core: CommitCore,
+    sinks: Vec<Arc<Sink>>,
+    snapshot: Option<Snapshot>,
+    snapshots: u64,
+    released: u64,
+    after_failover: bool,
+    record: Option<Vec<Released>>,
+    errors: Vec<String>,
+    /// Per-output hold times in microseconds (commit latency), if measured.
+    hold_us: Option<Vec<u32>>,
+    arrivals: ftmb_core::shared::FlowMap<(u64, u32), Instant>,
+}
+
+/// The output logger.
+pub struct OutputLogger {
+    state: Mutex<State>,
+}
+
+impl OutputLogger {
+    /// An output logger for `nworkers` workers writing to `sinks`.
+    pub fn new(nworkers: usize, sinks: Vec<Arc<Sink>>) -> OutputLogger {
+        OutputLogger {
+            state: Mutex::new(State {
+                core: CommitCore::new(nworkers),
+                sinks,
+                snapshot: None,
+                snapshots: 0,
+                released: 0,
+                after_failover: false,
+                record: None,
+                errors: Vec::new(),
+                hold_us: None,
+                arrivals: Default::default(),
+            }),
+        }
+    }
+
+    /// Keep a record of every released output (for checks).
+    pub fn record_releases(&self) {
+        self.state.lock().record = Some(Vec::new());
+    }
+
+    /// Measure how long each output is held before release.
+    pub fn measure_hold(&self) {
+        self.state.lock().hold_us = Some(Vec::new());
+    }
+
+    /// Take the release record.
+    pub fn take_releases(&self) -> Vec<Released> {
+        self.state
+            .lock()
+            .record
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Take the hold times measured so far (microseconds).
+    pub fn take_hold_us(&self) -> Vec<u32> {
+        self.state
+            .lock()
+            .hold_us
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// A worker's log batch.
+    pub fn handle_log(
+        &self,
+        worker: usize,
+        first_seq: u64,
+        records: &[LogRecord],
+    ) -> Result<(), CommitError> {
+        let mut st = self.state.lock();
+        let r = st.core.handle_log(worker, first_seq, records);
+        if let Err(e) = &r {
+            st.errors.push(e.to_string());
+        }
+        st.release();
+        r
+    }
+
+    /// Outputs of a worker.
+    pub fn handle_outputs(&self, outs: Vec<HeldOutput>) {
+        let mut st = self.state.lock();
+        for o in outs {
+            if st.hold_us.is_some() {
+                st.arrivals.insert((o.packet_id, o.ordinal), Instant::now());
+            }
+            if st.after_failover {
+                st.core.handle_replayed_output(o);
+            } else if let Err(e) = st.core.try_handle_output(o) {
+                st.errors.push(e.to_string());
+            }
+        }
+        st.release();
+    }
+
+    /// A snapshot from the master: stored, then committed (logs before its
+    /// cut are dropped). Returns the cut (first packet id not reflected), for
+    /// the input logger.
+    pub fn handle_snapshot(&self, snap: Snapshot) -> u64 {
+        let mut st = self.state.lock();
+        let cut: Vec<(u64, u64)> = snap
+            .workers
+            .iter()
+            .map(|w| (snap.next_packet.saturating_sub(1), w.last_seq))
+            .collect();
+        st.core.handle_snapshot_committed(&cut);
+        let next = snap.next_packet;
+        st.snapshot = Some(snap);
+        st.snapshots += 1;
+        st.release();
+        next
+    }
+
+    /// The master died: drop what can never commit and hand out what a
+    /// replica needs. Outputs arriving afterwards are checked against what
+    /// already left.
+    pub fn begin_failover(&self) -> Takeover {
+        let mut st = self.state.lock();
+        let dropped = st.core.begin_failover();
+        st.after_failover = true;
+        let n = st.core.nworkers();
+        Takeover {
+            snapshot: st.snapshot.clone(),
+            logs: (0..n)
+                .map(|w| st.core.logs_since_cut(w).collect())
+                .collect(),
+            dropped,
+        }
+    }
+
+    /// Flush every sink.
+    pub fn flush(&self) {
+        let st = self.state.lock();
+        for s in &st.sinks {
+            if let Err(e) = s.egress.lock().flush() {
+                s.error.lock().get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> OlStats {
+        let st = self.state.lock();
+        let cs = st.core.stats();
+        OlStats {
+            released: st.released,
+            held: st.core.held(),
+            suppressed: cs.suppressed,
+            snapshots: st.snapshots,
+            stored_records: st.core.stored_records(),
+            errors: st.errors.len() as u64,
+        }
+    }
+
+    /// Protocol errors seen.
+    pub fn errors(&self) -> Vec<String> {
+        self.state.lock().errors.clone()
+    }
+}
+
+impl State {
+    /// Write every output the core lets go, in release order.
+    fn release(&mut self) {
+        while let Some(o) = self.core.poll_release() {
+            self.released += 1;
+            if let Some(h) = &mut self.hold_us {
+                if let Some(t) = self.arrivals.remove(&(o.packet_id, o.ordinal)) {
+                    h.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                }
+            }
+            if let Some(sink) = self.sinks.get(o.sink as usize) {
+                let mut p = Packet::from_bytes(&o.data);
+                p.anno.ts_ns = o.ts_ns;
+                p.anno.id = o.packet_id;
+                if let Err(e) = sink.egress.lock().write(std::slice::from_ref(&p)) {
+                    sink.error.lock().get_or_insert_with(|| e.to_string());
+                }
+            }
+            if let Some(r) = &mut self.record {
+                r.push(Released {
+                    sink: o.sink,
+                    packet_id: o.packet_id,
+                    ordinal: o.ordinal,
+                    data: o.data,
+                });
+            }
+        }
+    }
+}
+
+/// A tagged output from a worker, as the commit core holds it.
+pub fn held(o: TaggedOutput) -> HeldOutput {
+    HeldOutput {
+        sink: o.sink,
+        packet_id: o.packet_id,
+        ordinal: o.ordinal,
+        dv: o.dv,
+        ts_ns: o.pkt.anno.ts_ns,
+        data: o.pkt.data().to_vec(),
+    }
+}
+
+impl FtLink for OutputLogger {
+    fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>) {
+        let Some(&(first, _)) = records.first() else {
+            return;
+        };
+        let recs: Vec<LogRecord> = records.into_iter().map(|(_, r)| r).collect();
+        let _ = self.handle_log(worker, first, &recs);
+    }
+    fn ship_outputs(&self, _worker: usize, outputs: Vec<TaggedOutput>) {
+        self.handle_outputs(outputs.into_iter().map(held).collect());
+    }
+    fn store_snapshot(&self, snapshot: Snapshot) {
+        self.handle_snapshot(snapshot);
+    }
+}
