@@ -4,13 +4,16 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ftmb_core::config::Source;
+use ftmb_core::ft::{FtOptions, SnapshotTrigger};
 use ftmb_core::graph::{build, Graph};
 use ftmb_core::router::{run, Progress, RunOptions, RunReport};
 use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceSpec};
+use ftmb_logger::output_logger::OutputLogger;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 #[global_allocator]
@@ -57,6 +60,14 @@ struct RunArgs {
     /// that reads the sources.
     #[arg(long)]
     pipeline: bool,
+    /// Fault tolerance in one process: ordered logging, an output logger
+    /// that releases each output once its dependencies are logged, and
+    /// snapshots.
+    #[arg(long)]
+    ft: bool,
+    /// Snapshot interval with --ft, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    snapshot_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -166,10 +177,22 @@ fn load(config: &Path, vars: &[String], threads: usize) -> Result<Graph> {
 
 fn run_once(a: &RunArgs, print: bool) -> Result<RunReport> {
     let graph = load(&a.config, &a.vars, a.threads.max(1))?;
+    let ol = a.ft.then(|| {
+        Arc::new(OutputLogger::new(
+            a.threads.max(1),
+            graph.sinks.sinks().to_vec(),
+        ))
+    });
     let opts = RunOptions {
         batch: a.batch,
         seed: a.seed,
         pipeline: a.pipeline,
+        ft: ol.as_ref().map(|ol| FtOptions {
+            link: ol.clone(),
+            replay: None,
+            restore: None,
+            snapshots: Some(SnapshotTrigger::Every(Duration::from_millis(a.snapshot_ms))),
+        }),
         ..RunOptions::default()
     };
     let bar = (!a.quiet).then(|| {
@@ -198,6 +221,19 @@ fn run_once(a: &RunArgs, print: bool) -> Result<RunReport> {
     }
     for e in &report.errors {
         eprintln!("error: {e}");
+    }
+    if let Some(ol) = ol {
+        ol.flush();
+        let st = ol.stats();
+        if !a.quiet {
+            eprintln!(
+                "ft: {} outputs released, {} held, {} snapshots, {} log records stored",
+                st.released, st.held, st.snapshots, st.stored_records
+            );
+        }
+        for e in ol.errors() {
+            eprintln!("error: output logger: {e}");
+        }
     }
     Ok(report)
 }
@@ -348,6 +384,8 @@ fn demo(threads: usize, packets: usize, flows: usize, json: bool) -> Result<()> 
         batch: 64,
         quiet: json,
         pipeline: false,
+        ft: false,
+        snapshot_ms: 50,
     };
     let mut outbuf = Vec::new();
     let graph = load(&a.config, &a.vars, threads)?;
