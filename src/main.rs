@@ -8,7 +8,7 @@ use ftmb_core::ft::{FtOptions, SnapshotTrigger};
 use ftmb_core::graph::{build, Graph};
 use ftmb_core::router::{run, Progress, RunOptions, RunReport};
 use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceSpec};
-use ftmb_logger::output_logger::OutputLogger;
+use ftmb_logger::output_logger::{OutputLogger, ThreadedOutputLogger};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -178,10 +178,10 @@ fn load(config: &Path, vars: &[String], threads: usize) -> Result<Graph> {
 fn run_once(a: &RunArgs, print: bool) -> Result<RunReport> {
     let graph = load(&a.config, &a.vars, a.threads.max(1))?;
     let ol = a.ft.then(|| {
-        Arc::new(OutputLogger::new(
+        Arc::new(ThreadedOutputLogger::start(Arc::new(OutputLogger::new(
             a.threads.max(1),
             graph.sinks.sinks().to_vec(),
-        ))
+        ))))
     });
     let opts = RunOptions {
         batch: a.batch,
@@ -223,6 +223,7 @@ fn run_once(a: &RunArgs, print: bool) -> Result<RunReport> {
         eprintln!("error: {e}");
     }
     if let Some(ol) = ol {
+        let ol = ol.finish();
         ol.flush();
         let st = ol.stats();
         if !a.quiet {

@@ -280,3 +280,71 @@ impl FtLink for OutputLogger {
         self.handle_snapshot(snapshot);
     }
 }
+
+enum LinkMsg {
+    Log(usize, Vec<(u64, LogRecord)>),
+    Outputs(Vec<TaggedOutput>),
+    Snapshot(Snapshot),
+}
+
+/// An [`OutputLogger`] on a thread of its own: workers hand their records,
+/// outputs and snapshots over a channel and go on, as they would to an
+/// output logger in another process; commit, release and sink writes
+/// happen on the logger's thread, in arrival order.
+pub struct ThreadedOutputLogger {
+    tx: parking_lot::Mutex<Option<crossbeam_channel::Sender<LinkMsg>>>,
+    handle: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
+    ol: Arc<OutputLogger>,
+}
+
+impl ThreadedOutputLogger {
+    /// Start the logger thread around `ol`.
+    pub fn start(ol: Arc<OutputLogger>) -> ThreadedOutputLogger {
+        let (tx, rx) = crossbeam_channel::unbounded::<LinkMsg>();
+        let inner = ol.clone();
+        let handle = std::thread::Builder::new()
+            .name("ftmb-output-logger".into())
+            .spawn(move || {
+                for m in rx {
+                    match m {
+                        LinkMsg::Log(w, recs) => inner.ship_log(w, recs),
+                        LinkMsg::Outputs(outs) => inner.ship_outputs(0, outs),
+                        LinkMsg::Snapshot(s) => inner.store_snapshot(s),
+                    }
+                }
+            })
+            .expect("spawn output logger thread");
+        ThreadedOutputLogger {
+            tx: parking_lot::Mutex::new(Some(tx)),
+            handle: parking_lot::Mutex::new(Some(handle)),
+            ol,
+        }
+    }
+
+    /// Wait until everything sent so far is handled, and stop the thread.
+    pub fn finish(&self) -> Arc<OutputLogger> {
+        self.tx.lock().take();
+        if let Some(h) = self.handle.lock().take() {
+            let _ = h.join();
+        }
+        self.ol.clone()
+    }
+
+    fn send(&self, m: LinkMsg) {
+        if let Some(tx) = self.tx.lock().as_ref() {
+            let _ = tx.send(m);
+        }
+    }
+}
+
+impl FtLink for ThreadedOutputLogger {
+    fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>) {
+        self.send(LinkMsg::Log(worker, records));
+    }
+    fn ship_outputs(&self, _worker: usize, outputs: Vec<TaggedOutput>) {
+        self.send(LinkMsg::Outputs(outputs));
+    }
+    fn store_snapshot(&self, snapshot: Snapshot) {
+        self.send(LinkMsg::Snapshot(snapshot));
+    }
+}
