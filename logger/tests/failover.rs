@@ -246,3 +246,42 @@ fn kill_anywhere_loses_and_duplicates_nothing() {
     }
     assert!(mid_run >= 8, "only {mid_run} trials failed over mid-run");
 }
+
+#[test]
+fn threaded_output_logger_releases_every_output_once() {
+    use ftmb_logger::output_logger::ThreadedOutputLogger;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("t.pcap");
+    {
+        let mut w = PcapWriter::create(&trace, LinkType::Ethernet, false).expect("pcap");
+        let spec = TraceSpec {
+            packets: 3_000,
+            flows: 200,
+            seed: 4,
+            inside_net: ([10, 77, 0, 0], 16),
+            outside_net: ([198, 18, 0, 0], 16),
+            ..TraceSpec::default()
+        };
+        generate(&spec, &mut w).expect("generate");
+        w.flush().expect("flush");
+    }
+    let v = vars(dir.path(), &trace.display().to_string());
+    for threads in [1, 2] {
+        let g = graph(&v, threads);
+        let ol = Arc::new(OutputLogger::new(threads, g.sinks.sinks().to_vec()));
+        ol.record_releases();
+        let link = Arc::new(ThreadedOutputLogger::start(ol.clone()));
+        let mut out = Vec::new();
+        let r = run(g, &options(link.clone(), None, None), &mut out, &mut |_| {});
+        assert!(r.errors.is_empty(), "{:?}", r.errors);
+        let ol = link.finish();
+        assert!(ol.errors().is_empty(), "{:?}", ol.errors());
+        assert_eq!(ol.stats().held, 0, "everything committed at the end");
+        let keys: HashSet<(u64, u32)> = ol
+            .take_releases()
+            .iter()
+            .map(|o| (o.packet_id, o.ordinal))
+            .collect();
+        assert_eq!(keys, reference(&v, threads));
+    }
+}
