@@ -41,6 +41,10 @@ pub struct Graph {
     pub shared: SharedRegistry,
     /// Output sinks declared by the elements.
     pub sinks: SinkRegistry,
+    /// Packets to run instead of polling the sources: an input logger's
+    /// stream, already numbered (ids and source indexes set). The sources
+    /// are then only used for their framing.
+    pub external_input: Option<Box<dyn Source>>,
 }
 
 /// A configuration error together with the source text it points into, so
@@ -173,6 +177,7 @@ fn build_config(cfg: &Config, registry: &Registry, nworkers: usize) -> Result<Gr
         driver,
         shared,
         sinks,
+        external_input: None,
     })
 }
 

@@ -354,6 +354,7 @@ pub fn run(
         driver,
         shared,
         sinks,
+        external_input: external,
     } = graph;
     let mut workers = workers;
     let restore = opts.ft.as_ref().and_then(|f| f.restore.clone());
@@ -472,7 +473,7 @@ pub fn run(
         let batch = opts.batch.max(1);
         std::thread::Builder::new()
             .name("ftmb-input".into())
-            .spawn(move || input_loop(sources, dispatch, event_tx, shared_in, batch, ft))
+            .spawn(move || input_loop(sources, dispatch, event_tx, shared_in, batch, ft, external))
             .expect("spawn input thread")
     };
     drop(event_tx);
@@ -831,6 +832,7 @@ fn input_loop(
     shared: Arc<InputShared>,
     batch: usize,
     ft: Option<InputFt>,
+    external: Option<Box<dyn crate::element::Source>>,
 ) -> (Vec<String>, Option<Worker>) {
     let replay = ft.as_ref().and_then(|f| f.replay.clone());
     let input_log = ft.as_ref().map(|f| f.link.clone());
@@ -843,11 +845,19 @@ fn input_loop(
     let nworkers = dispatch.nworkers();
     let mut errors = Vec::new();
     let mut next_id: u64 = 1;
-    let mut done = vec![false; sources.len()];
-    let mut pending: Vec<Vec<Packet>> = (0..nworkers).map(|_| Vec::with_capacity(batch)).collect();
+    let mut pending: Vec<(u16, Vec<Packet>)> = (0..nworkers)
+        .map(|_| (0, Vec::with_capacity(batch)))
+        .collect();
     let mut tmp: Vec<Packet> = Vec::with_capacity(batch);
     let mut idle_rounds = 0u32;
     let framings: Vec<_> = sources.iter().map(|(_, s)| s.framing()).collect();
+    // An external input (an input logger's stream) replaces the sources;
+    // the sources still give their framings.
+    let numbered = external.is_some();
+    if let Some(ext) = external {
+        sources = vec![(usize::MAX, ext)];
+    }
+    let mut done = vec![false; sources.len()];
     if let Some(plan) = replay {
         next_id = feed_replay(&plan, &mut dispatch, &framings, batch, &shared);
         if !plan.then_sources {
@@ -877,31 +887,49 @@ fn input_loop(
                 shared
                     .packets
                     .fetch_add(tmp.len() as u64, Ordering::Relaxed);
-                for p in tmp.iter_mut() {
-                    p.anno.id = next_id;
-                    p.anno.source = si as u16;
-                    next_id += 1;
+                if numbered {
+                    // Packets from an input logger: ids and sources set.
+                    for p in tmp.iter() {
+                        next_id = next_id.max(p.anno.id + 1);
+                    }
+                } else {
+                    for p in tmp.iter_mut() {
+                        p.anno.id = next_id;
+                        p.anno.source = si as u16;
+                        next_id += 1;
+                    }
                 }
                 if let Some(link) = &input_log {
                     link.log_input(&tmp);
                 }
-                if nworkers == 1 {
+                if nworkers == 1 && !numbered {
                     // One worker: hand the whole numbered batch over.
                     let b = std::mem::replace(&mut tmp, Vec::with_capacity(batch));
                     dispatch.send(0, si as u16, b, lossy, &shared);
                 }
                 for p in tmp.drain(..) {
-                    let w = worker_of(&p, framings[si], nworkers);
-                    pending[w].push(p);
-                    if pending[w].len() >= batch {
-                        let b = std::mem::replace(&mut pending[w], Vec::with_capacity(batch));
-                        dispatch.send(w, si as u16, b, lossy, &shared);
+                    let src = p.anno.source;
+                    let framing = framings
+                        .get(src as usize)
+                        .copied()
+                        .unwrap_or(crate::headers::Framing::Unknown);
+                    let w = worker_of(&p, framing, nworkers);
+                    let (psrc, pw) = &mut pending[w];
+                    if !pw.is_empty() && *psrc != src {
+                        let b = std::mem::replace(pw, Vec::with_capacity(batch));
+                        dispatch.send(w, *psrc, b, lossy, &shared);
+                    }
+                    *psrc = src;
+                    pw.push(p);
+                    if pw.len() >= batch {
+                        let b = std::mem::replace(pw, Vec::with_capacity(batch));
+                        dispatch.send(w, src, b, lossy, &shared);
                     }
                 }
-                for (w, pw) in pending.iter_mut().enumerate() {
+                for (w, (psrc, pw)) in pending.iter_mut().enumerate() {
                     if !pw.is_empty() {
                         let b = std::mem::replace(pw, Vec::with_capacity(batch));
-                        dispatch.send(w, si as u16, b, lossy, &shared);
+                        dispatch.send(w, *psrc, b, lossy, &shared);
                     }
                 }
             }

@@ -343,3 +343,63 @@ fn live_handler_reads_and_timing() {
         assert!(r.elapsed.as_millis() >= 190, "paced: {:?}", r.elapsed);
     }
 }
+
+/// Packets that arrive already numbered, as from an input logger.
+struct Numbered(std::collections::VecDeque<ftmb_core::Packet>);
+
+impl ftmb_core::Source for Numbered {
+    fn framing(&self) -> ftmb_core::headers::Framing {
+        ftmb_core::headers::Framing::Ethernet
+    }
+    fn poll(
+        &mut self,
+        max: usize,
+        out: &mut Vec<ftmb_core::Packet>,
+    ) -> Result<ftmb_core::element::SourceStatus, String> {
+        for _ in 0..max {
+            match self.0.pop_front() {
+                Some(p) => out.push(p),
+                None => return Ok(ftmb_core::element::SourceStatus::Done),
+            }
+        }
+        Ok(ftmb_core::element::SourceStatus::Ready)
+    }
+    fn stop_when_done(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn an_external_numbered_input_replaces_the_sources() {
+    let s = Scratch::new();
+    let t = gen_trace(&s, "in.pcap", 3_000, 100, 23);
+    let cfg = "src :: FromDump($IN, STOP true);
+        src -> Strip(14) -> CheckIPHeader -> c :: Counter -> Discard;
+        DriverManager(wait, print c.count, print c.byte_count)";
+    let (want, _) = run_config(cfg, &[("IN", &t)], 2);
+    let packets: std::collections::VecDeque<ftmb_core::Packet> = read_packets(&t)
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut p = ftmb_core::Packet::from_bytes(d);
+            p.anno.id = 1000 + i as u64;
+            p
+        })
+        .collect();
+    let source = ftmb_core::config::Source {
+        name: "ext.click".into(),
+        text: cfg.into(),
+    };
+    let vars = [("IN".to_string(), t.clone())].into_iter().collect();
+    let mut g = ftmb_core::graph::build(&source, &vars, &ftmb_elements::registry(), 2).unwrap();
+    g.external_input = Some(Box::new(Numbered(packets)));
+    let mut out = Vec::new();
+    let r = ftmb_core::router::run(g, &Default::default(), &mut out, &mut |_| {});
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let got: Vec<String> = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(got, want);
+}
