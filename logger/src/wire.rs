@@ -71,6 +71,10 @@ pub enum FrameKind {
     Heartbeat = 6,
     /// The sender will send nothing more on this link.
     EndOfStream = 7,
+    /// Input stream position: a consumer asks the input logger for packets
+    /// from an id on; the input logger answers with the id live traffic
+    /// starts at (everything before it is replay of its log).
+    Resume = 8,
 }
 
 impl FrameKind {
@@ -84,6 +88,7 @@ impl FrameKind {
             5 => FrameKind::SnapshotCommitted,
             6 => FrameKind::Heartbeat,
             7 => FrameKind::EndOfStream,
+            8 => FrameKind::Resume,
             _ => return None,
         })
     }
@@ -744,6 +749,30 @@ impl HeartbeatMsg {
 }
 frame_codec!(HeartbeatMsg, FrameKind::Heartbeat);
 
+/// An input stream position (see [`FrameKind::Resume`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResumeMsg {
+    /// Packet id.
+    pub packet: u64,
+}
+
+impl ResumeMsg {
+    // Payload (kind 8, 8 bytes):
+    //   0   8  packet  u64
+    fn encode_payload(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.packet.to_le_bytes());
+    }
+
+    /// Decode from a validated frame.
+    pub fn from_view(v: &FrameView<'_>) -> Result<Self, WireError> {
+        let mut c = Cur::new(v, FrameKind::Resume)?;
+        let packet = c.u64("packet id")?;
+        c.finish()?;
+        Ok(ResumeMsg { packet })
+    }
+}
+frame_codec!(ResumeMsg, FrameKind::Resume);
+
 /// Any frame's content.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Message {
@@ -761,6 +790,8 @@ pub enum Message {
     Heartbeat(HeartbeatMsg),
     /// End of stream (kind 7, empty payload).
     EndOfStream,
+    /// See [`ResumeMsg`].
+    Resume(ResumeMsg),
 }
 
 impl Message {
@@ -774,6 +805,7 @@ impl Message {
             Message::SnapshotCommitted(_) => FrameKind::SnapshotCommitted,
             Message::Heartbeat(_) => FrameKind::Heartbeat,
             Message::EndOfStream => FrameKind::EndOfStream,
+            Message::Resume(_) => FrameKind::Resume,
         }
     }
 
@@ -786,6 +818,7 @@ impl Message {
             Message::Snapshot(m) => m.encode(out),
             Message::SnapshotCommitted(m) => m.encode(out),
             Message::Heartbeat(m) => m.encode(out),
+            Message::Resume(m) => m.encode(out),
             Message::EndOfStream => {
                 // Payload (kind 7): empty.
                 let start = begin_frame(out, FrameKind::EndOfStream);
@@ -810,6 +843,7 @@ impl Message {
                 Message::SnapshotCommitted(SnapshotCommittedMsg::from_view(v)?)
             }
             FrameKind::Heartbeat => Message::Heartbeat(HeartbeatMsg::from_view(v)?),
+            FrameKind::Resume => Message::Resume(ResumeMsg::from_view(v)?),
             FrameKind::EndOfStream => {
                 if !v.payload().is_empty() {
                     return Err(WireError::Malformed {

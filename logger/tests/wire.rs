@@ -112,6 +112,7 @@ fn samples() -> Vec<Message> {
         Message::SnapshotCommitted(SnapshotCommittedMsg { id: 9 }),
         Message::Heartbeat(hb()),
         Message::EndOfStream,
+        Message::Resume(ResumeMsg { packet: 77 }),
         Message::Packet(PacketMsg {
             id: 2,
             ts_ns: 43,
