@@ -16,6 +16,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod demo;
+mod roles;
+
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -93,21 +96,44 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         repeat: usize,
     },
-    /// The NAT demo with built-in defaults: generate a trace, run the
-    /// MazuNAT-shaped config, check and report.
-    Demo {
-        /// Worker threads.
-        #[arg(long, default_value_t = 2)]
-        threads: usize,
-        /// Packets in the generated trace.
-        #[arg(long, default_value_t = 200_000)]
-        packets: usize,
-        /// Flows in the generated trace.
-        #[arg(long, default_value_t = 10_000)]
-        flows: usize,
-        /// Print the report as JSON.
+    /// The main demo with built-in defaults: start the four roles as
+    /// processes, kill the master with SIGKILL part-way, let the replica
+    /// take over, and report recovery time and output correctness.
+    Demo(demo::DemoArgs),
+    /// Fault-tolerance role: the input logger.
+    InputLogger {
+        #[command(flatten)]
+        role: roles::RoleArgs,
+        /// Input rate, packets per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0.0)]
+        pps: f64,
+    },
+    /// Fault-tolerance role: the output logger (and failure detector).
+    OutputLogger {
+        #[command(flatten)]
+        role: roles::RoleArgs,
+        /// Failure detector deadline, milliseconds.
+        #[arg(long, default_value_t = 5.0)]
+        deadline_ms: f64,
+        /// Write one line per released output to this file.
         #[arg(long)]
-        json: bool,
+        record: Option<PathBuf>,
+    },
+    /// Fault-tolerance role: the master.
+    Master {
+        #[command(flatten)]
+        role: roles::RoleArgs,
+        /// Snapshot interval, milliseconds.
+        #[arg(long, default_value_t = 50)]
+        snapshot_ms: u64,
+    },
+    /// Fault-tolerance role: the standby replica.
+    Replica {
+        #[command(flatten)]
+        role: roles::RoleArgs,
+        /// Snapshot interval once it has taken over, milliseconds.
+        #[arg(long, default_value_t = 50)]
+        snapshot_ms: u64,
     },
 }
 
@@ -158,7 +184,7 @@ fn parse_vars(vars: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(m)
 }
 
-fn load(config: &Path, vars: &[String], threads: usize) -> Result<Graph> {
+pub(crate) fn load(config: &Path, vars: &[String], threads: usize) -> Result<Graph> {
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read {}", config.display()))?;
     let source = Source {
@@ -326,12 +352,15 @@ fn main() -> Result<()> {
                 })
             );
         }
-        Cmd::Demo {
-            threads,
-            packets,
-            flows,
-            json,
-        } => demo(threads, packets, flows, json)?,
+        Cmd::Demo(d) => demo::demo(&d)?,
+        Cmd::InputLogger { role, pps } => roles::input_logger(&role, pps)?,
+        Cmd::OutputLogger {
+            role,
+            deadline_ms,
+            record,
+        } => roles::output_logger(&role, deadline_ms, record)?,
+        Cmd::Master { role, snapshot_ms } => roles::master(&role, snapshot_ms)?,
+        Cmd::Replica { role, snapshot_ms } => roles::replica(&role, snapshot_ms)?,
     }
     Ok(())
 }
@@ -347,93 +376,4 @@ fn parse_net(s: &str) -> Result<([u8; 4], u8)> {
     let p: ftmb_core::Ipv4Prefix =
         ftmb_core::FromArg::from_arg(s).map_err(|e: String| anyhow::anyhow!("{s}: {e}"))?;
     Ok((p.addr.to_be_bytes(), p.len))
-}
-
-/// The NAT config the demo runs (Click's IPRewriter NAT over a trace).
-const DEMO_NAT: &str = include_str!("../examples/nat.click");
-
-fn demo(threads: usize, packets: usize, flows: usize, json: bool) -> Result<()> {
-    let dir = tempfile_dir()?;
-    let trace = dir.join("demo.pcap");
-    let spec = TraceSpec {
-        flows,
-        packets,
-        seed: 42,
-        inside_net: ([10, 77, 0, 0], 16),
-        outside_net: ([198, 18, 0, 0], 16),
-        concurrency: flows.min(4096),
-        ..TraceSpec::default()
-    };
-    let mut w = PcapWriter::create(&trace, LinkType::Ethernet, false)?;
-    let st = generate(&spec, &mut w)?;
-    w.flush()?;
-    let cfg = dir.join("nat.click");
-    std::fs::write(&cfg, DEMO_NAT)?;
-    let out1 = dir.join("out-fwd.pcap");
-    let out2 = dir.join("out-rev.pcap");
-    let a = RunArgs {
-        config: cfg,
-        vars: vec![
-            format!("IN={}", trace.display()),
-            format!("OUT={}", out1.display()),
-            format!("OUT2={}", out2.display()),
-            "INSIDE=10.77.0.0/16".into(),
-        ],
-        threads,
-        stats: None,
-        seed: Some(1),
-        batch: 64,
-        quiet: json,
-        pipeline: false,
-        ft: false,
-        snapshot_ms: 50,
-    };
-    let mut outbuf = Vec::new();
-    let graph = load(&a.config, &a.vars, threads)?;
-    let report = run(
-        graph,
-        &RunOptions {
-            seed: a.seed,
-            ..RunOptions::default()
-        },
-        &mut outbuf,
-        &mut |_| {},
-    );
-    let printed = String::from_utf8_lossy(&outbuf);
-    let lines: Vec<&str> = printed.lines().collect();
-    let mpps = report.packets as f64 / report.elapsed.as_secs_f64() / 1e6;
-    if json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "packets": st.packets, "flows": st.flows, "threads": threads,
-                "fwd": lines.first(), "rev": lines.get(1), "other": lines.get(2),
-                "mappings": lines.get(3), "mpps": mpps, "errors": report.errors,
-            })
-        );
-    } else {
-        println!(
-            "NAT demo: {} packets, {} flows, {threads} worker(s)",
-            st.packets, st.flows
-        );
-        println!(
-            "  forward {}  reverse {}  other {}  mappings {}",
-            lines.first().unwrap_or(&"?"),
-            lines.get(1).unwrap_or(&"?"),
-            lines.get(2).unwrap_or(&"?"),
-            lines.get(3).unwrap_or(&"?")
-        );
-        println!(
-            "  {:.3} s, {mpps:.2} Mpps; outputs in {}",
-            report.elapsed.as_secs_f64(),
-            dir.display()
-        );
-    }
-    Ok(())
-}
-
-fn tempfile_dir() -> Result<PathBuf> {
-    let d = std::env::temp_dir().join(format!("ftmb-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&d)?;
-    Ok(d)
 }

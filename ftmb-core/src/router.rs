@@ -99,6 +99,10 @@ pub struct RunReport {
     pub digest: Option<u64>,
     /// With fault tolerance: where replay departed from the log, if it did.
     pub divergence: Vec<String>,
+    /// Time to restore the snapshot, when one was restored.
+    pub restore_elapsed: Option<Duration>,
+    /// Time from the start until the replay plan was processed.
+    pub replay_elapsed: Option<Duration>,
 }
 
 enum Msg {
@@ -131,6 +135,8 @@ struct Barrier {
 enum Event {
     Stop,
     Exhausted,
+    /// Every packet of the replay plan has been processed.
+    ReplayDone,
 }
 
 type WorkerStats = Vec<(Vec<(&'static str, Value)>, Vec<(&'static str, u64)>)>;
@@ -358,6 +364,7 @@ pub fn run(
     } = graph;
     let mut workers = workers;
     let restore = opts.ft.as_ref().and_then(|f| f.restore.clone());
+    let restore_start = Instant::now();
     if let Some(snap) = &restore {
         if let Err(e) = restore_state(&mut workers, &shared, snap) {
             return RunReport {
@@ -372,9 +379,12 @@ pub fn run(
                 stats: serde_json::Value::Null,
                 digest: None,
                 divergence: Vec::new(),
+                restore_elapsed: None,
+                replay_elapsed: None,
             };
         }
     }
+    let restore_elapsed = restore.as_ref().map(|_| restore_start.elapsed());
     let replay = opts.ft.as_ref().and_then(|f| f.replay.clone());
     let abort = Arc::new(AtomicBool::new(false));
     let last_logged = Arc::new(
@@ -488,6 +498,7 @@ pub fn run(
     let mut finished: Option<Vec<Worker>> = None;
     let mut errors = Vec::new();
     let mut exhausted = false;
+    let mut replay_elapsed = None;
     let mut tick = Instant::now();
     let mut wait_events = |n: u32, deadline: Option<Instant>, exhausted: &mut bool| {
         let mut got = 0;
@@ -501,6 +512,7 @@ pub fn run(
                 t = t.min(d - now);
             }
             match event_rx.recv_timeout(t) {
+                Ok(Event::ReplayDone) => replay_elapsed = Some(start.elapsed()),
                 Ok(Event::Stop) if deadline.is_some() => return,
                 Ok(Event::Stop) => got += 1,
                 Ok(Event::Exhausted) | Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
@@ -605,6 +617,8 @@ pub fn run(
         stats,
         digest,
         divergence,
+        restore_elapsed,
+        replay_elapsed,
     }
 }
 
@@ -860,6 +874,7 @@ fn input_loop(
     let mut done = vec![false; sources.len()];
     if let Some(plan) = replay {
         next_id = feed_replay(&plan, &mut dispatch, &framings, batch, &shared);
+        dispatch.barrier(event_tx.clone(), Event::ReplayDone);
         if !plan.then_sources {
             done.iter_mut().for_each(|d| *d = true);
         }

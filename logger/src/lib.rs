@@ -44,6 +44,7 @@ pub mod buffer;
 pub mod commit;
 pub mod input_log;
 pub mod output_logger;
+pub mod roles;
 pub mod sync;
 pub mod wire;
 

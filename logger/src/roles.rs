@@ -1,0 +1,674 @@
+//! The four roles as separate processes joined by Unix sockets (SPEC
+//! section 2): input logger, master, output logger, replica. Every link
+//! carries [`crate::wire`] frames; a peer's death shows up as end of stream
+//! or a torn frame, never as garbage.
+//!
+//! ```text
+//!  input logger (il.sock) ──Packet──> master ──LogBatch/Output/Snapshot/Heartbeat──> output logger (ol.sock)
+//!        ^  Resume{from}                                                              │ sinks (pcap)
+//!        └── SnapshotCommitted{cut} ─────────────────────────────────────────────────┤
+//!                                 replica (standby on ol.sock) <── takeover ─────────┘
+//! ```
+//!
+//! Failover: the output logger sees no frame from the master for the
+//! deadline (or its stream ends without `EndOfStream`), drops the outputs
+//! that can never commit, and sends the standby replica the last committed
+//! snapshot, the log records after its cut and a `Resume{cut}` marker. The
+//! replica asks the input logger for the packets from the cut on, which
+//! answers with `Resume{live}`: packets before `live` are replay of its log.
+//! The replica restores, replays in the master's batches under the logged
+//! access order, then runs live traffic and ships to the output logger on
+//! the same connection, which suppresses outputs that already left.
+
+use crate::commit::HeldOutput;
+use crate::input_log::InputLog;
+use crate::output_logger::{held, OutputLogger};
+use crate::wire::{
+    FrameReader, FrameWriter, HeartbeatMsg, LogBatchMsg, Message, OutputMsg, PacketMsg, ResumeMsg,
+    SnapshotCommittedMsg, SnapshotMsg,
+};
+use ftmb_core::element::{Source, SourceStatus};
+use ftmb_core::ft::{FtLink, TaggedOutput};
+use ftmb_core::headers::Framing;
+use ftmb_core::pal::LogRecord;
+use ftmb_core::router::wall_ns;
+use ftmb_core::snapshot::Snapshot;
+use ftmb_core::Packet;
+use parking_lot::Mutex;
+use std::io::{BufReader, BufWriter};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+type Writer = FrameWriter<BufWriter<UnixStream>>;
+
+fn writer(s: &UnixStream) -> std::io::Result<Writer> {
+    Ok(FrameWriter::new(BufWriter::with_capacity(
+        256 << 10,
+        s.try_clone()?,
+    )))
+}
+
+fn reader(s: &UnixStream) -> std::io::Result<FrameReader<BufReader<UnixStream>>> {
+    Ok(FrameReader::new(BufReader::with_capacity(
+        256 << 10,
+        s.try_clone()?,
+    )))
+}
+
+/// Connect to a Unix socket, retrying while the peer starts.
+pub fn connect(path: &Path, wait: Duration) -> std::io::Result<UnixStream> {
+    let start = Instant::now();
+    loop {
+        match UnixStream::connect(path) {
+            Ok(s) => return Ok(s),
+            Err(e) if start.elapsed() >= wait => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- master side
+
+/// The master's (and the replica's) link to the output logger: frames over
+/// a socket, plus a heartbeat every `period`.
+pub struct SocketLink {
+    w: Arc<Mutex<Writer>>,
+    alive: Arc<AtomicBool>,
+}
+
+impl SocketLink {
+    /// Wrap a connected stream and start heartbeats.
+    pub fn new(s: &UnixStream, period: Duration) -> std::io::Result<SocketLink> {
+        let w = Arc::new(Mutex::new(writer(s)?));
+        let alive = Arc::new(AtomicBool::new(true));
+        {
+            let w = w.clone();
+            let alive = alive.clone();
+            std::thread::Builder::new()
+                .name("ftmb-heartbeat".into())
+                .spawn(move || {
+                    let mut seq = 0;
+                    while alive.load(Ordering::Acquire) {
+                        seq += 1;
+                        let mut g = w.lock();
+                        let ok = g
+                            .send(&Message::Heartbeat(HeartbeatMsg { seq, ns: wall_ns() }))
+                            .and_then(|_| g.flush());
+                        drop(g);
+                        if ok.is_err() {
+                            break;
+                        }
+                        std::thread::sleep(period);
+                    }
+                })?;
+        }
+        Ok(SocketLink { w, alive })
+    }
+
+    /// Send the end of the stream and stop heartbeats.
+    pub fn finish(&self) {
+        self.alive.store(false, Ordering::Release);
+        let mut g = self.w.lock();
+        let _ = g.send(&Message::EndOfStream);
+        let _ = g.flush();
+    }
+
+    fn send_all(&self, msgs: impl IntoIterator<Item = Message>) {
+        let mut g = self.w.lock();
+        for m in msgs {
+            if g.send(&m).is_err() {
+                return;
+            }
+        }
+        let _ = g.flush();
+    }
+}
+
+impl Drop for SocketLink {
+    fn drop(&mut self) {
+        self.alive.store(false, Ordering::Release);
+    }
+}
+
+impl FtLink for SocketLink {
+    fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>) {
+        let Some(&(first_seq, _)) = records.first() else {
+            return;
+        };
+        self.send_all([Message::LogBatch(LogBatchMsg {
+            worker: worker as u16,
+            first_seq,
+            records: records.into_iter().map(|(_, r)| r).collect(),
+        })]);
+    }
+    fn ship_outputs(&self, _worker: usize, outputs: Vec<TaggedOutput>) {
+        self.send_all(
+            outputs
+                .into_iter()
+                .map(|o| Message::Output(OutputMsg::from(held(o)))),
+        );
+    }
+    fn store_snapshot(&self, snap: Snapshot) {
+        let cut = snap
+            .workers
+            .iter()
+            .map(|w| (snap.next_packet.saturating_sub(1), w.last_seq))
+            .collect();
+        self.send_all([Message::Snapshot(SnapshotMsg {
+            id: snap.id,
+            cut,
+            payload: snap.encode(),
+        })]);
+    }
+}
+
+/// Packets from the input logger, as a source whose packets are already
+/// numbered (see [`ftmb_core::graph::Graph::external_input`]).
+pub struct RemoteInput {
+    rx: crossbeam_channel::Receiver<Option<Packet>>,
+    framing: Framing,
+    done: bool,
+}
+
+impl RemoteInput {
+    /// Read packets from `r` (the input logger's stream, past its `Resume`
+    /// answer) on a thread of its own until the stream ends.
+    pub fn start(mut r: InputReader, framing: Framing) -> std::io::Result<RemoteInput> {
+        let (tx, rx) = crossbeam_channel::bounded(1 << 16);
+        std::thread::Builder::new()
+            .name("ftmb-remote-input".into())
+            .spawn(move || loop {
+                match r.next_message() {
+                    Ok(Some(Message::Packet(m))) => {
+                        if tx.send(Some(packet_of(m))).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Some(Message::EndOfStream)) | Ok(None) | Err(_) => {
+                        let _ = tx.send(None);
+                        return;
+                    }
+                    Ok(Some(_)) => {}
+                }
+            })?;
+        Ok(RemoteInput {
+            rx,
+            framing,
+            done: false,
+        })
+    }
+}
+
+fn packet_of(m: PacketMsg) -> Packet {
+    let mut p = Packet::from_bytes(&m.data);
+    p.anno.id = m.id;
+    p.anno.ts_ns = m.ts_ns;
+    p.anno.source = m.source;
+    p
+}
+
+impl Source for RemoteInput {
+    fn framing(&self) -> Framing {
+        self.framing
+    }
+    fn poll(&mut self, max: usize, out: &mut Vec<Packet>) -> Result<SourceStatus, String> {
+        if self.done {
+            return Ok(SourceStatus::Done);
+        }
+        while out.len() < max {
+            match self.rx.try_recv() {
+                Ok(Some(p)) => out.push(p),
+                Ok(None) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    self.done = true;
+                    return Ok(SourceStatus::Done);
+                }
+                Err(crossbeam_channel::TryRecvError::Empty) => {
+                    return Ok(if out.is_empty() {
+                        SourceStatus::Idle
+                    } else {
+                        SourceStatus::Ready
+                    });
+                }
+            }
+        }
+        Ok(SourceStatus::Ready)
+    }
+    fn stop_when_done(&self) -> bool {
+        true
+    }
+}
+
+/// The reading end of the input logger's stream.
+pub type InputReader = FrameReader<BufReader<UnixStream>>;
+
+/// Ask the input logger for packets from `from` on. Returns the id live
+/// traffic starts at (before it: replay of the log) and the stream's
+/// reader, positioned after the answer.
+pub fn resume(s: &UnixStream, from: u64) -> Result<(u64, InputReader), String> {
+    let mut w = writer(s).map_err(|e| e.to_string())?;
+    w.send(&Message::Resume(ResumeMsg { packet: from }))
+        .and_then(|_| w.flush())
+        .map_err(|e| format!("input logger: {e}"))?;
+    let mut r = reader(s).map_err(|e| e.to_string())?;
+    match r.next_message() {
+        Ok(Some(Message::Resume(m))) => Ok((m.packet, r)),
+        other => Err(format!("input logger answered {other:?}")),
+    }
+}
+
+/// Read the replay part of the input stream: packets with ids in
+/// `from..live`, in order.
+pub fn read_replay(r: &mut InputReader, from: u64, live: u64) -> Result<Vec<Packet>, String> {
+    let mut v = Vec::with_capacity((live.saturating_sub(from)) as usize);
+    while (v.len() as u64) < live.saturating_sub(from) {
+        match r.next_message() {
+            Ok(Some(Message::Packet(m))) => v.push(packet_of(m)),
+            Ok(Some(_)) => {}
+            Ok(None) => return Err("input logger closed during replay".into()),
+            Err(e) => return Err(format!("input logger: {e}")),
+        }
+    }
+    Ok(v)
+}
+
+// ---------------------------------------------------------------- input logger
+
+/// Input logger state shared by its threads.
+struct IlState {
+    log: InputLog,
+    consumer: Option<Writer>,
+    sources_done: bool,
+}
+
+/// Run the input logger: read `sources` (paced at `pps` packets per
+/// second; 0 = as fast as the consumer takes them), number and log every
+/// packet, and serve consumers on `listen`. Returns when the sources are
+/// exhausted and `until` says so.
+pub fn run_input_logger(
+    mut sources: Vec<Box<dyn Source>>,
+    listen: &Path,
+    pps: f64,
+    until: &AtomicBool,
+) -> std::io::Result<u64> {
+    let _ = std::fs::remove_file(listen);
+    let listener = UnixListener::bind(listen)?;
+    let st = Arc::new(Mutex::new(IlState {
+        log: InputLog::new(),
+        consumer: None,
+        sources_done: false,
+    }));
+    {
+        let st = st.clone();
+        std::thread::Builder::new()
+            .name("ftmb-il-accept".into())
+            .spawn(move || {
+                for conn in listener.incoming().flatten() {
+                    let st = st.clone();
+                    let _ = std::thread::Builder::new()
+                        .name("ftmb-il-conn".into())
+                        .spawn(move || serve_il_conn(conn, st));
+                }
+            })?;
+    }
+    let start = Instant::now();
+    let mut sent: u64 = 0;
+    let mut tmp = Vec::with_capacity(64);
+    let mut active: Vec<bool> = vec![true; sources.len()];
+    while active.iter().any(|a| *a) {
+        if pps > 0.0 {
+            let due = (start.elapsed().as_secs_f64() * pps) as u64;
+            if sent >= due {
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
+            }
+        }
+        let want = if pps > 0.0 {
+            ((start.elapsed().as_secs_f64() * pps) as u64 - sent).clamp(1, 256) as usize
+        } else {
+            64
+        };
+        let mut progressed = false;
+        for (si, src) in sources.iter_mut().enumerate() {
+            if !active[si] {
+                continue;
+            }
+            tmp.clear();
+            match src.poll(want, &mut tmp) {
+                Ok(SourceStatus::Done) | Err(_) => active[si] = false,
+                _ => {}
+            }
+            if tmp.is_empty() {
+                continue;
+            }
+            progressed = true;
+            let mut g = st.lock();
+            let mut frames = Vec::with_capacity(tmp.len());
+            for p in tmp.drain(..) {
+                let id = g.log.append(p.anno.ts_ns, si as u16, p.data().to_vec());
+                frames.push(Message::Packet(PacketMsg {
+                    id,
+                    ts_ns: p.anno.ts_ns,
+                    source: si as u16,
+                    data: p.data().to_vec(),
+                }));
+                sent += 1;
+            }
+            if let Some(w) = g.consumer.as_mut() {
+                let ok = frames
+                    .iter()
+                    .try_for_each(|m| w.send(m))
+                    .and_then(|_| w.flush());
+                if ok.is_err() {
+                    g.consumer = None;
+                }
+            }
+        }
+        if !progressed && pps <= 0.0 {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    {
+        let mut g = st.lock();
+        g.sources_done = true;
+        let has = g.consumer.is_some();
+        if let Some(w) = g.consumer.as_mut() {
+            let _ = w.send(&Message::EndOfStream).and_then(|_| w.flush());
+        }
+        if std::env::var_os("FTMB_DEBUG").is_some() {
+            eprintln!("input logger: end of sources after {sent} packets (consumer: {has})");
+        }
+    }
+    while !until.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(sent)
+}
+
+fn serve_il_conn(conn: UnixStream, st: Arc<Mutex<IlState>>) {
+    let Ok(mut r) = reader(&conn) else { return };
+    loop {
+        match r.next_message() {
+            Ok(Some(Message::Resume(m))) => {
+                // A (new) consumer: replay the log from its position, tell
+                // it where live traffic starts, then forward live.
+                let Ok(mut w) = writer(&conn) else { return };
+                let mut g = st.lock();
+                let live = g.log.next_id();
+                let _ = w.send(&Message::Resume(ResumeMsg { packet: live }));
+                let mut ok = true;
+                for e in g.log.iter_after(m.packet.saturating_sub(1)) {
+                    if w.send(&Message::Packet(PacketMsg {
+                        id: e.id,
+                        ts_ns: e.ts_ns,
+                        source: e.source,
+                        data: e.data.clone(),
+                    }))
+                    .is_err()
+                    {
+                        ok = false;
+                        break;
+                    }
+                }
+                if ok && g.sources_done {
+                    let _ = w.send(&Message::EndOfStream);
+                }
+                if std::env::var_os("FTMB_DEBUG").is_some() {
+                    eprintln!(
+                        "input logger: resume from {} (live {live}, done {}, ok {ok})",
+                        m.packet, g.sources_done
+                    );
+                }
+                if ok && w.flush().is_ok() {
+                    g.consumer = Some(w);
+                }
+            }
+            Ok(Some(Message::SnapshotCommitted(m))) => {
+                // The output logger committed a snapshot: drop what
+                // precedes its cut.
+                st.lock().log.truncate_through(m.id.saturating_sub(1));
+            }
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+// ---------------------------------------------------------------- output logger
+
+/// What the output logger observed, for the demo's report.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct OlReport {
+    /// Outputs released.
+    pub released: u64,
+    /// Replayed outputs suppressed (had already left).
+    pub suppressed: u64,
+    /// Snapshots committed.
+    pub snapshots: u64,
+    /// Held outputs of the dead master dropped.
+    pub dropped_on_failover: usize,
+    /// When the failure was detected (ns since the epoch), if it was.
+    pub detected_ns: Option<u64>,
+    /// Last frame from the master before that (ns since the epoch).
+    pub last_heard_ns: Option<u64>,
+    /// Protocol errors.
+    pub errors: Vec<String>,
+}
+
+/// Run the output logger on `listen` until the serving master (or, after a
+/// failover, the replica) ends its stream cleanly.
+pub fn run_output_logger(
+    ol: Arc<OutputLogger>,
+    listen: &Path,
+    il: Option<&Path>,
+    deadline: Duration,
+) -> std::io::Result<OlReport> {
+    let _ = std::fs::remove_file(listen);
+    let listener = UnixListener::bind(listen)?;
+    let il_ctl = match il {
+        Some(p) => Some(Mutex::new(writer(&connect(p, Duration::from_secs(10))?)?)),
+        None => None,
+    };
+    // Accept the master (its first frame is a heartbeat) and a standby
+    // replica (its first frame is a Resume).
+    let mut master: Option<(UnixStream, FrameReader<BufReader<UnixStream>>)> = None;
+    let mut standby: Option<UnixStream> = None;
+    while master.is_none() {
+        let (s, _) = listener.accept()?;
+        let mut r = reader(&s)?;
+        match r.next_message() {
+            Ok(Some(Message::Heartbeat(_))) => master = Some((s, r)),
+            Ok(Some(Message::Resume(_))) => standby = Some(s),
+            _ => {}
+        }
+    }
+    let mut report = OlReport::default();
+    let Some((_mstream, mreader)) = master else {
+        return Ok(report);
+    };
+    let last = Arc::new(AtomicU64::new(wall_ns()));
+    let mut reader_h = Some(spawn_ol_reader(mreader, ol.clone(), last.clone(), il_ctl));
+    // Failure detector.
+    loop {
+        std::thread::sleep(Duration::from_micros(500));
+        let finished = reader_h.as_ref().is_some_and(|h| h.is_finished());
+        let silent =
+            wall_ns().saturating_sub(last.load(Ordering::Acquire)) > deadline.as_nanos() as u64;
+        if !finished && !silent {
+            continue;
+        }
+        let (clean, ctl) = match reader_h.take() {
+            Some(h) if finished => h.join().unwrap_or((false, None)),
+            Some(h) => {
+                // Silent: the reader may be blocked on a dead peer; the
+                // peer's stream is abandoned.
+                drop(h);
+                (false, None)
+            }
+            None => (false, None),
+        };
+        if clean {
+            break;
+        }
+        if report.detected_ns.is_some() {
+            report.errors.push("the replica failed too".into());
+            break;
+        }
+        report.detected_ns = Some(wall_ns());
+        report.last_heard_ns = Some(last.load(Ordering::Acquire));
+        let take = ol.begin_failover();
+        report.dropped_on_failover = take.dropped;
+        // Wait for a standby if none connected yet.
+        let rs = match standby.take() {
+            Some(s) => s,
+            None => loop {
+                let (s, _) = listener.accept()?;
+                let mut r = reader(&s)?;
+                if let Ok(Some(Message::Resume(_))) = r.next_message() {
+                    break s;
+                }
+            },
+        };
+        let mut w = writer(&rs)?;
+        let cut = take.snapshot.as_ref().map_or(1, |s| s.next_packet);
+        if let Some(snap) = &take.snapshot {
+            w.send(&Message::Snapshot(SnapshotMsg {
+                id: snap.id,
+                cut: Vec::new(),
+                payload: snap.encode(),
+            }))?;
+        }
+        for (wk, recs) in take.logs.iter().enumerate() {
+            if let Some(&(first_seq, _)) = recs.first() {
+                w.send(&Message::LogBatch(LogBatchMsg {
+                    worker: wk as u16,
+                    first_seq,
+                    records: recs.iter().map(|(_, r)| *r).collect(),
+                }))?;
+            }
+        }
+        w.send(&Message::Resume(ResumeMsg { packet: cut }))?;
+        w.flush()?;
+        last.store(wall_ns() + 5_000_000_000, Ordering::Release);
+        let r = reader(&rs)?;
+        reader_h = Some(spawn_ol_reader(r, ol.clone(), last.clone(), ctl));
+    }
+    ol.flush();
+    let st = ol.stats();
+    report.released = st.released;
+    report.suppressed = st.suppressed;
+    report.snapshots = st.snapshots;
+    report.errors.extend(ol.errors());
+    Ok(report)
+}
+
+type IlCtl = Option<Mutex<Writer>>;
+
+/// Read a master's frames into the output logger; returns whether the
+/// stream ended cleanly, and the input logger's control link back.
+fn spawn_ol_reader(
+    mut r: FrameReader<BufReader<UnixStream>>,
+    ol: Arc<OutputLogger>,
+    last: Arc<AtomicU64>,
+    il_ctl: IlCtl,
+) -> std::thread::JoinHandle<(bool, IlCtl)> {
+    std::thread::spawn(move || {
+        let mut outs: Vec<HeldOutput> = Vec::new();
+        loop {
+            let m = r.next_message();
+            last.store(wall_ns(), Ordering::Release);
+            match m {
+                Ok(Some(Message::LogBatch(b))) => {
+                    if !outs.is_empty() {
+                        ol.handle_outputs(std::mem::take(&mut outs));
+                    }
+                    let _ = ol.handle_log(b.worker as usize, b.first_seq, &b.records);
+                }
+                Ok(Some(Message::Output(o))) => {
+                    outs.push(o.into());
+                    if outs.len() >= 64 {
+                        ol.handle_outputs(std::mem::take(&mut outs));
+                    }
+                }
+                Ok(Some(Message::Snapshot(s))) => {
+                    if !outs.is_empty() {
+                        ol.handle_outputs(std::mem::take(&mut outs));
+                    }
+                    if let Ok(snap) = Snapshot::decode(&s.payload) {
+                        let cut = ol.handle_snapshot(snap);
+                        if let Some(c) = &il_ctl {
+                            let mut w = c.lock();
+                            let _ = w
+                                .send(&Message::SnapshotCommitted(SnapshotCommittedMsg {
+                                    id: cut,
+                                }))
+                                .and_then(|_| w.flush());
+                        }
+                    }
+                }
+                Ok(Some(Message::Heartbeat(_))) => {
+                    if !outs.is_empty() {
+                        ol.handle_outputs(std::mem::take(&mut outs));
+                    }
+                }
+                Ok(Some(Message::EndOfStream)) => {
+                    ol.handle_outputs(std::mem::take(&mut outs));
+                    return (true, il_ctl);
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return (false, il_ctl),
+            }
+        }
+    })
+}
+
+/// What a standby replica receives when it takes over.
+pub struct TakeoverMsg {
+    /// The snapshot to restore, if any.
+    pub snapshot: Option<Snapshot>,
+    /// Per worker: logged records after the cut.
+    pub logs: Vec<Vec<(u64, LogRecord)>>,
+    /// The cut: first input id to replay.
+    pub cut: u64,
+}
+
+/// As a standby, wait on the output logger for a takeover.
+pub fn await_takeover(s: &UnixStream, nworkers: usize) -> Result<TakeoverMsg, String> {
+    let mut w = writer(s).map_err(|e| e.to_string())?;
+    w.send(&Message::Resume(ResumeMsg { packet: 0 }))
+        .and_then(|_| w.flush())
+        .map_err(|e| e.to_string())?;
+    let mut r = reader(s).map_err(|e| e.to_string())?;
+    let mut t = TakeoverMsg {
+        snapshot: None,
+        logs: vec![Vec::new(); nworkers],
+        cut: 1,
+    };
+    loop {
+        match r.next_message() {
+            Ok(Some(Message::Snapshot(m))) => {
+                t.snapshot =
+                    Some(Snapshot::decode(&m.payload).map_err(|e| format!("snapshot: {e}"))?);
+            }
+            Ok(Some(Message::LogBatch(b))) => {
+                if let Some(l) = t.logs.get_mut(b.worker as usize) {
+                    l.extend(
+                        b.records
+                            .into_iter()
+                            .enumerate()
+                            .map(|(i, r)| (b.first_seq + i as u64, r)),
+                    );
+                }
+            }
+            Ok(Some(Message::Resume(m))) => {
+                t.cut = m.packet;
+                return Ok(t);
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return Err("output logger closed the standby link".into()),
+            Err(e) => return Err(format!("output logger: {e}")),
+        }
+    }
+}

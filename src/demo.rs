@@ -1,0 +1,353 @@
+//! `ftmb demo`: kill the primary and watch the replica take over.
+//!
+//! Starts the four roles as processes on this host (input logger, output
+//! logger, standby replica, master) around the MazuNAT-shaped NAT config,
+//! feeds a generated trace of many flows at a steady rate, SIGKILLs the
+//! master part-way, and reports recovery time (detection, restore, replay,
+//! total), what was released, lost and duplicated, and whether every
+//! released output agrees with one NAT mapping per flow.
+
+use anyhow::{bail, Context, Result};
+use ftmb_core::config::Source;
+use ftmb_core::ft::{FtOptions, MemoryLink};
+use ftmb_core::graph::build;
+use ftmb_core::headers::FlowId;
+use ftmb_core::router::{run, wall_ns, RunOptions};
+use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceReader, TraceSpec};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The NAT the demo runs.
+pub const DEMO_NAT: &str = include_str!("../examples/nat.click");
+
+/// Demo settings.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DemoArgs {
+    /// Worker threads of the master and the replica.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Packets in the generated trace.
+    #[arg(long, default_value_t = 300_000)]
+    pub packets: usize,
+    /// Flows in the generated trace.
+    #[arg(long, default_value_t = 100_000)]
+    pub flows: usize,
+    /// Input rate, packets per second.
+    #[arg(long, default_value_t = 200_000.0)]
+    pub pps: f64,
+    /// Snapshot interval, milliseconds.
+    #[arg(long, default_value_t = 50)]
+    pub snapshot_ms: u64,
+    /// When to kill the master, milliseconds after traffic starts
+    /// (default: 40 % of the run).
+    #[arg(long)]
+    pub kill_ms: Option<u64>,
+    /// Failure detector deadline, milliseconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub deadline_ms: f64,
+    /// A trace to use instead of a generated one (inside net 10.77.0.0/16).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Print the report as one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+struct Kids(Vec<Child>);
+
+impl Drop for Kids {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn spawn(exe: &Path, args: &[String], out: Option<&Path>) -> Result<Child> {
+    let mut c = Command::new(exe);
+    c.args(args).stdin(Stdio::null());
+    if let Some(p) = out {
+        c.stdout(std::fs::File::create(p)?);
+    }
+    c.spawn().with_context(|| format!("start {}", args[0]))
+}
+
+fn wait_for(child: &mut Child, limit: Duration) -> Result<()> {
+    let start = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait()? {
+            if !st.success() {
+                bail!("a role exited with {st}");
+            }
+            return Ok(());
+        }
+        if start.elapsed() > limit {
+            bail!("a role did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Run the demo.
+pub fn demo(a: &DemoArgs) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("ftmb-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let trace = match &a.trace {
+        Some(t) => t.clone(),
+        None => {
+            let t = dir.join("trace.pcap");
+            let spec = TraceSpec {
+                flows: a.flows,
+                packets: a.packets,
+                seed: 42,
+                inside_net: ([10, 77, 0, 0], 16),
+                outside_net: ([198, 18, 0, 0], 16),
+                concurrency: a.flows.min(20_000),
+                max_size: 200,
+                ..TraceSpec::default()
+            };
+            let mut w = PcapWriter::create(&t, LinkType::Ethernet, false)?;
+            generate(&spec, &mut w)?;
+            w.flush()?;
+            t
+        }
+    };
+    let cfg = dir.join("nat.click");
+    std::fs::write(&cfg, DEMO_NAT)?;
+    let vars = [
+        format!("IN={}", trace.display()),
+        format!("OUT={}", dir.join("fwd.pcap").display()),
+        format!("OUT2={}", dir.join("rev.pcap").display()),
+        "INSIDE=10.77.0.0/16".to_string(),
+    ];
+    let seed = 7u64;
+
+    // What a run without failure releases (same numbering, same seed).
+    let ref_vars: Vec<String> = vars
+        .iter()
+        .map(|v| match v.split_once('=') {
+            Some((k @ ("OUT" | "OUT2"), _)) => format!("{k}=/dev/null"),
+            _ => v.clone(),
+        })
+        .collect();
+    let reference = reference_outputs(&cfg, &ref_vars, a.threads, seed)?;
+    let inputs = input_flows(&trace)?;
+    let npackets = inputs.len();
+
+    let exe = std::env::current_exe()?;
+    let il = dir.join("il.sock");
+    let ol = dir.join("ol.sock");
+    // Only the output logger writes the outputs; the other roles build the
+    // same graph with their sinks pointed at /dev/null.
+    let quiet_vars: Vec<String> = vars
+        .iter()
+        .map(|v| match v.split_once('=') {
+            Some((k @ ("OUT" | "OUT2"), _)) => format!("{k}=/dev/null"),
+            _ => v.clone(),
+        })
+        .collect();
+    let common = |role: &str| -> Vec<String> {
+        let mut v = vec![role.to_string(), cfg.display().to_string()];
+        if role == "output-logger" {
+            v.extend(vars.iter().cloned());
+        } else {
+            v.extend(quiet_vars.iter().cloned());
+        }
+        v.extend([
+            "--threads".into(),
+            a.threads.to_string(),
+            "--il".into(),
+            il.display().to_string(),
+            "--ol".into(),
+            ol.display().to_string(),
+            "--seed".into(),
+            seed.to_string(),
+        ]);
+        v
+    };
+    let mut kids = Kids(Vec::new());
+    let mut il_args = common("input-logger");
+    il_args.extend(["--pps".into(), a.pps.to_string()]);
+    kids.0.push(spawn(&exe, &il_args, None)?);
+    let mut ol_args = common("output-logger");
+    let released_path = dir.join("released.txt");
+    ol_args.extend([
+        "--deadline-ms".into(),
+        a.deadline_ms.to_string(),
+        "--record".into(),
+        released_path.display().to_string(),
+    ]);
+    let ol_out = dir.join("ol.json");
+    kids.0.push(spawn(&exe, &ol_args, Some(&ol_out))?);
+    let mut rep_args = common("replica");
+    rep_args.extend(["--snapshot-ms".into(), a.snapshot_ms.to_string()]);
+    let rep_out = dir.join("replica.json");
+    kids.0.push(spawn(&exe, &rep_args, Some(&rep_out))?);
+    // Let the output logger and the standby be listening before the
+    // master starts the traffic.
+    std::thread::sleep(Duration::from_millis(300));
+    let mut m_args = common("master");
+    m_args.extend(["--snapshot-ms".into(), a.snapshot_ms.to_string()]);
+    let mut master = spawn(&exe, &m_args, None)?;
+    let run_s = npackets as f64 / a.pps;
+    let kill_after = Duration::from_millis(a.kill_ms.unwrap_or((run_s * 400.0) as u64));
+    std::thread::sleep(kill_after);
+    let killed_ns = wall_ns();
+    master.kill().context("SIGKILL the master")?;
+    let _ = master.wait();
+    let limit = Duration::from_secs_f64(run_s * 3.0 + 60.0);
+    wait_for(&mut kids.0[1], limit)?;
+    wait_for(&mut kids.0[2], Duration::from_secs(10))?;
+    drop(kids);
+
+    let olr: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&ol_out)?).context("output logger report")?;
+    let rep: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&rep_out)?).context("replica report")?;
+    let released = std::fs::read_to_string(&released_path)?;
+    let mut seen = HashSet::new();
+    let mut duplicated = 0u64;
+    for line in released.lines() {
+        let mut it = line
+            .split_whitespace()
+            .map(|x| x.parse::<u64>().unwrap_or(0));
+        let (id, ord) = (it.next().unwrap_or(0), it.next().unwrap_or(0) as u32);
+        if !seen.insert((id, ord)) {
+            duplicated += 1;
+        }
+    }
+    let lost = reference.difference(&seen).count() as u64;
+    let extra = seen.difference(&reference).count() as u64;
+    let consistent = extra == 0 && mappings_consistent(&released, &inputs);
+
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let detected = olr["detected_ns"].as_u64().unwrap_or(killed_ns);
+    let run_start = rep["run_start_ns"].as_u64().unwrap_or(detected);
+    let restore_ms = rep["restore_ms"].as_f64().unwrap_or(0.0);
+    let replay_done = rep["replay_done_ms"].as_f64().unwrap_or(0.0);
+    let detect = ms(detected.saturating_sub(killed_ns));
+    let restore = ms(run_start.saturating_sub(detected)) + restore_ms;
+    let replay = (replay_done - restore_ms).max(0.0);
+    let total = ms(run_start.saturating_sub(killed_ns)) + replay_done;
+    let report = serde_json::json!({
+        "recovery_ms": {"detect": detect, "restore": restore, "replay": replay, "total": total},
+        "released": seen.len() + duplicated as usize,
+        "lost": lost,
+        "duplicated": duplicated,
+        "consistent": consistent,
+        "flows": a.flows,
+        "packets": npackets,
+        "snapshot_ms": a.snapshot_ms,
+        "threads": a.threads,
+        "replayed_packets": rep["replayed_packets"],
+        "snapshots_committed": olr["snapshots"],
+        "dropped_on_failover": olr["dropped_on_failover"],
+        "suppressed": olr["suppressed"],
+        "errors": [olr["errors"].clone(), rep["errors"].clone(), rep["divergence"].clone()],
+        "outputs_in": dir.display().to_string(),
+    });
+    if a.json {
+        println!("{report}");
+    } else {
+        println!(
+            "FTMB demo: NAT, {} packets, {} flows, {} worker(s), {:.0} pps, snapshots every {} ms",
+            npackets, a.flows, a.threads, a.pps, a.snapshot_ms
+        );
+        println!("  master SIGKILLed {} ms in", kill_after.as_millis());
+        println!(
+            "  recovery: detect {detect:.1} ms + restore {restore:.1} ms + replay {replay:.1} ms = total {total:.1} ms ({} packets replayed)",
+            rep["replayed_packets"]
+        );
+        println!(
+            "  outputs: released {}, lost {lost}, duplicated {duplicated}; consistent: {consistent}",
+            seen.len() + duplicated as usize
+        );
+        println!("  files: {}", dir.display());
+    }
+    Ok(())
+}
+
+/// The (input id, ordinal) of every output a run without failure makes.
+fn reference_outputs(
+    cfg: &Path,
+    vars: &[String],
+    threads: usize,
+    seed: u64,
+) -> Result<HashSet<(u64, u32)>> {
+    let text = std::fs::read_to_string(cfg)?;
+    let source = Source {
+        name: cfg.display().to_string(),
+        text,
+    };
+    let vars: BTreeMap<String, String> = vars
+        .iter()
+        .filter_map(|v| v.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let g = build(&source, &vars, &ftmb_elements::registry(), threads)
+        .map_err(|e| anyhow::anyhow!("{}", e.render(false)))?;
+    let link = Arc::new(MemoryLink::default());
+    let opts = RunOptions {
+        seed: Some(seed),
+        ft: Some(FtOptions {
+            link: link.clone(),
+            replay: None,
+            restore: None,
+            snapshots: None,
+        }),
+        ..RunOptions::default()
+    };
+    run(g, &opts, &mut std::io::sink(), &mut |_| {});
+    let keys = link
+        .outputs
+        .lock()
+        .iter()
+        .map(|o| (o.packet_id, o.ordinal))
+        .collect();
+    Ok(keys)
+}
+
+/// Each input packet's flow, by input id (ids follow trace order).
+fn input_flows(trace: &Path) -> Result<Vec<Option<FlowId>>> {
+    let mut r = TraceReader::open(trace)?;
+    let mut v = Vec::new();
+    while let Some(rec) = r.next_record() {
+        let rec = rec?;
+        v.push(rec.data.get(14..).and_then(FlowId::of_ipv4));
+    }
+    Ok(v)
+}
+
+/// Every released forward output (sink 0) agrees with one mapping per
+/// original flow, and no translated tuple serves two flows.
+fn mappings_consistent(released: &str, inputs: &[Option<FlowId>]) -> bool {
+    let mut mapping: HashMap<FlowId, FlowId> = HashMap::new();
+    let mut owner: HashMap<FlowId, FlowId> = HashMap::new();
+    for line in released.lines() {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if f.len() < 8 || f[2] != 0 {
+            continue;
+        }
+        let Some(Some(orig)) = inputs.get((f[0] as usize).wrapping_sub(1)) else {
+            return false;
+        };
+        let tr = FlowId {
+            saddr: (f[3] as u32).to_be_bytes(),
+            sport: f[4] as u16,
+            daddr: (f[5] as u32).to_be_bytes(),
+            dport: f[6] as u16,
+            proto: f[7] as u8,
+        };
+        if *mapping.entry(*orig).or_insert(tr) != tr || *owner.entry(tr).or_insert(*orig) != *orig {
+            return false;
+        }
+    }
+    true
+}

@@ -1,0 +1,185 @@
+//! The `ftmb` subcommands that run one fault-tolerance role each, as its
+//! own process. The mechanisms live in `ftmb_logger::roles`; this module
+//! builds the configuration's graph for each role and wires it up.
+
+use crate::load;
+use anyhow::{anyhow, Context, Result};
+use ftmb_core::ft::{FtOptions, ReplayPlan, SnapshotTrigger};
+use ftmb_core::headers::Framing;
+use ftmb_core::router::{run, wall_ns, RunOptions};
+use ftmb_logger::output_logger::OutputLogger;
+use ftmb_logger::roles::{
+    await_takeover, connect, read_replay, resume, run_input_logger, run_output_logger, RemoteInput,
+    SocketLink,
+};
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Options every role shares.
+#[derive(clap::Args, Clone)]
+pub struct RoleArgs {
+    /// Click configuration file.
+    pub config: PathBuf,
+    /// `NAME=value` settings.
+    pub vars: Vec<String>,
+    /// Worker threads of the master and the replica (must match).
+    #[arg(long, short = 't', default_value_t = 1)]
+    pub threads: usize,
+    /// Input logger socket.
+    #[arg(long)]
+    pub il: PathBuf,
+    /// Output logger socket.
+    #[arg(long)]
+    pub ol: PathBuf,
+    /// Seed of the workers' generators (master and replica must match).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+/// `ftmb input-logger`: read the configuration's sources, number and log
+/// every packet, serve the master (then the replica) on `--il`.
+pub fn input_logger(a: &RoleArgs, pps: f64) -> Result<()> {
+    let g = load(&a.config, &a.vars, 1)?;
+    let sources = g.sources.into_iter().map(|(_, s)| s).collect();
+    let never = AtomicBool::new(false);
+    run_input_logger(sources, &a.il, pps, &never).context("input logger")?;
+    Ok(())
+}
+
+/// `ftmb output-logger`: hold outputs until committed, write them to the
+/// configuration's sinks, detect the master's failure and hand over to the
+/// standby replica.
+pub fn output_logger(a: &RoleArgs, deadline_ms: f64, record: Option<PathBuf>) -> Result<()> {
+    let g = load(&a.config, &a.vars, a.threads)?;
+    let ol = Arc::new(OutputLogger::new(a.threads, g.sinks.sinks().to_vec()));
+    if record.is_some() {
+        ol.record_releases();
+    }
+    let report = run_output_logger(
+        ol.clone(),
+        &a.ol,
+        Some(&a.il),
+        Duration::from_secs_f64(deadline_ms / 1e3),
+    )
+    .context("output logger")?;
+    if let Some(path) = record {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
+        // One line per released output: input id, ordinal, sink, and the
+        // flow it carries (for checking NAT mappings), `-` when not TCP/UDP.
+        for r in ol.take_releases() {
+            let flow = r
+                .data
+                .get(14..)
+                .and_then(ftmb_core::headers::FlowId::of_ipv4)
+                .map_or("-".to_string(), |f| {
+                    format!(
+                        "{} {} {} {} {}",
+                        u32::from_be_bytes(f.saddr),
+                        f.sport,
+                        u32::from_be_bytes(f.daddr),
+                        f.dport,
+                        f.proto
+                    )
+                });
+            writeln!(f, "{} {} {} {flow}", r.packet_id, r.ordinal, r.sink)?;
+        }
+        f.flush()?;
+    }
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
+
+fn framing_of(g: &ftmb_core::graph::Graph) -> Framing {
+    g.sources
+        .first()
+        .map_or(Framing::Unknown, |(_, s)| s.framing())
+}
+
+/// `ftmb master`: run the configuration on the input logger's stream with
+/// ordered logging, shipping to the output logger.
+pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
+    let mut g = load(&a.config, &a.vars, a.threads)?;
+    let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
+    let link = Arc::new(SocketLink::new(&ol, Duration::from_millis(1))?);
+    let il = connect(&a.il, Duration::from_secs(10)).context("input logger")?;
+    let (_, input) = resume(&il, 1).map_err(|e| anyhow!(e))?;
+    g.external_input = Some(Box::new(RemoteInput::start(input, framing_of(&g))?));
+    let opts = RunOptions {
+        seed: Some(a.seed),
+        ft: Some(FtOptions {
+            link: link.clone(),
+            replay: None,
+            restore: None,
+            snapshots: Some(SnapshotTrigger::Every(Duration::from_millis(snapshot_ms))),
+        }),
+        ..RunOptions::default()
+    };
+    let r = run(g, &opts, &mut std::io::sink(), &mut |_| {});
+    link.finish();
+    for e in &r.errors {
+        eprintln!("master: {e}");
+    }
+    Ok(())
+}
+
+/// `ftmb replica`: stand by on the output logger; on takeover restore the
+/// snapshot, replay the input logger's log from its cut under the logged
+/// records, then carry on as the master. Prints its timings as JSON.
+pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
+    let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
+    let take = await_takeover(&ol, a.threads).map_err(|e| anyhow!(e))?;
+    let took_ns = wall_ns();
+    let il = connect(&a.il, Duration::from_secs(10)).context("input logger")?;
+    let (live, mut input) = resume(&il, take.cut).map_err(|e| anyhow!(e))?;
+    let packets = read_replay(&mut input, take.cut, live).map_err(|e| anyhow!(e))?;
+    let mut g = load(&a.config, &a.vars, a.threads)?;
+    g.external_input = Some(Box::new(RemoteInput::start(input, framing_of(&g))?));
+    let first_seq = (0..a.threads)
+        .map(|w| {
+            take.snapshot
+                .as_ref()
+                .and_then(|s| s.workers.get(w))
+                .map_or(0, |x| x.last_seq)
+                + 1
+        })
+        .collect();
+    let replayed = packets.len();
+    let plan = ReplayPlan {
+        packets,
+        logs: take.logs,
+        first_seq,
+        then_sources: true,
+    };
+    let link = Arc::new(SocketLink::new(&ol, Duration::from_millis(1))?);
+    let opts = RunOptions {
+        seed: Some(a.seed),
+        ft: Some(FtOptions {
+            link: link.clone(),
+            replay: Some(Arc::new(plan)),
+            restore: take.snapshot.map(Arc::new),
+            snapshots: Some(SnapshotTrigger::Every(Duration::from_millis(snapshot_ms))),
+        }),
+        ..RunOptions::default()
+    };
+    let run_start_ns = wall_ns();
+    let r = run(g, &opts, &mut std::io::sink(), &mut |_| {});
+    link.finish();
+    println!(
+        "{}",
+        serde_json::json!({
+            "took_over_ns": took_ns,
+            "run_start_ns": run_start_ns,
+            "cut": take.cut,
+            "live_from": live,
+            "replayed_packets": replayed,
+            "restore_ms": r.restore_elapsed.map(|d| d.as_secs_f64() * 1e3),
+            "replay_done_ms": r.replay_elapsed.map(|d| d.as_secs_f64() * 1e3),
+            "divergence": r.divergence,
+            "errors": r.errors,
+        })
+    );
+    Ok(())
+}
