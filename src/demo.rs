@@ -45,8 +45,9 @@ pub struct DemoArgs {
     /// (default: 40 % of the run).
     #[arg(long)]
     pub kill_ms: Option<u64>,
-    /// Failure detector deadline, milliseconds.
-    #[arg(long, default_value_t = 5.0)]
+    /// Failure detector deadline, milliseconds (a killed master is detected
+    /// at once by its stream ending; the deadline catches a hung one).
+    #[arg(long, default_value_t = 20.0)]
     pub deadline_ms: f64,
     /// A trace to use instead of a generated one (inside net 10.77.0.0/16).
     #[arg(long)]

@@ -112,8 +112,10 @@ enum Cmd {
     OutputLogger {
         #[command(flatten)]
         role: roles::RoleArgs,
-        /// Failure detector deadline, milliseconds.
-        #[arg(long, default_value_t = 5.0)]
+        /// Failure detector deadline, milliseconds (a master that is killed
+        /// is detected at once by its stream ending; the deadline catches a
+        /// master that hangs).
+        #[arg(long, default_value_t = 20.0)]
         deadline_ms: f64,
         /// Write one line per released output to this file.
         #[arg(long)]

@@ -9,8 +9,8 @@ use ftmb_core::headers::Framing;
 use ftmb_core::router::{run, wall_ns, RunOptions};
 use ftmb_logger::output_logger::OutputLogger;
 use ftmb_logger::roles::{
-    await_takeover, connect, read_replay, resume, run_input_logger, run_output_logger, RemoteInput,
-    SocketLink,
+    await_takeover, connect, heartbeat_path, read_replay, resume, run_input_logger,
+    run_output_logger, RemoteInput, SocketLink,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -103,7 +103,8 @@ fn framing_of(g: &ftmb_core::graph::Graph) -> Framing {
 pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     let mut g = load(&a.config, &a.vars, a.threads)?;
     let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
-    let link = Arc::new(SocketLink::new(&ol, Duration::from_millis(1))?);
+    let hb = connect(&heartbeat_path(&a.ol), Duration::from_secs(10)).context("heartbeats")?;
+    let link = Arc::new(SocketLink::new(&ol, &hb, Duration::from_millis(1))?);
     let il = connect(&a.il, Duration::from_secs(10)).context("input logger")?;
     let (_, input) = resume(&il, 1).map_err(|e| anyhow!(e))?;
     g.external_input = Some(Box::new(RemoteInput::start(input, framing_of(&g))?));
@@ -153,7 +154,8 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         first_seq,
         then_sources: true,
     };
-    let link = Arc::new(SocketLink::new(&ol, Duration::from_millis(1))?);
+    let hb = connect(&heartbeat_path(&a.ol), Duration::from_secs(10)).context("heartbeats")?;
+    let link = Arc::new(SocketLink::new(&ol, &hb, Duration::from_millis(1))?);
     let opts = RunOptions {
         seed: Some(a.seed),
         ft: Some(FtOptions {

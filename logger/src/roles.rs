@@ -80,12 +80,23 @@ pub struct SocketLink {
 }
 
 impl SocketLink {
-    /// Wrap a connected stream and start heartbeats.
-    pub fn new(s: &UnixStream, period: Duration) -> std::io::Result<SocketLink> {
+    /// Wrap a connected data stream; send heartbeats every `period` on
+    /// `hb`, a stream of their own, so that a large frame on the data
+    /// stream (a snapshot) never delays them.
+    pub fn new(s: &UnixStream, hb: &UnixStream, period: Duration) -> std::io::Result<SocketLink> {
         let w = Arc::new(Mutex::new(writer(s)?));
+        {
+            // The data stream opens with a heartbeat: it names the master.
+            let mut g = w.lock();
+            g.send(&Message::Heartbeat(HeartbeatMsg {
+                seq: 0,
+                ns: wall_ns(),
+            }))?;
+            g.flush()?;
+        }
         let alive = Arc::new(AtomicBool::new(true));
         {
-            let w = w.clone();
+            let w = Arc::new(Mutex::new(writer(hb)?));
             let alive = alive.clone();
             std::thread::Builder::new()
                 .name("ftmb-heartbeat".into())
@@ -467,6 +478,31 @@ pub fn run_output_logger(
 ) -> std::io::Result<OlReport> {
     let _ = std::fs::remove_file(listen);
     let listener = UnixListener::bind(listen)?;
+    let last = Arc::new(AtomicU64::new(wall_ns()));
+    {
+        // Heartbeats arrive on a socket of their own; every frame on any
+        // heartbeat connection proves the serving role alive.
+        let hb_path = heartbeat_path(listen);
+        let _ = std::fs::remove_file(&hb_path);
+        let hb = UnixListener::bind(&hb_path)?;
+        let last = last.clone();
+        std::thread::Builder::new()
+            .name("ftmb-ol-heartbeats".into())
+            .spawn(move || {
+                for conn in hb.incoming().flatten() {
+                    let last = last.clone();
+                    let _ =
+                        std::thread::Builder::new()
+                            .name("ftmb-ol-hb".into())
+                            .spawn(move || {
+                                let Ok(mut r) = reader(&conn) else { return };
+                                while let Ok(Some(_)) = r.next_message() {
+                                    last.fetch_max(wall_ns(), Ordering::AcqRel);
+                                }
+                            });
+                }
+            })?;
+    }
     let il_ctl = match il {
         Some(p) => Some(Mutex::new(writer(&connect(p, Duration::from_secs(10))?)?)),
         None => None,
@@ -485,11 +521,12 @@ pub fn run_output_logger(
         }
     }
     let mut report = OlReport::default();
-    let Some((_mstream, mreader)) = master else {
+    let Some((mstream, mreader)) = master else {
         return Ok(report);
     };
-    let last = Arc::new(AtomicU64::new(wall_ns()));
-    let mut reader_h = Some(spawn_ol_reader(mreader, ol.clone(), last.clone(), il_ctl));
+    // The stream of whoever serves now; shut down to fence it off.
+    let mut serving = mstream;
+    let mut reader_h = Some(spawn_ol_reader(mreader, ol.clone(), il_ctl));
     // Failure detector.
     loop {
         std::thread::sleep(Duration::from_micros(500));
@@ -499,14 +536,13 @@ pub fn run_output_logger(
         if !finished && !silent {
             continue;
         }
+        if !finished {
+            // Silent past the deadline: fence the master off, so nothing
+            // it still sends can reach the output logger after failover.
+            let _ = serving.shutdown(std::net::Shutdown::Both);
+        }
         let (clean, ctl) = match reader_h.take() {
-            Some(h) if finished => h.join().unwrap_or((false, None)),
-            Some(h) => {
-                // Silent: the reader may be blocked on a dead peer; the
-                // peer's stream is abandoned.
-                drop(h);
-                (false, None)
-            }
+            Some(h) => h.join().unwrap_or((false, None)),
             None => (false, None),
         };
         if clean {
@@ -551,9 +587,11 @@ pub fn run_output_logger(
         }
         w.send(&Message::Resume(ResumeMsg { packet: cut }))?;
         w.flush()?;
+        // Grace for the replica to restore and start its heartbeats.
         last.store(wall_ns() + 5_000_000_000, Ordering::Release);
         let r = reader(&rs)?;
-        reader_h = Some(spawn_ol_reader(r, ol.clone(), last.clone(), ctl));
+        reader_h = Some(spawn_ol_reader(r, ol.clone(), ctl));
+        serving = rs;
     }
     ol.flush();
     let st = ol.stats();
@@ -571,14 +609,12 @@ type IlCtl = Option<Mutex<Writer>>;
 fn spawn_ol_reader(
     mut r: FrameReader<BufReader<UnixStream>>,
     ol: Arc<OutputLogger>,
-    last: Arc<AtomicU64>,
     il_ctl: IlCtl,
 ) -> std::thread::JoinHandle<(bool, IlCtl)> {
     std::thread::spawn(move || {
         let mut outs: Vec<HeldOutput> = Vec::new();
         loop {
             let m = r.next_message();
-            last.store(wall_ns(), Ordering::Release);
             match m {
                 Ok(Some(Message::LogBatch(b))) => {
                     if !outs.is_empty() {
@@ -622,6 +658,13 @@ fn spawn_ol_reader(
             }
         }
     })
+}
+
+/// The heartbeat socket beside an output logger socket.
+pub fn heartbeat_path(ol: &Path) -> std::path::PathBuf {
+    let mut p = ol.as_os_str().to_owned();
+    p.push(".hb");
+    p.into()
 }
 
 /// What a standby replica receives when it takes over.
