@@ -138,15 +138,7 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     let packets = read_replay(&mut input, take.cut, live).map_err(|e| anyhow!(e))?;
     let mut g = load(&a.config, &a.vars, a.threads)?;
     g.external_input = Some(Box::new(RemoteInput::start(input, framing_of(&g))?));
-    let first_seq = (0..a.threads)
-        .map(|w| {
-            take.snapshot
-                .as_ref()
-                .and_then(|s| s.workers.get(w))
-                .map_or(0, |x| x.last_seq)
-                + 1
-        })
-        .collect();
+    let first_seq = ReplayPlan::first_seqs(take.snapshot.as_ref(), a.threads);
     let replayed = packets.len();
     let plan = ReplayPlan {
         packets,

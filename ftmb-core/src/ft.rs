@@ -74,6 +74,18 @@ pub struct ReplayPlan {
 }
 
 impl ReplayPlan {
+    /// Per worker: the first log sequence after snapshot `snap` (1 when
+    /// replaying from the start).
+    pub fn first_seqs(snap: Option<&Snapshot>, nworkers: usize) -> Vec<u64> {
+        (0..nworkers)
+            .map(|w| {
+                snap.and_then(|s| s.workers.get(w))
+                    .map_or(0, |x| x.last_seq)
+                    + 1
+            })
+            .collect()
+    }
+
     /// Highest logged counter per variable id over all workers.
     pub fn last_logged(&self, nvars: usize) -> Vec<u64> {
         let mut v = vec![0u64; nvars];
@@ -168,7 +180,7 @@ impl MemoryLink {
         ReplayPlan {
             packets,
             logs,
-            first_seq: (0..nworkers).map(|w| last(w) + 1).collect(),
+            first_seq: ReplayPlan::first_seqs(snap, nworkers),
             then_sources: false,
         }
     }

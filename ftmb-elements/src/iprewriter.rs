@@ -620,6 +620,19 @@ impl IpRewriter {
         out.push(hit.output, pkt);
     }
 
+    /// Remove entry `key` if it still belongs to mapping `id` (a later
+    /// mapping may have taken the key); true when removed.
+    fn remove_owned(&self, ctx: &mut Ctx, pkt: &mut Packet, key: FlowId, id: u64) -> bool {
+        self.table.access(ctx, pkt, slot_of(&key), |b| {
+            if b.map.get(&key).is_some_and(|r| r.id == id) {
+                b.map.remove(&key);
+                true
+            } else {
+                false
+            }
+        })
+    }
+
     /// Reap the candidates a bucket gave out.
     fn reap(&self, ctx: &mut Ctx, pkt: &mut Packet, cands: Vec<(FlowId, Entry)>) {
         let t = self.timeouts;
@@ -687,15 +700,7 @@ impl IpRewriter {
                         }
                     }
                 });
-                remove_r
-                    && self.table.access(ctx, pkt, slot_of(&kr), |b| {
-                        if b.map.get(&kr).is_some_and(|r| r.id == e.id) {
-                            b.map.remove(&kr);
-                            true
-                        } else {
-                            false
-                        }
-                    })
+                remove_r && self.remove_owned(ctx, pkt, kr, e.id)
             };
             if freed {
                 self.release(ctx, pkt);
@@ -891,14 +896,7 @@ impl IpRewriter {
             }
         });
         if let Some(hit) = existing {
-            let freed = self.table.access(ctx, pkt, slot_of(&kr), |b| {
-                if b.map.get(&kr).is_some_and(|r| r.id == id) {
-                    b.map.remove(&kr);
-                    true
-                } else {
-                    false
-                }
-            });
+            let freed = self.remove_owned(ctx, pkt, kr, id);
             if freed {
                 self.release(ctx, pkt);
             }
@@ -1085,7 +1083,6 @@ pub(crate) fn build_ip_rewriter(a: &mut Args, ctx: &mut InitCtx<'_>) -> Result<B
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ftmb_core::config::Arg;
     use ftmb_core::egress::SinkRegistry;
     use ftmb_core::headers::checksum;
     use ftmb_core::shared::SharedRegistry;
@@ -1101,21 +1098,9 @@ mod tests {
         let class = reg.get("IPRewriter").unwrap();
         let mut shared = SharedRegistry::new();
         let mut sinks = SinkRegistry::new();
-        let mut off = 0;
-        let args: Vec<Arg> = conf
-            .iter()
-            .map(|t| {
-                let a = Arg {
-                    text: t.to_string(),
-                    span: Span {
-                        start: off,
-                        end: off + t.len(),
-                    },
-                };
-                off += t.len() + 2;
-                a
-            })
-            .collect();
+        let text = conf.join(", ");
+        let args = ftmb_core::config::split_args(&text, 0);
+        let off = text.len();
         let mut v = Vec::new();
         for w in 0..nworkers {
             let mut a = Args::new("IPRewriter", &args, Span { start: 0, end: off });

@@ -49,6 +49,19 @@ fn run_ft(
     r
 }
 
+/// The variables every example config takes.
+fn example_vars(s: &Scratch, trace: &str) -> BTreeMap<String, String> {
+    [
+        ("IN", trace.to_string()),
+        ("OUT", s.s("o1.pcap")),
+        ("OUT2", s.s("o2.pcap")),
+        ("INSIDE", "10.77.0.0/16".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 type OutKey = (u64, u32, u16, Vec<u8>, Vec<u64>);
 
 fn outputs(link: &MemoryLink) -> Vec<OutKey> {
@@ -72,15 +85,7 @@ fn outputs(link: &MemoryLink) -> Vec<OutKey> {
 
 fn check_replay(name: &str, cfg: &str, trace: &str, threads: usize, from_snapshot: bool) {
     let s = Scratch::new();
-    let vars: BTreeMap<String, String> = [
-        ("IN", trace.to_string()),
-        ("OUT", s.s("o1.pcap")),
-        ("OUT2", s.s("o2.pcap")),
-        ("INSIDE", "10.77.0.0/16".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let vars = example_vars(&s, trace);
     let master = Arc::new(MemoryLink::default());
     let trigger = from_snapshot.then_some(SnapshotTrigger::EveryPackets(1500));
     let r1 = run_ft(cfg, &vars, threads, master.clone(), None, None, trigger);
@@ -159,15 +164,7 @@ fn replay_detects_a_tampered_log() {
         "/../examples/nat.click"
     ))
     .unwrap();
-    let vars: BTreeMap<String, String> = [
-        ("IN", trace),
-        ("OUT", s.s("o1.pcap")),
-        ("OUT2", s.s("o2.pcap")),
-        ("INSIDE", "10.77.0.0/16".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let vars = example_vars(&s, &trace);
     let master = Arc::new(MemoryLink::default());
     let r1 = run_ft(&cfg, &vars, 2, master.clone(), None, None, None);
     let mut plan = master.full_replay_plan(2);

@@ -129,31 +129,10 @@ fn kill_and_recover(v: &BTreeMap<String, String>, threads: usize, budget: i64) -
     // Failover: the replica takes the last committed snapshot and the logs
     // after it; the input logger replays its log from the cut.
     let take = ol.begin_failover();
-    let cut = take.snapshot.as_ref().map_or(1, |s| s.next_packet);
-    let mut packets: Vec<_> = link
-        .il
-        .inputs
-        .lock()
-        .iter()
-        .filter(|p| p.anno.id >= cut)
-        .cloned()
-        .collect();
-    packets.sort_by_key(|p| p.anno.id);
-    let first_seq = (0..threads)
-        .map(|w| {
-            take.snapshot
-                .as_ref()
-                .and_then(|s| s.workers.get(w))
-                .map_or(0, |x| x.last_seq)
-                + 1
-        })
-        .collect();
-    let plan = ReplayPlan {
-        packets,
-        logs: take.logs.clone(),
-        first_seq,
-        then_sources: false,
-    };
+    // The input logger's log from the cut; the records from the output
+    // logger.
+    let mut plan = link.il.replay_plan_after(take.snapshot.as_ref(), threads);
+    plan.logs = take.logs.clone();
     let g = graph(v, threads);
     let r = run(
         g,
