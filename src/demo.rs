@@ -303,12 +303,7 @@ fn reference_outputs(
         ..RunOptions::default()
     };
     run(g, &opts, &mut std::io::sink(), &mut |_| {});
-    let keys = link
-        .outputs
-        .lock()
-        .iter()
-        .map(|o| (o.packet_id, o.ordinal))
-        .collect();
+    let keys = link.output_keys();
     Ok(keys)
 }
 

@@ -149,6 +149,15 @@ impl FtLink for MemoryLink {
 }
 
 impl MemoryLink {
+    /// The (input id, ordinal) of every output shipped.
+    pub fn output_keys(&self) -> std::collections::HashSet<(u64, u32)> {
+        self.outputs
+            .lock()
+            .iter()
+            .map(|o| (o.packet_id, o.ordinal))
+            .collect()
+    }
+
     /// A plan that replays everything this link saw from the start, on
     /// `nworkers` workers.
     pub fn full_replay_plan(&self, nworkers: usize) -> ReplayPlan {
