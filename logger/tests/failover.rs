@@ -103,8 +103,7 @@ fn reference(v: &BTreeMap<String, String>, threads: usize) -> HashSet<(u64, u32)
     let g = graph(v, threads);
     let mut out = Vec::new();
     run(g, &options(link.clone(), None, None), &mut out, &mut |_| {});
-    let keys = link.output_keys();
-    keys
+    link.output_keys()
 }
 
 fn kill_and_recover(v: &BTreeMap<String, String>, threads: usize, budget: i64) -> (usize, usize) {
