@@ -384,12 +384,8 @@ pub fn run_input_logger(
     {
         let mut g = st.lock();
         g.sources_done = true;
-        let has = g.consumer.is_some();
         if let Some(w) = g.consumer.as_mut() {
             let _ = w.send(&Message::EndOfStream).and_then(|_| w.flush());
-        }
-        if std::env::var_os("FTMB_DEBUG").is_some() {
-            eprintln!("input logger: end of sources after {sent} packets (consumer: {has})");
         }
     }
     while !until.load(Ordering::Acquire) {
@@ -425,12 +421,6 @@ fn serve_il_conn(conn: UnixStream, st: Arc<Mutex<IlState>>) {
                 }
                 if ok && g.sources_done {
                     let _ = w.send(&Message::EndOfStream);
-                }
-                if std::env::var_os("FTMB_DEBUG").is_some() {
-                    eprintln!(
-                        "input logger: resume from {} (live {live}, done {}, ok {ok})",
-                        m.packet, g.sources_done
-                    );
                 }
                 if ok && w.flush().is_ok() {
                     g.consumer = Some(w);
