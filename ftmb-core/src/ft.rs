@@ -17,7 +17,7 @@ use crate::pal::LogRecord;
 use crate::snapshot::Snapshot;
 use std::sync::Arc;
 
-/// An output waiting for commit.
+/// An output waiting for commit, owned (as a test link keeps it).
 #[derive(Clone, Debug)]
 pub struct TaggedOutput {
     /// The sink (index in the router's sink table) it leaves through.
@@ -32,6 +32,118 @@ pub struct TaggedOutput {
     pub pkt: Packet,
 }
 
+/// One output of an [`OutputBatch`], borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputRef<'a> {
+    /// The sink (index in the router's sink table) it leaves through.
+    pub sink: u16,
+    /// Input packet id it derives from.
+    pub packet_id: u64,
+    /// Its rank among the outputs of that input packet (0, 1, ...).
+    pub ordinal: u32,
+    /// Emission time, nanoseconds.
+    pub ts_ns: u64,
+    /// Dependency vector entries (worker index order).
+    pub dv: &'a [u64],
+    /// The packet's bytes.
+    pub data: &'a [u8],
+}
+
+impl OutputRef<'_> {
+    /// An owned copy.
+    pub fn to_owned(&self) -> TaggedOutput {
+        let mut pkt = Packet::from_bytes(self.data);
+        pkt.anno.id = self.packet_id;
+        pkt.anno.ts_ns = self.ts_ns;
+        TaggedOutput {
+            sink: self.sink,
+            packet_id: self.packet_id,
+            ordinal: self.ordinal,
+            dv: DepVector::from_entries(self.dv.to_vec()),
+            pkt,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+struct OutputMeta {
+    sink: u16,
+    ordinal: u32,
+    packet_id: u64,
+    ts_ns: u64,
+    data_end: u32,
+    dv_end: u32,
+}
+
+/// The outputs of one worker batch, packed: every output's bytes in one
+/// buffer, the dependency vectors in another, the tags in a third. The
+/// worker copies each output in (a hundred bytes or so) and frees its
+/// packets itself, so handing a batch to the output logger costs three
+/// allocations, not several per packet, and no packet memory is freed on
+/// another thread.
+#[derive(Clone, Debug, Default)]
+pub struct OutputBatch {
+    meta: Vec<OutputMeta>,
+    bytes: Vec<u8>,
+    dvs: Vec<u64>,
+}
+
+impl OutputBatch {
+    /// Add an output of `pkt` (tagged with its own dependency vector),
+    /// with entry `w` of that vector raised to at least `seq`: every output
+    /// of a batch depends on the batch's clock record.
+    pub fn push(&mut self, sink: u16, ordinal: u32, pkt: &Packet, (w, seq): (usize, u64)) {
+        self.bytes.extend_from_slice(pkt.data());
+        let start = self.dvs.len();
+        self.dvs.extend_from_slice(pkt.dv.entries());
+        if seq > 0 {
+            if self.dvs.len() <= start + w {
+                self.dvs.resize(start + w + 1, 0);
+            }
+            let e = &mut self.dvs[start + w];
+            *e = (*e).max(seq);
+        }
+        let packet_id = pkt.anno.id;
+        self.meta.push(OutputMeta {
+            sink,
+            ordinal,
+            packet_id,
+            ts_ns: pkt.anno.ts_ns,
+            data_end: self.bytes.len() as u32,
+            dv_end: self.dvs.len() as u32,
+        });
+    }
+
+    /// Outputs in the batch.
+    pub fn len(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// True when the batch holds no output.
+    pub fn is_empty(&self) -> bool {
+        self.meta.is_empty()
+    }
+
+    /// The outputs, in the order they were pushed.
+    pub fn iter(&self) -> impl Iterator<Item = OutputRef<'_>> + '_ {
+        let mut data_start = 0usize;
+        let mut dv_start = 0usize;
+        self.meta.iter().map(move |m| {
+            let (d0, v0) = (data_start, dv_start);
+            data_start = m.data_end as usize;
+            dv_start = m.dv_end as usize;
+            OutputRef {
+                sink: m.sink,
+                packet_id: m.packet_id,
+                ordinal: m.ordinal,
+                ts_ns: m.ts_ns,
+                dv: &self.dvs[v0..dv_start],
+                data: &self.bytes[d0..data_start],
+            }
+        })
+    }
+}
+
 /// Where workers send their logs and outputs (the output logger, in process
 /// or across a socket).
 pub trait FtLink: Send + Sync {
@@ -42,7 +154,7 @@ pub trait FtLink: Send + Sync {
     /// what it shipped before.
     fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>);
     /// Worker `worker`'s outputs of one batch, shipped after its records.
-    fn ship_outputs(&self, worker: usize, outputs: Vec<TaggedOutput>);
+    fn ship_outputs(&self, worker: usize, outputs: OutputBatch);
     /// A consistent snapshot, to be stored (and, once stored, committed:
     /// logs before its cut may then be dropped).
     fn store_snapshot(&self, snapshot: Snapshot);
@@ -140,8 +252,10 @@ impl FtLink for MemoryLink {
         }
         logs[worker].extend(records);
     }
-    fn ship_outputs(&self, _worker: usize, outputs: Vec<TaggedOutput>) {
-        self.outputs.lock().extend(outputs);
+    fn ship_outputs(&self, _worker: usize, outputs: OutputBatch) {
+        self.outputs
+            .lock()
+            .extend(outputs.iter().map(|o| o.to_owned()));
     }
     fn store_snapshot(&self, snapshot: Snapshot) {
         self.snapshots.lock().push(snapshot);

@@ -60,6 +60,30 @@ impl Packet {
         }
     }
 
+    /// A packet that owns `data` as it is (no copy, no headroom: an
+    /// `Unstrip` on it reallocates). For bytes that arrive in a buffer of
+    /// their own, such as a decoded frame.
+    pub fn from_vec(data: Vec<u8>) -> Packet {
+        Packet {
+            buf: data,
+            start: 0,
+            anno: Anno::default(),
+            dv: DepVector::default(),
+        }
+    }
+
+    /// Make this packet a fresh copy of `data` (annotations and dependency
+    /// vector cleared), reusing its buffer: for egress paths that turn
+    /// borrowed bytes into packets over and over.
+    pub fn reset_from(&mut self, data: &[u8]) {
+        self.buf.clear();
+        self.buf.resize(HEADROOM, 0);
+        self.buf.extend_from_slice(data);
+        self.start = HEADROOM as u32;
+        self.anno = Anno::default();
+        self.dv = DepVector::default();
+    }
+
     /// The packet's current bytes.
     #[inline]
     pub fn data(&self) -> &[u8] {

@@ -23,7 +23,7 @@
 use crate::context::{AccessMode, Ctx};
 use crate::driver::Insn;
 use crate::element::{Backpressure, Element, Out, SourceStatus, Value};
-use crate::ft::{FtLink, FtOptions, ReplayPlan, SnapshotTrigger, TaggedOutput};
+use crate::ft::{FtLink, FtOptions, OutputBatch, ReplayPlan, SnapshotTrigger};
 use crate::graph::{Graph, NodeKind};
 use crate::headers::{ip_offset, symmetric_hash};
 use crate::packet::Packet;
@@ -204,25 +204,14 @@ impl Worker {
                         link.ship_log(w, recs);
                     }
                 }
-                let mut outs = Vec::new();
+                let mut outs = OutputBatch::default();
                 let ordinals = &mut self.ordinals;
                 self.ctx.sinks.drain(|sink, pkts| {
                     for p in pkts.drain(..) {
                         let n = ordinals.entry(p.anno.id).or_insert(0);
                         let ordinal = *n;
                         *n += 1;
-                        // Every output of the batch depends on its clock.
-                        let mut dv = p.dv.clone();
-                        if dv.get(w) < batch_seq {
-                            dv.set(w, batch_seq);
-                        }
-                        outs.push(TaggedOutput {
-                            sink: sink as u16,
-                            packet_id: p.anno.id,
-                            ordinal,
-                            dv,
-                            pkt: p,
-                        });
+                        outs.push(sink as u16, ordinal, &p, (w, batch_seq));
                     }
                 });
                 ordinals.clear();

@@ -48,10 +48,37 @@
 
 use ftmb_core::depvec::DepVector;
 use ftmb_core::pal::LogRecord;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use ftmb_core::Packet;
+use rustc_hash::FxHashSet;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
-/// An output packet held by the output logger until it commits.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// A committed output in the ready queue, ordered by (packet id, ordinal,
+/// arrival).
+#[derive(Debug)]
+struct Ready(u64, u32, u64, HeldOutput);
+
+impl PartialEq for Ready {
+    fn eq(&self, o: &Ready) -> bool {
+        (self.0, self.1, self.2) == (o.0, o.1, o.2)
+    }
+}
+impl Eq for Ready {}
+impl PartialOrd for Ready {
+    fn partial_cmp(&self, o: &Ready) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Ready {
+    fn cmp(&self, o: &Ready) -> std::cmp::Ordering {
+        (self.0, self.1, self.2).cmp(&(o.0, o.1, o.2))
+    }
+}
+
+/// An output packet held by the output logger until it commits. The packet
+/// is moved, not copied, from the worker to the sink; its timestamp is
+/// `pkt.anno.ts_ns`.
+#[derive(Clone, Debug)]
 pub struct HeldOutput {
     /// Output sink (egress port) index.
     pub sink: u16,
@@ -61,34 +88,59 @@ pub struct HeldOutput {
     pub ordinal: u32,
     /// What it depends on.
     pub dv: DepVector,
-    /// Emission time, nanoseconds.
-    pub ts_ns: u64,
-    /// Packet bytes.
-    pub data: Vec<u8>,
+    /// The packet.
+    pub pkt: Packet,
+}
+
+impl PartialEq for HeldOutput {
+    fn eq(&self, o: &HeldOutput) -> bool {
+        (self.sink, self.packet_id, self.ordinal, self.pkt.anno.ts_ns)
+            == (o.sink, o.packet_id, o.ordinal, o.pkt.anno.ts_ns)
+            && self.dv == o.dv
+            && self.pkt.data() == o.pkt.data()
+    }
+}
+impl Eq for HeldOutput {}
+
+impl From<ftmb_core::ft::OutputRef<'_>> for HeldOutput {
+    fn from(o: ftmb_core::ft::OutputRef<'_>) -> HeldOutput {
+        let mut pkt = Packet::from_bytes(o.data);
+        pkt.anno.ts_ns = o.ts_ns;
+        pkt.anno.id = o.packet_id;
+        HeldOutput {
+            sink: o.sink,
+            packet_id: o.packet_id,
+            ordinal: o.ordinal,
+            dv: DepVector::from_entries(o.dv.to_vec()),
+            pkt,
+        }
+    }
 }
 
 impl From<crate::wire::OutputMsg> for HeldOutput {
     fn from(m: crate::wire::OutputMsg) -> HeldOutput {
+        let mut pkt = Packet::from_vec(m.data);
+        pkt.anno.ts_ns = m.ts_ns;
+        pkt.anno.id = m.packet_id;
         HeldOutput {
             sink: m.sink,
             packet_id: m.packet_id,
             ordinal: m.ordinal,
             dv: DepVector::from_entries(m.dv),
-            ts_ns: m.ts_ns,
-            data: m.data,
+            pkt,
         }
     }
 }
 
-impl From<HeldOutput> for crate::wire::OutputMsg {
-    fn from(h: HeldOutput) -> crate::wire::OutputMsg {
+impl From<&HeldOutput> for crate::wire::OutputMsg {
+    fn from(h: &HeldOutput) -> crate::wire::OutputMsg {
         crate::wire::OutputMsg {
             sink: h.sink,
             packet_id: h.packet_id,
             ordinal: h.ordinal,
             dv: h.dv.entries().to_vec(),
-            ts_ns: h.ts_ns,
-            data: h.data,
+            ts_ns: h.pkt.anno.ts_ns,
+            data: h.pkt.data().to_vec(),
         }
     }
 }
@@ -173,10 +225,12 @@ pub struct CommitCore {
     /// Waiting outputs, indexed by first unsatisfied (seq, uid) per worker.
     waiting: Vec<BTreeMap<(u64, u64), HeldOutput>>,
     n_waiting: usize,
-    /// Committed outputs not yet polled, in (packet id, ordinal) order.
-    ready: BTreeMap<(u64, u32, u64), HeldOutput>,
-    /// Released outputs above `released_floor`.
-    released: BTreeSet<(u64, u32)>,
+    /// Committed outputs not yet polled, lowest (packet id, ordinal) first.
+    /// The shell drains it after every call, so it stays small.
+    ready: BinaryHeap<Reverse<Ready>>,
+    /// Released outputs above `released_floor` (a hash set: one insert per
+    /// output is the commit path's hottest operation; snapshots prune it).
+    released: FxHashSet<(u64, u32)>,
     /// Outputs of packets at or below this id are no longer remembered:
     /// every worker's cut is past them, so no replay re-creates them.
     released_floor: u64,
@@ -193,8 +247,8 @@ impl CommitCore {
             logs: (0..nworkers).map(|_| VecDeque::new()).collect(),
             waiting: (0..nworkers).map(|_| BTreeMap::new()).collect(),
             n_waiting: 0,
-            ready: BTreeMap::new(),
-            released: BTreeSet::new(),
+            ready: BinaryHeap::new(),
+            released: FxHashSet::default(),
             released_floor: 0,
             next_uid: 0,
             stats: CommitStats::default(),
@@ -278,7 +332,11 @@ impl CommitCore {
 
     /// First (worker, seq) of `dv` not covered by MAX.
     fn first_unsatisfied(&self, dv: &DepVector) -> Result<Option<(usize, u64)>, usize> {
-        for (w, &s) in dv.entries().iter().enumerate() {
+        self.first_unsatisfied_in(dv.entries())
+    }
+
+    fn first_unsatisfied_in(&self, dv: &[u64]) -> Result<Option<(usize, u64)>, usize> {
+        for (w, &s) in dv.iter().enumerate() {
             if s == 0 {
                 continue;
             }
@@ -300,7 +358,8 @@ impl CommitCore {
             }
             // Out-of-range entries were refused on entry.
             Ok(None) | Err(_) => {
-                self.ready.insert((out.packet_id, out.ordinal, uid), out);
+                self.ready
+                    .push(Reverse(Ready(out.packet_id, out.ordinal, uid, out)));
             }
         }
     }
@@ -329,11 +388,32 @@ impl CommitCore {
         Ok(())
     }
 
+    /// The fast path of steps 3 and 4 for an output that arrives already
+    /// committed (its records came first, as a master ships them): if
+    /// nothing is queued and `dv` is covered by MAX, count the output as
+    /// handed in and released without holding it, and return true when it
+    /// must be sent (false: a duplicate, suppressed). Returns `None` when
+    /// the output does not qualify; hand it to
+    /// [`CommitCore::try_handle_output`] then. Release order differs from
+    /// the held path only in that such outputs leave in arrival order.
+    pub fn release_at_once(&mut self, packet_id: u64, ordinal: u32, dv: &[u64]) -> Option<bool> {
+        if !self.ready.is_empty() || !matches!(self.first_unsatisfied_in(dv), Ok(None)) {
+            return None;
+        }
+        self.stats.outputs += 1;
+        if packet_id > self.released_floor && !self.released.insert((packet_id, ordinal)) {
+            self.stats.suppressed += 1;
+            return Some(false);
+        }
+        self.stats.released += 1;
+        Some(true)
+    }
+
     /// The next committed output to send (step 4), lowest (packet id,
     /// ordinal) first among the committed ones. An output with the same
     /// (packet id, ordinal) as one already released is never returned twice.
     pub fn poll_release(&mut self) -> Option<HeldOutput> {
-        while let Some((_, out)) = self.ready.pop_first() {
+        while let Some(Reverse(Ready(_, _, _, out))) = self.ready.pop() {
             let key = (out.packet_id, out.ordinal);
             if out.packet_id > self.released_floor && !self.released.insert(key) {
                 self.stats.suppressed += 1;
@@ -403,7 +483,7 @@ impl CommitCore {
                 .unwrap_or(0);
             if min_pid > self.released_floor {
                 self.released_floor = min_pid;
-                self.released = self.released.split_off(&(min_pid + 1, 0));
+                self.released.retain(|&(p, _)| p > min_pid);
             }
         }
     }
@@ -437,10 +517,10 @@ impl CommitCore {
     }
 
     fn is_queued(&self, packet_id: u64, ordinal: u32) -> bool {
+        // Only at failover, and the ready queue is drained after every call.
         self.ready
-            .range((packet_id, ordinal, 0)..=(packet_id, ordinal, u64::MAX))
-            .next()
-            .is_some()
+            .iter()
+            .any(|Reverse(r)| (r.0, r.1) == (packet_id, ordinal))
     }
 
     /// An output re-created by the replica (step 6): suppressed if already
@@ -469,8 +549,11 @@ mod tests {
             packet_id: p,
             ordinal: o,
             dv: DepVector::from_entries(dv.to_vec()),
-            ts_ns: p * 10,
-            data: vec![p as u8, o as u8],
+            pkt: {
+                let mut k = Packet::from_bytes(&[p as u8, o as u8]);
+                k.anno.ts_ns = p * 10;
+                k
+            },
         }
     }
 
@@ -689,6 +772,26 @@ mod tests {
     }
 
     #[test]
+    fn release_at_once_only_when_committed_and_nothing_queued() {
+        let mut c = CommitCore::new(2);
+        c.handle_log(0, 1, &recs(2)).unwrap();
+        // Not covered: held as usual.
+        assert_eq!(c.release_at_once(1, 0, &[3]), None);
+        assert_eq!(c.release_at_once(1, 0, &[0, 0, 1]), None);
+        // Covered and nothing queued: sent at once, remembered.
+        assert_eq!(c.release_at_once(2, 0, &[2, 0]), Some(true));
+        assert!(c.is_released(2, 0));
+        assert_eq!(c.release_at_once(2, 0, &[1]), Some(false));
+        // Something committed but not polled: keep the held order.
+        c.handle_output(out(3, 0, &[1]));
+        assert_eq!(c.release_at_once(4, 0, &[1]), None);
+        assert_eq!(drain(&mut c), vec![(3, 0)]);
+        assert_eq!(c.release_at_once(4, 0, &[1]), Some(true));
+        let st = c.stats();
+        assert_eq!((st.outputs, st.released, st.suppressed), (4, 3, 1));
+    }
+
+    #[test]
     fn repeated_output_never_released_twice() {
         let mut c = CommitCore::new(1);
         c.handle_output(out(4, 0, &[]));
@@ -701,7 +804,7 @@ mod tests {
     struct Naive {
         max: Vec<u64>,
         held: Vec<HeldOutput>,
-        released: BTreeSet<(u64, u32)>,
+        released: std::collections::BTreeSet<(u64, u32)>,
     }
 
     impl Naive {
@@ -727,7 +830,7 @@ mod tests {
             let mut n = Naive {
                 max: vec![0; nw],
                 held: Vec::new(),
-                released: BTreeSet::new(),
+                released: std::collections::BTreeSet::new(),
             };
             let mut pid = 0u64;
             let mut released = 0usize;

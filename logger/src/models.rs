@@ -38,8 +38,7 @@ fn out(p: u64, dv: &[u64]) -> HeldOutput {
         packet_id: p,
         ordinal: 0,
         dv: DepVector::from_entries(dv.to_vec()),
-        ts_ns: 0,
-        data: vec![],
+        pkt: ftmb_core::Packet::from_vec(Vec::new()),
     }
 }
 

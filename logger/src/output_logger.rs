@@ -9,7 +9,7 @@
 
 use crate::commit::{CommitCore, CommitError, HeldOutput};
 use ftmb_core::egress::Sink;
-use ftmb_core::ft::{FtLink, TaggedOutput};
+use ftmb_core::ft::{FtLink, OutputBatch};
 use ftmb_core::pal::LogRecord;
 use ftmb_core::snapshot::Snapshot;
 use ftmb_core::Packet;
@@ -70,6 +70,11 @@ struct State {
     /// Per-output hold times in microseconds (commit latency), if measured.
     hold_us: Option<Vec<u32>>,
     arrivals: ftmb_core::shared::FlowMap<(u64, u32), Instant>,
+    /// Released packets on their way to sink `staged_sink`: the first
+    /// `staged` of `staging` (the packets are kept to reuse their memory).
+    staging: Vec<Packet>,
+    staged: usize,
+    staged_sink: u16,
 }
 
 /// The output logger.
@@ -92,6 +97,9 @@ impl OutputLogger {
                 errors: Vec::new(),
                 hold_us: None,
                 arrivals: Default::default(),
+                staging: Vec::new(),
+                staged: 0,
+                staged_sink: 0,
             }),
         }
     }
@@ -146,6 +154,37 @@ impl OutputLogger {
     pub fn handle_outputs(&self, outs: Vec<HeldOutput>) {
         let mut st = self.state.lock();
         for o in outs {
+            if st.hold_us.is_some() {
+                st.arrivals.insert((o.packet_id, o.ordinal), Instant::now());
+            }
+            if st.after_failover {
+                st.core.handle_replayed_output(o);
+            } else if let Err(e) = st.core.try_handle_output(o) {
+                st.errors.push(e.to_string());
+            }
+        }
+        st.release();
+    }
+
+    /// A worker's batch of outputs. Outputs that arrive committed (their
+    /// log records came first) go straight to their sink; the others are
+    /// held as [`OutputLogger::handle_outputs`] holds them.
+    pub fn handle_batch(&self, outs: &OutputBatch) {
+        let mut g = self.state.lock();
+        let st = &mut *g;
+        for o in outs.iter() {
+            if !st.after_failover {
+                if let Some(send) = st.core.release_at_once(o.packet_id, o.ordinal, o.dv) {
+                    if let Some(h) = &mut st.hold_us {
+                        h.push(0);
+                    }
+                    if send {
+                        st.stage(o.sink, o.packet_id, o.ordinal, o.ts_ns, o.data);
+                    }
+                    continue;
+                }
+            }
+            let o = HeldOutput::from(o);
             if st.hold_us.is_some() {
                 st.arrivals.insert((o.packet_id, o.ordinal), Instant::now());
             }
@@ -223,45 +262,66 @@ impl OutputLogger {
     }
 }
 
+/// Packets staged for one sink before an egress call.
+const STAGE_MAX: usize = 256;
+
 impl State {
-    /// Write every output the core lets go, in release order.
+    /// Write every output the core lets go, in release order, then flush
+    /// the staged packets to their sink.
     fn release(&mut self) {
         while let Some(o) = self.core.poll_release() {
-            self.released += 1;
             if let Some(h) = &mut self.hold_us {
                 if let Some(t) = self.arrivals.remove(&(o.packet_id, o.ordinal)) {
                     h.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
                 }
             }
-            if let Some(sink) = self.sinks.get(o.sink as usize) {
-                let mut p = Packet::from_bytes(&o.data);
-                p.anno.ts_ns = o.ts_ns;
-                p.anno.id = o.packet_id;
-                if let Err(e) = sink.egress.lock().write(std::slice::from_ref(&p)) {
-                    sink.error.lock().get_or_insert_with(|| e.to_string());
-                }
-            }
-            if let Some(r) = &mut self.record {
-                r.push(Released {
-                    sink: o.sink,
-                    packet_id: o.packet_id,
-                    ordinal: o.ordinal,
-                    data: o.data,
-                });
+            self.stage(
+                o.sink,
+                o.packet_id,
+                o.ordinal,
+                o.pkt.anno.ts_ns,
+                o.pkt.data(),
+            );
+        }
+        self.flush_staged();
+    }
+
+    /// Queue one released output for its sink (one egress call per run of
+    /// outputs to the same sink).
+    fn stage(&mut self, sink: u16, packet_id: u64, ordinal: u32, ts_ns: u64, data: &[u8]) {
+        self.released += 1;
+        if let Some(r) = &mut self.record {
+            r.push(Released {
+                sink,
+                packet_id,
+                ordinal,
+                data: data.to_vec(),
+            });
+        }
+        if self.staged > 0 && (sink != self.staged_sink || self.staged >= STAGE_MAX) {
+            self.flush_staged();
+        }
+        self.staged_sink = sink;
+        if self.staged == self.staging.len() {
+            self.staging.push(Packet::from_vec(Vec::new()));
+        }
+        let p = &mut self.staging[self.staged];
+        p.reset_from(data);
+        p.anno.id = packet_id;
+        p.anno.ts_ns = ts_ns;
+        self.staged += 1;
+    }
+
+    fn flush_staged(&mut self) {
+        if self.staged == 0 {
+            return;
+        }
+        if let Some(sink) = self.sinks.get(self.staged_sink as usize) {
+            if let Err(e) = sink.egress.lock().write(&self.staging[..self.staged]) {
+                sink.error.lock().get_or_insert_with(|| e.to_string());
             }
         }
-    }
-}
-
-/// A tagged output from a worker, as the commit core holds it.
-pub fn held(o: TaggedOutput) -> HeldOutput {
-    HeldOutput {
-        sink: o.sink,
-        packet_id: o.packet_id,
-        ordinal: o.ordinal,
-        dv: o.dv,
-        ts_ns: o.pkt.anno.ts_ns,
-        data: o.pkt.data().to_vec(),
+        self.staged = 0;
     }
 }
 
@@ -273,8 +333,8 @@ impl FtLink for OutputLogger {
         let recs: Vec<LogRecord> = records.into_iter().map(|(_, r)| r).collect();
         let _ = self.handle_log(worker, first, &recs);
     }
-    fn ship_outputs(&self, _worker: usize, outputs: Vec<TaggedOutput>) {
-        self.handle_outputs(outputs.into_iter().map(held).collect());
+    fn ship_outputs(&self, _worker: usize, outputs: OutputBatch) {
+        self.handle_batch(&outputs);
     }
     fn store_snapshot(&self, snapshot: Snapshot) {
         self.handle_snapshot(snapshot);
@@ -283,7 +343,7 @@ impl FtLink for OutputLogger {
 
 enum LinkMsg {
     Log(usize, Vec<(u64, LogRecord)>),
-    Outputs(Vec<TaggedOutput>),
+    Outputs(OutputBatch),
     Snapshot(Snapshot),
 }
 
@@ -341,7 +401,7 @@ impl FtLink for ThreadedOutputLogger {
     fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>) {
         self.send(LinkMsg::Log(worker, records));
     }
-    fn ship_outputs(&self, _worker: usize, outputs: Vec<TaggedOutput>) {
+    fn ship_outputs(&self, _worker: usize, outputs: OutputBatch) {
         self.send(LinkMsg::Outputs(outputs));
     }
     fn store_snapshot(&self, snapshot: Snapshot) {

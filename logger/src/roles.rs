@@ -22,13 +22,13 @@
 
 use crate::commit::HeldOutput;
 use crate::input_log::InputLog;
-use crate::output_logger::{held, OutputLogger};
+use crate::output_logger::OutputLogger;
 use crate::wire::{
     FrameReader, FrameWriter, HeartbeatMsg, LogBatchMsg, Message, OutputMsg, PacketMsg, ResumeMsg,
     SnapshotCommittedMsg, SnapshotMsg,
 };
 use ftmb_core::element::{Source, SourceStatus};
-use ftmb_core::ft::{FtLink, TaggedOutput};
+use ftmb_core::ft::{FtLink, OutputBatch};
 use ftmb_core::headers::Framing;
 use ftmb_core::pal::LogRecord;
 use ftmb_core::router::wall_ns;
@@ -155,12 +155,17 @@ impl FtLink for SocketLink {
             records: records.into_iter().map(|(_, r)| r).collect(),
         })]);
     }
-    fn ship_outputs(&self, _worker: usize, outputs: Vec<TaggedOutput>) {
-        self.send_all(
-            outputs
-                .into_iter()
-                .map(|o| Message::Output(OutputMsg::from(held(o)))),
-        );
+    fn ship_outputs(&self, _worker: usize, outputs: OutputBatch) {
+        let mut g = self.w.lock();
+        if g.send_with(|buf| {
+            for o in outputs.iter() {
+                OutputMsg::encode_ref(o, buf);
+            }
+        })
+        .is_ok()
+        {
+            let _ = g.flush();
+        }
     }
     fn store_snapshot(&self, snap: Snapshot) {
         let cut = snap

@@ -612,16 +612,38 @@ impl OutputMsg {
     // # Panics
     // With more than 65535 dependency vector entries.
     fn encode_payload(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.sink.to_le_bytes());
-        out.extend_from_slice(&self.packet_id.to_le_bytes());
-        out.extend_from_slice(&self.ordinal.to_le_bytes());
-        let n = u16::try_from(self.dv.len()).expect("more than 65535 dv entries");
+        Self::encode_payload_of(
+            out,
+            ftmb_core::ft::OutputRef {
+                sink: self.sink,
+                packet_id: self.packet_id,
+                ordinal: self.ordinal,
+                ts_ns: self.ts_ns,
+                dv: &self.dv,
+                data: &self.data,
+            },
+        );
+    }
+
+    fn encode_payload_of(out: &mut Vec<u8>, o: ftmb_core::ft::OutputRef<'_>) {
+        out.extend_from_slice(&o.sink.to_le_bytes());
+        out.extend_from_slice(&o.packet_id.to_le_bytes());
+        out.extend_from_slice(&o.ordinal.to_le_bytes());
+        let n = u16::try_from(o.dv.len()).expect("more than 65535 dv entries");
         out.extend_from_slice(&n.to_le_bytes());
-        for s in &self.dv {
+        for s in o.dv {
             out.extend_from_slice(&s.to_le_bytes());
         }
-        out.extend_from_slice(&self.ts_ns.to_le_bytes());
-        out.extend_from_slice(&self.data);
+        out.extend_from_slice(&o.ts_ns.to_le_bytes());
+        out.extend_from_slice(o.data);
+    }
+
+    /// Append one output of a worker's batch as a whole frame, without
+    /// building an `OutputMsg` (same bytes as [`OutputMsg::encode`]).
+    pub fn encode_ref(o: ftmb_core::ft::OutputRef<'_>, out: &mut Vec<u8>) {
+        let start = begin_frame(out, FrameKind::Output);
+        Self::encode_payload_of(out, o);
+        end_frame(out, start);
     }
 
     /// Decode from a validated frame.

@@ -6,7 +6,7 @@
 //! every released output agrees with one NAT mapping per flow.
 
 use ftmb_core::config::Source;
-use ftmb_core::ft::{FtLink, FtOptions, MemoryLink, ReplayPlan, SnapshotTrigger, TaggedOutput};
+use ftmb_core::ft::{FtLink, FtOptions, MemoryLink, OutputBatch, ReplayPlan, SnapshotTrigger};
 use ftmb_core::graph::build;
 use ftmb_core::headers::FlowId;
 use ftmb_core::pal::LogRecord;
@@ -44,7 +44,7 @@ impl FtLink for CrashingLink {
             self.ol.ship_log(worker, records);
         }
     }
-    fn ship_outputs(&self, worker: usize, outputs: Vec<TaggedOutput>) {
+    fn ship_outputs(&self, worker: usize, outputs: OutputBatch) {
         if self.alive() {
             self.ol.ship_outputs(worker, outputs);
         }
