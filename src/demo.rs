@@ -77,6 +77,23 @@ fn spawn(exe: &Path, args: &[String], out: Option<&Path>) -> Result<Child> {
     c.spawn().with_context(|| format!("start {}", args[0]))
 }
 
+/// Wait for the `ready` line on a child's piped stdout.
+fn wait_ready(child: &mut Child, limit: Duration) -> Result<()> {
+    use std::io::BufRead;
+    let out = child.stdout.take().context("master stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufReader::new(out).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(limit) {
+        Ok(line) if line.trim() == "ready" => Ok(()),
+        Ok(line) => bail!("the master did not start (said {line:?})"),
+        Err(_) => bail!("the master did not connect within {limit:?}"),
+    }
+}
+
 fn wait_for(child: &mut Child, limit: Duration) -> Result<()> {
     let start = Instant::now();
     loop {
@@ -188,12 +205,17 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     rep_args.extend(["--snapshot-ms".into(), a.snapshot_ms.to_string()]);
     let rep_out = dir.join("replica.json");
     kids.0.push(spawn(&exe, &rep_args, Some(&rep_out))?);
-    // Let the output logger and the standby be listening before the
-    // master starts the traffic.
-    std::thread::sleep(Duration::from_millis(300));
+    // The roles connect with retries, in any order. The kill timer starts
+    // once the master says it is connected to both loggers.
     let mut m_args = common("master");
     m_args.extend(["--snapshot-ms".into(), a.snapshot_ms.to_string()]);
-    let mut master = spawn(&exe, &m_args, None)?;
+    let mut master = Command::new(&exe)
+        .args(&m_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("start master")?;
+    wait_ready(&mut master, Duration::from_secs(30))?;
     let run_s = npackets as f64 / a.pps;
     let kill_after = Duration::from_millis(a.kill_ms.unwrap_or((run_s * 400.0) as u64));
     std::thread::sleep(kill_after);

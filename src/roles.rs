@@ -108,6 +108,10 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     let il = connect(&a.il, Duration::from_secs(10)).context("input logger")?;
     let (_, input) = resume(&il, 1).map_err(|e| anyhow!(e))?;
     g.external_input = Some(Box::new(RemoteInput::start(input, framing_of(&g))?));
+    // Connected to both loggers: tell whoever started us (the demo starts
+    // its kill timer on this line).
+    println!("ready");
+    std::io::stdout().flush()?;
     let opts = RunOptions {
         seed: Some(a.seed),
         ft: Some(FtOptions {

@@ -169,7 +169,7 @@ impl Ctx {
 fn merge_dv(pdv: &mut DepVector, clock: &mut DepVector, worker: usize, seq: u64) {
     pdv.merge(clock);
     pdv.set(worker, seq);
-    clock.clone_from(pdv);
+    clock.assign(pdv);
 }
 
 #[cfg(test)]

@@ -7,30 +7,54 @@
 //! never pay for them.
 
 /// A vector clock over worker logs.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+///
+/// Stored in a `ThinVec` (one pointer in the packet, the length in the
+/// allocation; nothing allocated until the first logged access), at least
+/// [`MIN_ENTRIES`] entries long once allocated: one allocation per packet
+/// that touches shared state, and none more for up to that many workers.
+/// Equality and hashing ignore trailing zeros.
+#[derive(Clone, Debug, Default)]
 pub struct DepVector {
-    /// Boxed on purpose: every packet carries a vector, and one pointer
-    /// (null until the first logged access) is a third of an empty `Vec`.
-    #[allow(clippy::box_collection)]
-    v: Option<Box<Vec<u64>>>,
+    v: thin_vec::ThinVec<u64>,
 }
 
-static EMPTY: Vec<u64> = Vec::new();
+/// Entries allocated at once (workers covered without regrowing).
+pub const MIN_ENTRIES: usize = 4;
+
+impl PartialEq for DepVector {
+    fn eq(&self, o: &DepVector) -> bool {
+        self.entries() == o.entries()
+    }
+}
+impl Eq for DepVector {}
+impl std::hash::Hash for DepVector {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.entries().hash(h);
+    }
+}
 
 impl DepVector {
     /// A vector from explicit entries.
     pub fn from_entries(v: Vec<u64>) -> DepVector {
-        DepVector {
-            v: (!v.is_empty()).then(|| Box::new(v)),
+        let mut d = DepVector::default();
+        if v.iter().any(|&s| s != 0) {
+            d.v.extend_from_slice(&v);
         }
+        d
     }
 
-    fn vec(&self) -> &Vec<u64> {
-        self.v.as_deref().unwrap_or(&EMPTY)
+    fn vec(&self) -> &[u64] {
+        &self.v
     }
 
-    fn vec_mut(&mut self) -> &mut Vec<u64> {
-        self.v.get_or_insert_with(Default::default)
+    /// The storage, at least `len` entries long.
+    fn vec_mut(&mut self, len: usize) -> &mut [u64] {
+        if self.v.len() < len {
+            let n = len.max(MIN_ENTRIES);
+            self.v.reserve_exact(n - self.v.len());
+            self.v.resize(n, 0);
+        }
+        &mut self.v
     }
 
     /// Entry for worker `w` (zero when absent).
@@ -42,24 +66,17 @@ impl DepVector {
     /// Set entry `w` to `s`.
     #[inline]
     pub fn set(&mut self, w: usize, s: u64) {
-        let v = self.vec_mut();
-        if v.len() <= w {
-            v.resize(w + 1, 0);
-        }
-        v[w] = s;
+        self.vec_mut(w + 1)[w] = s;
     }
 
     /// Component-wise maximum with `other`.
     #[inline]
     pub fn merge(&mut self, other: &DepVector) {
-        let o = other.vec();
+        let o = other.entries();
         if o.is_empty() {
             return;
         }
-        let v = self.vec_mut();
-        if v.len() < o.len() {
-            v.resize(o.len(), 0);
-        }
+        let v = self.vec_mut(o.len());
         for (a, b) in v.iter_mut().zip(o) {
             if *b > *a {
                 *a = *b;
@@ -76,9 +93,12 @@ impl DepVector {
             .all(|(w, &s)| s == 0 || frontier.get(w).is_some_and(|&m| s <= m))
     }
 
-    /// The stored entries (trailing entries may be omitted, meaning zero).
+    /// The entries up to the last non-zero one (those beyond are zero).
+    #[inline]
     pub fn entries(&self) -> &[u64] {
-        self.vec()
+        let v = self.vec();
+        let n = v.iter().rposition(|&s| s != 0).map_or(0, |i| i + 1);
+        &v[..n]
     }
 
     /// True when the vector depends on nothing.
@@ -86,11 +106,23 @@ impl DepVector {
         self.vec().iter().all(|&s| s == 0)
     }
 
+    /// Make this vector equal to `o`, reusing its allocation when it is
+    /// long enough (`clone_from` would allocate).
+    #[inline]
+    pub fn assign(&mut self, o: &DepVector) {
+        let e = o.vec();
+        if self.v.len() >= e.len() {
+            self.v[..e.len()].copy_from_slice(e);
+            self.v[e.len()..].fill(0);
+        } else {
+            self.v.clear();
+            self.v.extend_from_slice(e);
+        }
+    }
+
     /// Forget every dependency (reuse the allocation).
     pub fn clear(&mut self) {
-        if let Some(v) = &mut self.v {
-            v.clear();
-        }
+        self.v.fill(0);
     }
 }
 
@@ -111,5 +143,14 @@ mod tests {
         assert!(!a.covered_by(&[2, 9]));
         assert!(!a.covered_by(&[3]));
         assert!(DepVector::default().covered_by(&[]));
+        // Storage length does not matter to equality.
+        let mut c = DepVector::default();
+        c.set(6, 1);
+        c.set(6, 0);
+        assert_eq!(c, DepVector::default());
+        assert_eq!(c.entries(), &[] as &[u64]);
+        c.set(5, 2);
+        assert_eq!(c.entries().len(), 6);
+        assert_eq!(DepVector::from_entries(vec![3, 5, 0]), a);
     }
 }

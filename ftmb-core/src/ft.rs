@@ -93,7 +93,6 @@ impl OutputBatch {
     /// with entry `w` of that vector raised to at least `seq`: every output
     /// of a batch depends on the batch's clock record.
     pub fn push(&mut self, sink: u16, ordinal: u32, pkt: &Packet, (w, seq): (usize, u64)) {
-        self.bytes.extend_from_slice(pkt.data());
         let start = self.dvs.len();
         self.dvs.extend_from_slice(pkt.dv.entries());
         if seq > 0 {
@@ -103,15 +102,37 @@ impl OutputBatch {
             let e = &mut self.dvs[start + w];
             *e = (*e).max(seq);
         }
-        let packet_id = pkt.anno.id;
+        self.finish(sink, pkt.anno.id, ordinal, pkt.anno.ts_ns, pkt.data());
+    }
+
+    /// Add an output from its parts (as a decoder finds them).
+    pub fn push_parts(
+        &mut self,
+        (sink, packet_id, ordinal, ts_ns): (u16, u64, u32, u64),
+        dv: impl IntoIterator<Item = u64>,
+        data: &[u8],
+    ) {
+        self.dvs.extend(dv);
+        self.finish(sink, packet_id, ordinal, ts_ns, data);
+    }
+
+    fn finish(&mut self, sink: u16, packet_id: u64, ordinal: u32, ts_ns: u64, data: &[u8]) {
+        self.bytes.extend_from_slice(data);
         self.meta.push(OutputMeta {
             sink,
             ordinal,
             packet_id,
-            ts_ns: pkt.anno.ts_ns,
+            ts_ns,
             data_end: self.bytes.len() as u32,
             dv_end: self.dvs.len() as u32,
         });
+    }
+
+    /// Empty it, keeping its memory.
+    pub fn clear(&mut self) {
+        self.meta.clear();
+        self.bytes.clear();
+        self.dvs.clear();
     }
 
     /// Outputs in the batch.
@@ -144,6 +165,24 @@ impl OutputBatch {
     }
 }
 
+/// What a worker hands over after a batch: its new log records, then its
+/// outputs (in that order: an output may depend on the batch's records).
+#[derive(Clone, Debug, Default)]
+pub struct Shipment {
+    /// Log records, `(sequence, record)`, consecutive.
+    pub records: Vec<(u64, LogRecord)>,
+    /// Outputs.
+    pub outputs: OutputBatch,
+}
+
+impl Shipment {
+    /// Empty it, keeping its memory.
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.outputs.clear();
+    }
+}
+
 /// Where workers send their logs and outputs (the output logger, in process
 /// or across a socket).
 pub trait FtLink: Send + Sync {
@@ -158,6 +197,21 @@ pub trait FtLink: Send + Sync {
     /// A consistent snapshot, to be stored (and, once stored, committed:
     /// logs before its cut may then be dropped).
     fn store_snapshot(&self, snapshot: Snapshot);
+    /// A batch's records and outputs at once. Default: `ship_log`, then
+    /// `ship_outputs`.
+    fn ship(&self, worker: usize, shipment: Shipment) {
+        if !shipment.records.is_empty() {
+            self.ship_log(worker, shipment.records);
+        }
+        if !shipment.outputs.is_empty() {
+            self.ship_outputs(worker, shipment.outputs);
+        }
+    }
+    /// An emptied shipment to fill next, if the link hands them back (so a
+    /// worker reuses memory instead of allocating per batch). Default: none.
+    fn spare(&self) -> Option<Shipment> {
+        None
+    }
 }
 
 /// When the master takes snapshots.

@@ -87,9 +87,11 @@ impl WorkerLog {
         &self.pending
     }
 
-    /// Take the records not yet shipped.
-    pub fn take_pending(&mut self) -> Vec<(u64, LogRecord)> {
-        std::mem::take(&mut self.pending)
+    /// Hand the records appended since the last call over in `into`
+    /// (which must be empty) and keep its memory for the next ones.
+    pub fn swap_pending(&mut self, into: &mut Vec<(u64, LogRecord)>) {
+        debug_assert!(into.is_empty());
+        std::mem::swap(&mut self.pending, into);
     }
 }
 

@@ -23,7 +23,7 @@
 use crate::context::{AccessMode, Ctx};
 use crate::driver::Insn;
 use crate::element::{Backpressure, Element, Out, SourceStatus, Value};
-use crate::ft::{FtLink, FtOptions, OutputBatch, ReplayPlan, SnapshotTrigger};
+use crate::ft::{FtLink, FtOptions, ReplayPlan, SnapshotTrigger};
 use crate::graph::{Graph, NodeKind};
 use crate::headers::{ip_offset, symmetric_hash};
 use crate::packet::Packet;
@@ -198,13 +198,11 @@ impl Worker {
             None => self.ctx.sinks.write_to(&self.sinks),
             Some(link) => {
                 let w = self.ctx.worker();
+                let mut sh = link.spare().unwrap_or_default();
                 if let AccessMode::Logged(l) = &mut self.ctx.mode {
-                    let recs = l.log.take_pending();
-                    if !recs.is_empty() {
-                        link.ship_log(w, recs);
-                    }
+                    l.log.swap_pending(&mut sh.records);
                 }
-                let mut outs = OutputBatch::default();
+                let outs = &mut sh.outputs;
                 let ordinals = &mut self.ordinals;
                 self.ctx.sinks.drain(|sink, pkts| {
                     for p in pkts.drain(..) {
@@ -215,8 +213,8 @@ impl Worker {
                     }
                 });
                 ordinals.clear();
-                if !outs.is_empty() {
-                    link.ship_outputs(w, outs);
+                if !sh.records.is_empty() || !sh.outputs.is_empty() {
+                    link.ship(w, sh);
                 }
             }
         }

@@ -272,16 +272,38 @@ impl CommitCore {
         first_seq: u64,
         records: &[LogRecord],
     ) -> Result<(), CommitError> {
+        self.handle_records(worker, first_seq, records.iter().copied())
+    }
+
+    /// [`CommitCore::handle_log`] for records as a worker numbered them:
+    /// `(sequence, record)` pairs with consecutive sequences, the batch
+    /// starting at the first pair's.
+    pub fn handle_log_numbered(
+        &mut self,
+        worker: usize,
+        records: &[(u64, LogRecord)],
+    ) -> Result<(), CommitError> {
+        let first = records.first().map_or(0, |&(s, _)| s);
+        self.handle_records(worker, first, records.iter().map(|&(_, r)| r))
+    }
+
+    fn handle_records(
+        &mut self,
+        worker: usize,
+        first_seq: u64,
+        records: impl ExactSizeIterator<Item = LogRecord>,
+    ) -> Result<(), CommitError> {
         let nworkers = self.nworkers();
         if worker >= nworkers {
             return Err(CommitError::UnknownWorker { worker, nworkers });
         }
-        if records.is_empty() {
+        let n = records.len();
+        if n == 0 {
             return Ok(());
         }
         let expected = self.max[worker] + 1;
         let last = first_seq
-            .checked_add(records.len() as u64 - 1)
+            .checked_add(n as u64 - 1)
             .filter(|_| first_seq > 0)
             .ok_or(CommitError::SeqOverflow { worker })?;
         let skip = if first_seq > expected {
@@ -308,10 +330,13 @@ impl CommitCore {
             0
         };
         let log = &mut self.logs[worker];
-        for (i, r) in records.iter().enumerate().skip(skip) {
-            log.push_back((first_seq + i as u64, *r));
-        }
-        self.stats.records += (records.len() - skip) as u64;
+        log.extend(
+            records
+                .enumerate()
+                .skip(skip)
+                .map(|(i, r)| (first_seq + i as u64, r)),
+        );
+        self.stats.records += (n - skip) as u64;
         self.advance(worker, last);
         Ok(())
     }

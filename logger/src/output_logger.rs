@@ -9,7 +9,7 @@
 
 use crate::commit::{CommitCore, CommitError, HeldOutput};
 use ftmb_core::egress::Sink;
-use ftmb_core::ft::{FtLink, OutputBatch};
+use ftmb_core::ft::{FtLink, OutputBatch, Shipment};
 use ftmb_core::pal::LogRecord;
 use ftmb_core::snapshot::Snapshot;
 use ftmb_core::Packet;
@@ -170,30 +170,16 @@ impl OutputLogger {
     /// log records came first) go straight to their sink; the others are
     /// held as [`OutputLogger::handle_outputs`] holds them.
     pub fn handle_batch(&self, outs: &OutputBatch) {
-        let mut g = self.state.lock();
-        let st = &mut *g;
-        for o in outs.iter() {
-            if !st.after_failover {
-                if let Some(send) = st.core.release_at_once(o.packet_id, o.ordinal, o.dv) {
-                    if let Some(h) = &mut st.hold_us {
-                        h.push(0);
-                    }
-                    if send {
-                        st.stage(o.sink, o.packet_id, o.ordinal, o.ts_ns, o.data);
-                    }
-                    continue;
-                }
-            }
-            let o = HeldOutput::from(o);
-            if st.hold_us.is_some() {
-                st.arrivals.insert((o.packet_id, o.ordinal), Instant::now());
-            }
-            if st.after_failover {
-                st.core.handle_replayed_output(o);
-            } else if let Err(e) = st.core.try_handle_output(o) {
-                st.errors.push(e.to_string());
-            }
-        }
+        let mut st = self.state.lock();
+        st.outputs(outs);
+        st.release();
+    }
+
+    /// A worker's records and outputs of one batch, under one lock.
+    pub fn handle_shipment(&self, worker: usize, sh: &Shipment) {
+        let mut st = self.state.lock();
+        st.log_numbered(worker, &sh.records);
+        st.outputs(&sh.outputs);
         st.release();
     }
 
@@ -266,6 +252,40 @@ impl OutputLogger {
 const STAGE_MAX: usize = 256;
 
 impl State {
+    /// A worker's numbered records; a protocol error is kept.
+    fn log_numbered(&mut self, worker: usize, records: &[(u64, LogRecord)]) {
+        if let Err(e) = self.core.handle_log_numbered(worker, records) {
+            self.errors.push(e.to_string());
+        }
+    }
+
+    /// Hand a batch of outputs to the core (or straight to egress).
+    fn outputs(&mut self, outs: &OutputBatch) {
+        for o in outs.iter() {
+            if !self.after_failover {
+                if let Some(send) = self.core.release_at_once(o.packet_id, o.ordinal, o.dv) {
+                    if let Some(h) = &mut self.hold_us {
+                        h.push(0);
+                    }
+                    if send {
+                        self.stage(o.sink, o.packet_id, o.ordinal, o.ts_ns, o.data);
+                    }
+                    continue;
+                }
+            }
+            let o = HeldOutput::from(o);
+            if self.hold_us.is_some() {
+                self.arrivals
+                    .insert((o.packet_id, o.ordinal), Instant::now());
+            }
+            if self.after_failover {
+                self.core.handle_replayed_output(o);
+            } else if let Err(e) = self.core.try_handle_output(o) {
+                self.errors.push(e.to_string());
+            }
+        }
+    }
+
     /// Write every output the core lets go, in release order, then flush
     /// the staged packets to their sink.
     fn release(&mut self) {
@@ -327,11 +347,9 @@ impl State {
 
 impl FtLink for OutputLogger {
     fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>) {
-        let Some(&(first, _)) = records.first() else {
-            return;
-        };
-        let recs: Vec<LogRecord> = records.into_iter().map(|(_, r)| r).collect();
-        let _ = self.handle_log(worker, first, &recs);
+        let mut st = self.state.lock();
+        st.log_numbered(worker, &records);
+        st.release();
     }
     fn ship_outputs(&self, _worker: usize, outputs: OutputBatch) {
         self.handle_batch(&outputs);
@@ -339,9 +357,13 @@ impl FtLink for OutputLogger {
     fn store_snapshot(&self, snapshot: Snapshot) {
         self.handle_snapshot(snapshot);
     }
+    fn ship(&self, worker: usize, sh: Shipment) {
+        self.handle_shipment(worker, &sh);
+    }
 }
 
 enum LinkMsg {
+    Ship(usize, Shipment),
     Log(usize, Vec<(u64, LogRecord)>),
     Outputs(OutputBatch),
     Snapshot(Snapshot),
@@ -353,6 +375,8 @@ enum LinkMsg {
 /// happen on the logger's thread, in arrival order.
 pub struct ThreadedOutputLogger {
     tx: parking_lot::Mutex<Option<crossbeam_channel::Sender<LinkMsg>>>,
+    /// Emptied shipments on their way back to the workers.
+    spares: crossbeam_channel::Receiver<Shipment>,
     handle: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     ol: Arc<OutputLogger>,
 }
@@ -360,13 +384,21 @@ pub struct ThreadedOutputLogger {
 impl ThreadedOutputLogger {
     /// Start the logger thread around `ol`.
     pub fn start(ol: Arc<OutputLogger>) -> ThreadedOutputLogger {
-        let (tx, rx) = crossbeam_channel::unbounded::<LinkMsg>();
+        // Bounded: a worker that gets ahead of the logger waits (backpressure)
+        // instead of growing a backlog that costs memory and fresh pages.
+        let (tx, rx) = crossbeam_channel::bounded::<LinkMsg>(256);
+        let (spare_tx, spares) = crossbeam_channel::bounded::<Shipment>(64);
         let inner = ol.clone();
         let handle = std::thread::Builder::new()
             .name("ftmb-output-logger".into())
             .spawn(move || {
                 for m in rx {
                     match m {
+                        LinkMsg::Ship(w, mut sh) => {
+                            inner.handle_shipment(w, &sh);
+                            sh.clear();
+                            let _ = spare_tx.try_send(sh);
+                        }
                         LinkMsg::Log(w, recs) => inner.ship_log(w, recs),
                         LinkMsg::Outputs(outs) => inner.ship_outputs(0, outs),
                         LinkMsg::Snapshot(s) => inner.store_snapshot(s),
@@ -376,6 +408,7 @@ impl ThreadedOutputLogger {
             .expect("spawn output logger thread");
         ThreadedOutputLogger {
             tx: parking_lot::Mutex::new(Some(tx)),
+            spares,
             handle: parking_lot::Mutex::new(Some(handle)),
             ol,
         }
@@ -406,5 +439,11 @@ impl FtLink for ThreadedOutputLogger {
     }
     fn store_snapshot(&self, snapshot: Snapshot) {
         self.send(LinkMsg::Snapshot(snapshot));
+    }
+    fn ship(&self, worker: usize, shipment: Shipment) {
+        self.send(LinkMsg::Ship(worker, shipment));
+    }
+    fn spare(&self) -> Option<Shipment> {
+        self.spares.try_recv().ok()
     }
 }

@@ -20,15 +20,14 @@
 //! access order, then runs live traffic and ships to the output logger on
 //! the same connection, which suppresses outputs that already left.
 
-use crate::commit::HeldOutput;
 use crate::input_log::InputLog;
 use crate::output_logger::OutputLogger;
 use crate::wire::{
-    FrameReader, FrameWriter, HeartbeatMsg, LogBatchMsg, Message, OutputMsg, PacketMsg, ResumeMsg,
-    SnapshotCommittedMsg, SnapshotMsg,
+    FrameKind, FrameReader, FrameWriter, HeartbeatMsg, LogBatchMsg, LogBatchView, Message,
+    OutputMsg, PacketMsg, ResumeMsg, SnapshotCommittedMsg, SnapshotMsg,
 };
 use ftmb_core::element::{Source, SourceStatus};
-use ftmb_core::ft::{FtLink, OutputBatch};
+use ftmb_core::ft::{FtLink, OutputBatch, Shipment};
 use ftmb_core::headers::Framing;
 use ftmb_core::pal::LogRecord;
 use ftmb_core::router::wall_ns;
@@ -146,24 +145,32 @@ impl Drop for SocketLink {
 
 impl FtLink for SocketLink {
     fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>) {
-        let Some(&(first_seq, _)) = records.first() else {
-            return;
-        };
-        self.send_all([Message::LogBatch(LogBatchMsg {
-            worker: worker as u16,
-            first_seq,
-            records: records.into_iter().map(|(_, r)| r).collect(),
-        })]);
+        self.ship(
+            worker,
+            Shipment {
+                records,
+                outputs: OutputBatch::default(),
+            },
+        );
     }
-    fn ship_outputs(&self, _worker: usize, outputs: OutputBatch) {
+    fn ship_outputs(&self, worker: usize, outputs: OutputBatch) {
+        self.ship(
+            worker,
+            Shipment {
+                records: Vec::new(),
+                outputs,
+            },
+        );
+    }
+    fn ship(&self, worker: usize, sh: Shipment) {
         let mut g = self.w.lock();
-        if g.send_with(|buf| {
-            for o in outputs.iter() {
+        let sent = g.send_with(|buf| {
+            LogBatchMsg::encode_numbered(worker as u16, &sh.records, buf);
+            for o in sh.outputs.iter() {
                 OutputMsg::encode_ref(o, buf);
             }
-        })
-        .is_ok()
-        {
+        });
+        if sent.is_ok() {
             let _ = g.flush();
         }
     }
@@ -607,26 +614,44 @@ fn spawn_ol_reader(
     il_ctl: IlCtl,
 ) -> std::thread::JoinHandle<(bool, IlCtl)> {
     std::thread::spawn(move || {
-        let mut outs: Vec<HeldOutput> = Vec::new();
+        // Records and outputs decoded in place into one shipment, handed
+        // over when the worker changes, every 64 outputs, and whenever the
+        // stream pauses (a heartbeat, a snapshot, the end).
+        let mut sh = Shipment::default();
+        let mut worker = 0usize;
+        let flush = |sh: &mut Shipment, worker: usize| {
+            if !sh.records.is_empty() || !sh.outputs.is_empty() {
+                ol.handle_shipment(worker, sh);
+                sh.clear();
+            }
+        };
         loop {
-            let m = r.next_message();
-            match m {
-                Ok(Some(Message::LogBatch(b))) => {
-                    if !outs.is_empty() {
-                        ol.handle_outputs(std::mem::take(&mut outs));
-                    }
-                    let _ = ol.handle_log(b.worker as usize, b.first_seq, &b.records);
+            let v = match r.next_frame() {
+                Ok(Some(v)) => v,
+                Ok(None) | Err(_) => return (false, il_ctl),
+            };
+            match v.kind() {
+                FrameKind::LogBatch => {
+                    let Ok(b) = LogBatchView::new_checked(&v) else {
+                        return (false, il_ctl);
+                    };
+                    flush(&mut sh, worker);
+                    worker = usize::from(b.worker());
+                    sh.records.extend(b.records());
                 }
-                Ok(Some(Message::Output(o))) => {
-                    outs.push(o.into());
-                    if outs.len() >= 64 {
-                        ol.handle_outputs(std::mem::take(&mut outs));
+                FrameKind::Output => {
+                    if OutputMsg::push_into(&v, &mut sh.outputs).is_err() {
+                        return (false, il_ctl);
+                    }
+                    if sh.outputs.len() >= 64 {
+                        flush(&mut sh, worker);
                     }
                 }
-                Ok(Some(Message::Snapshot(s))) => {
-                    if !outs.is_empty() {
-                        ol.handle_outputs(std::mem::take(&mut outs));
-                    }
+                FrameKind::Snapshot => {
+                    flush(&mut sh, worker);
+                    let Ok(s) = SnapshotMsg::from_view(&v) else {
+                        return (false, il_ctl);
+                    };
                     if let Ok(snap) = Snapshot::decode(&s.payload) {
                         let cut = ol.handle_snapshot(snap);
                         if let Some(c) = &il_ctl {
@@ -639,17 +664,12 @@ fn spawn_ol_reader(
                         }
                     }
                 }
-                Ok(Some(Message::Heartbeat(_))) => {
-                    if !outs.is_empty() {
-                        ol.handle_outputs(std::mem::take(&mut outs));
-                    }
-                }
-                Ok(Some(Message::EndOfStream)) => {
-                    ol.handle_outputs(std::mem::take(&mut outs));
+                FrameKind::Heartbeat => flush(&mut sh, worker),
+                FrameKind::EndOfStream => {
+                    flush(&mut sh, worker);
                     return (true, il_ctl);
                 }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => return (false, il_ctl),
+                _ => {}
             }
         }
     })

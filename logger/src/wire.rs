@@ -465,13 +465,35 @@ impl LogBatchMsg {
     // # Panics
     // With 2^32 or more records (the sender's own data).
     fn encode_payload(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.worker.to_le_bytes());
-        out.extend_from_slice(&self.first_seq.to_le_bytes());
-        let n = u32::try_from(self.records.len()).expect("2^32 or more records in a batch");
+        Self::encode_payload_of(self.worker, self.first_seq, self.records.iter(), out);
+    }
+
+    fn encode_payload_of<'a>(
+        worker: u16,
+        first_seq: u64,
+        records: impl ExactSizeIterator<Item = &'a LogRecord>,
+        out: &mut Vec<u8>,
+    ) {
+        out.extend_from_slice(&worker.to_le_bytes());
+        out.extend_from_slice(&first_seq.to_le_bytes());
+        let n = u32::try_from(records.len()).expect("2^32 or more records in a batch");
         out.extend_from_slice(&n.to_le_bytes());
-        for r in &self.records {
+        for r in records {
             encode_record(r, out);
         }
+    }
+
+    /// Append a worker's numbered records (consecutive sequences, as the
+    /// worker's log hands them over) as one whole frame, without building a
+    /// `LogBatchMsg` (same bytes as [`LogBatchMsg::encode`]). Nothing for
+    /// no records.
+    pub fn encode_numbered(worker: u16, records: &[(u64, LogRecord)], out: &mut Vec<u8>) {
+        let Some(&(first_seq, _)) = records.first() else {
+            return;
+        };
+        let start = begin_frame(out, FrameKind::LogBatch);
+        Self::encode_payload_of(worker, first_seq, records.iter().map(|(_, r)| r), out);
+        end_frame(out, start);
     }
 
     /// Decode from a validated frame.
@@ -644,6 +666,28 @@ impl OutputMsg {
         let start = begin_frame(out, FrameKind::Output);
         Self::encode_payload_of(out, o);
         end_frame(out, start);
+    }
+
+    /// Decode a validated frame straight into a batch of outputs (no
+    /// message built, no per-output allocation).
+    pub fn push_into(
+        v: &FrameView<'_>,
+        batch: &mut ftmb_core::ft::OutputBatch,
+    ) -> Result<(), WireError> {
+        let mut c = Cur::new(v, FrameKind::Output)?;
+        let sink = c.u16("sink")?;
+        let packet_id = c.u64("packet id")?;
+        let ordinal = c.u32("ordinal")?;
+        let n = usize::from(c.u16("dv length")?);
+        let dv = c.take(8 * n, "dv entries")?;
+        let ts_ns = c.u64("timestamp")?;
+        let dv = dv.chunks_exact(8).map(|b| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(b);
+            u64::from_le_bytes(a)
+        });
+        batch.push_parts((sink, packet_id, ordinal, ts_ns), dv, c.rest());
+        Ok(())
     }
 
     /// Decode from a validated frame.
