@@ -34,7 +34,10 @@ pub struct Released {
 #[derive(Clone, Debug, Default)]
 pub struct Takeover {
     /// The last committed snapshot (`None`: start from the initial state).
-    pub snapshot: Option<Snapshot>,
+    pub snapshot: Option<Arc<Snapshot>>,
+    /// The same snapshot as the master encoded it, when it came encoded
+    /// (a replica is sent these bytes, not a re-encoding).
+    pub encoded: Option<Arc<Vec<u8>>>,
     /// Per worker: the records after the snapshot's cut, in order.
     pub logs: Vec<Vec<(u64, LogRecord)>>,
     /// Outputs of the dead master dropped because they could never commit.
@@ -61,7 +64,8 @@ pub struct OlStats {
 struct State {
     core: CommitCore,
     sinks: Vec<Arc<Sink>>,
-    snapshot: Option<Snapshot>,
+    snapshot: Option<Arc<Snapshot>>,
+    encoded: Option<Arc<Vec<u8>>>,
     snapshots: u64,
     released: u64,
     after_failover: bool,
@@ -90,6 +94,7 @@ impl OutputLogger {
                 core: CommitCore::new(nworkers),
                 sinks,
                 snapshot: None,
+                encoded: None,
                 snapshots: 0,
                 released: 0,
                 after_failover: false,
@@ -187,6 +192,16 @@ impl OutputLogger {
     /// cut are dropped). Returns the cut (first packet id not reflected), for
     /// the input logger.
     pub fn handle_snapshot(&self, snap: Snapshot) -> u64 {
+        self.store(snap, None)
+    }
+
+    /// [`OutputLogger::handle_snapshot`] for a snapshot that arrived
+    /// encoded: the bytes are kept to hand to a replica as they are.
+    pub fn handle_snapshot_encoded(&self, snap: Snapshot, encoded: Vec<u8>) -> u64 {
+        self.store(snap, Some(Arc::new(encoded)))
+    }
+
+    fn store(&self, snap: Snapshot, encoded: Option<Arc<Vec<u8>>>) -> u64 {
         let mut st = self.state.lock();
         let cut: Vec<(u64, u64)> = snap
             .workers
@@ -195,7 +210,8 @@ impl OutputLogger {
             .collect();
         st.core.handle_snapshot_committed(&cut);
         let next = snap.next_packet;
-        st.snapshot = Some(snap);
+        st.snapshot = Some(Arc::new(snap));
+        st.encoded = encoded;
         st.snapshots += 1;
         st.release();
         next
@@ -211,6 +227,7 @@ impl OutputLogger {
         let n = st.core.nworkers();
         Takeover {
             snapshot: st.snapshot.clone(),
+            encoded: st.encoded.clone(),
             logs: (0..n)
                 .map(|w| st.core.logs_since_cut(w).collect())
                 .collect(),

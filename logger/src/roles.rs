@@ -466,6 +466,8 @@ pub struct OlReport {
     pub detected_ns: Option<u64>,
     /// Last frame from the master before that (ns since the epoch).
     pub last_heard_ns: Option<u64>,
+    /// When the takeover (snapshot, logs, cut) was sent to the replica.
+    pub takeover_sent_ns: Option<u64>,
     /// Protocol errors.
     pub errors: Vec<String>,
 }
@@ -572,23 +574,18 @@ pub fn run_output_logger(
         let mut w = writer(&rs)?;
         let cut = take.snapshot.as_ref().map_or(1, |s| s.next_packet);
         if let Some(snap) = &take.snapshot {
-            w.send(&Message::Snapshot(SnapshotMsg {
-                id: snap.id,
-                cut: Vec::new(),
-                payload: snap.encode(),
-            }))?;
+            let payload = match &take.encoded {
+                Some(b) => b.as_slice(),
+                None => &snap.encode(),
+            };
+            w.send_with(|buf| SnapshotMsg::encode_parts(snap.id, &[], payload, buf))?;
         }
         for (wk, recs) in take.logs.iter().enumerate() {
-            if let Some(&(first_seq, _)) = recs.first() {
-                w.send(&Message::LogBatch(LogBatchMsg {
-                    worker: wk as u16,
-                    first_seq,
-                    records: recs.iter().map(|(_, r)| *r).collect(),
-                }))?;
-            }
+            w.send_with(|buf| LogBatchMsg::encode_numbered(wk as u16, recs, buf))?;
         }
         w.send(&Message::Resume(ResumeMsg { packet: cut }))?;
         w.flush()?;
+        report.takeover_sent_ns = Some(wall_ns());
         // Grace for the replica to restore and start its heartbeats.
         last.store(wall_ns() + 5_000_000_000, Ordering::Release);
         let r = reader(&rs)?;
@@ -653,7 +650,7 @@ fn spawn_ol_reader(
                         return (false, il_ctl);
                     };
                     if let Ok(snap) = Snapshot::decode(&s.payload) {
-                        let cut = ol.handle_snapshot(snap);
+                        let cut = ol.handle_snapshot_encoded(snap, s.payload);
                         if let Some(c) = &il_ctl {
                             let mut w = c.lock();
                             let _ = w

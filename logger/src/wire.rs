@@ -734,14 +734,26 @@ impl SnapshotMsg {
     // # Panics
     // With more than 65535 workers.
     fn encode_payload(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.id.to_le_bytes());
-        let n = u16::try_from(self.cut.len()).expect("more than 65535 workers");
+        Self::encode_payload_of(self.id, &self.cut, &self.payload, out);
+    }
+
+    fn encode_payload_of(id: u64, cut: &[(u64, u64)], payload: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&id.to_le_bytes());
+        let n = u16::try_from(cut.len()).expect("more than 65535 workers");
         out.extend_from_slice(&n.to_le_bytes());
-        for (p, s) in &self.cut {
+        for (p, s) in cut {
             out.extend_from_slice(&p.to_le_bytes());
             out.extend_from_slice(&s.to_le_bytes());
         }
-        out.extend_from_slice(&self.payload);
+        out.extend_from_slice(payload);
+    }
+
+    /// Append a snapshot frame from borrowed parts (same bytes as
+    /// [`SnapshotMsg::encode`]; no copy of the payload into a message).
+    pub fn encode_parts(id: u64, cut: &[(u64, u64)], payload: &[u8], out: &mut Vec<u8>) {
+        let start = begin_frame(out, FrameKind::Snapshot);
+        Self::encode_payload_of(id, cut, payload, out);
+        end_frame(out, start);
     }
 
     /// Decode from a validated frame.

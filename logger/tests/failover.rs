@@ -75,14 +75,18 @@ fn vars(dir: &std::path::Path, trace: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
-fn options(link: Arc<dyn FtLink>, plan: Option<ReplayPlan>, snap: Option<Snapshot>) -> RunOptions {
+fn options(
+    link: Arc<dyn FtLink>,
+    plan: Option<ReplayPlan>,
+    snap: Option<Arc<Snapshot>>,
+) -> RunOptions {
     RunOptions {
         seed: Some(5),
         batch: 16,
         ft: Some(FtOptions {
             link,
             replay: plan.map(Arc::new),
-            restore: snap.map(Arc::new),
+            restore: snap,
             snapshots: Some(SnapshotTrigger::EveryPackets(700)),
         }),
         ..RunOptions::default()
@@ -125,7 +129,7 @@ fn kill_and_recover(v: &BTreeMap<String, String>, threads: usize, budget: i64) -
     let take = ol.begin_failover();
     // The input logger's log from the cut; the records from the output
     // logger.
-    let mut plan = link.il.replay_plan_after(take.snapshot.as_ref(), threads);
+    let mut plan = link.il.replay_plan_after(take.snapshot.as_deref(), threads);
     plan.logs = take.logs.clone();
     let g = graph(v, threads);
     let r = run(
