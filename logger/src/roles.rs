@@ -348,7 +348,13 @@ pub fn run_input_logger(
             }
             tmp.clear();
             match src.poll(want, &mut tmp) {
-                Ok(SourceStatus::Done) | Err(_) => active[si] = false,
+                Ok(SourceStatus::Done) => active[si] = false,
+                Err(e) => {
+                    // A device that cannot be opened, a broken trace: say
+                    // so, the input logger has no other way to report it.
+                    eprintln!("input logger: source {si}: {e}");
+                    active[si] = false;
+                }
                 _ => {}
             }
             if tmp.is_empty() {
@@ -378,7 +384,15 @@ pub fn run_input_logger(
             }
         }
         if !progressed && pps <= 0.0 {
-            std::thread::sleep(Duration::from_micros(100));
+            // Wait on the live sources' sockets (at most ~1 ms), or sleep
+            // briefly for sources without one.
+            ftmb_core::idle::wait_idle(
+                sources
+                    .iter()
+                    .zip(&active)
+                    .filter(|(_, a)| **a)
+                    .map(|(s, _)| s.readiness_fd()),
+            );
         }
     }
     {
@@ -614,7 +628,11 @@ fn spawn_ol_reader(
                 }
                 Ok(Some(Message::Output(o))) => {
                     outs.push(o.into());
-                    if outs.len() >= 64 {
+                    // Hand outputs over in groups while more frames are
+                    // already buffered, but never hold one while waiting
+                    // for the next frame: on a live link that frame may be
+                    // far off (an output would sit until the next packet).
+                    if outs.len() >= 64 || r.get_ref().buffer().is_empty() {
                         ol.handle_outputs(std::mem::take(&mut outs));
                     }
                 }
