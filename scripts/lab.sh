@@ -257,10 +257,10 @@ c["ok"] = ok
 print(json.dumps(c))
 if not as_json:
     print("lab: %s: %d TCP connections + %d UDP flows, resets %d, reconnects %d, max stall %.1f ms, "
-          "p99 stall %.1f ms, UDP lost %d, same translated address:port across the failover: %s"
+          "p99 stall %.1f ms, UDP lost %d, same translated address:port throughout%s: %s"
           % (c["mode"], c["tcp_connections"], c["udp_flows"], c["resets"], c["reconnects"],
              c["max_stall_ms"], c["p99_stall_ms"], c["udp_lost"],
-             "yes" if c["endpoint_changes"] == 0 else "NO (%d flows changed)" % c["endpoint_changes"]),
+             " (across the failover)" if killed else "", "yes" if c["endpoint_changes"] == 0 else "NO (%d flows changed)" % c["endpoint_changes"]),
           file=sys.stderr)
 sys.exit(0 if ok else 1)
 EOF
