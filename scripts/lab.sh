@@ -13,10 +13,12 @@
 #   scripts/lab.sh --throughput    # iperf3: our NAT (run, --ft, roles) vs kernel
 #
 # Options: --tcp N --udp N --duration S --kill-at S --interval-ms N
-# --threads N --json --no-build. Needs root (namespaces, raw sockets);
+# --threads N --json --no-build, --keep (keep the logs and per-flow detail,
+# and say where), --no-replica (negative control: no standby, so the kill
+# must stop every flow and the lab must fail). Needs root (namespaces, raw sockets);
 # installs ethtool, nftables and iperf3 with apt-get when missing.
-# Exits non-zero if any connection resets, a flow gets no echo, or a
-# translated address:port changes.
+# Exits non-zero if any connection resets, any message goes unanswered, a
+# flow gets no echo after the kill, or a translated address:port changes.
 #
 # Addressing (static, no ARP anywhere): client 10.0.1.2 (c0) -- m0 | NAT |
 # m1 -- server 10.0.2.2 (s0); the NAT's public address is 10.0.2.1. The
@@ -30,7 +32,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODE=ft TCP=200 UDP=20 DURATION=20 KILL_AT=8 INTERVAL=20 THREADS=1 JSON=0 BUILD=1
+MODE=ft TCP=200 UDP=20 DURATION=20 KILL_AT=8 INTERVAL=20 THREADS=1 JSON=0 BUILD=1 KEEP=0 REPLICA=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --short) TCP=100 UDP=10 DURATION=8 KILL_AT=3 ;;
@@ -44,6 +46,8 @@ while [ $# -gt 0 ]; do
     --threads) THREADS=$2; shift ;;
     --json) JSON=1 ;;
     --no-build) BUILD=0 ;;
+    --keep) KEEP=1 ;;
+    --no-replica) REPLICA=0 ;;
     -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     *) echo "lab.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -94,7 +98,7 @@ cleanup() {
     echo "lab: failed (rc $rc); logs:" >&2
     for f in "$TMP"/*.log; do [ -s "$f" ] && { echo "== $f" >&2; tail -n 20 "$f" >&2; }; done
   fi
-  rm -rf "$TMP"
+  if [ "$KEEP" = 1 ]; then echo "lab: logs kept in $TMP" >&2; else rm -rf "$TMP"; fi
   exit "$rc"
 }
 trap cleanup EXIT
@@ -162,8 +166,8 @@ wait_file() { # wait_file PATH SECONDS
 }
 wait_tcp() { # wait until a TCP connect to the server through the path works
   local i=0
-  until in_ns "$NC" bash -c 'exec 3<>/dev/tcp/10.0.2.2/'"$1" 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 250 ] && die "no TCP path to the server through the middlebox"
+  until in_ns "$NC" timeout 1 bash -c 'exec 3<>/dev/tcp/10.0.2.2/'"$1" 2>/dev/null; do
+    i=$((i + 1)); [ $i -gt 20 ] && die "no TCP path to the server through the middlebox"
     sleep 0.02
   done
 }
@@ -178,10 +182,13 @@ start_roles() {
   bg_ns "$NM" "$TMP/output-logger" "$FTMB" output-logger "$CFG" "${VARS[@]}" "${r[@]}" --deadline-ms 20
   ROLE_PIDS+=("$LAST")
   wait_file "$TMP/ol.sock" 10
-  bg_ns "$NM" "$TMP/replica" "$FTMB" replica "$CFG" "${VARS[@]}" "${r[@]}"
-  ROLE_PIDS+=("$LAST")
+  if [ "$REPLICA" = 1 ]; then
+    bg_ns "$NM" "$TMP/replica" "$FTMB" replica "$CFG" "${VARS[@]}" "${r[@]}"
+    ROLE_PIDS+=("$LAST")
+  fi
   bg_ns "$NM" "$TMP/master" "$FTMB" master "$CFG" "${VARS[@]}" "${r[@]}"
   MASTER=$LAST
+  disown "$MASTER" # its SIGKILL is the experiment, not news for the shell
   ROLE_PIDS+=("$LAST")
 }
 stop_pids() { for p in "$@"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
@@ -227,40 +234,51 @@ else
 fi
 wait_tcp 7000
 say "$([ "$MODE" = kernel ] && echo "kernel NAT" || echo "ftmb NAT, four roles"): $TCP TCP + $UDP UDP flows, ${DURATION}s, a message every ${INTERVAL} ms per flow"
+# The client kills the master itself, so that it knows the instant: every
+# flow reports the gap between its last echo before and first after it. In
+# kernel mode the same instant is only marked (a baseline for the gap).
+KILL=(--kill-after "$KILL_AT")
+[ "$MODE" = ft ] && KILL+=(--kill-pid "$MASTER")
 bg_ns "$NC" "$TMP/client" "$FTMB" lab-client --server 10.0.2.2:7000 --tcp "$TCP" --udp "$UDP" \
-  --interval-ms "$INTERVAL" --duration "$DURATION" --detail "$TMP/flows.jsonl"
+  --interval-ms "$INTERVAL" --duration "$DURATION" --detail "$TMP/flows.jsonl" "${KILL[@]}"
 CLIENT=$LAST
-KILLED_NS=0
-if [ "$MODE" = ft ]; then
-  sleep "$KILL_AT"
-  KILLED_NS=$(date +%s%N)
-  kill -9 "$MASTER"
-  wait "$MASTER" 2>/dev/null || true
-  say "master (pid $MASTER) SIGKILLed at ${KILL_AT}s"
-fi
 wait "$CLIENT" || die "lab-client failed"
 for p in "${ROLE_PIDS[@]}"; do kill -0 "$p" 2>/dev/null || [ "$p" = "${MASTER:-}" ] || die "a role died: see logs"; done
 
-python3 - "$TMP/client.out" "$TMP/flows.jsonl" "$MODE" "$KILLED_NS" "$JSON" <<'EOF'
-import json, sys
+python3 - "$TMP/client.out" "$MODE" "$JSON" "$TMP/replica.log" <<'EOF'
+import json, re, sys
 c = json.load(open(sys.argv[1]))
-flows = [json.loads(l) for l in open(sys.argv[2])]
-mode, killed, as_json = sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
+mode, as_json = sys.argv[2], sys.argv[3] == "1"
 c["mode"] = "ftmb-ft" if mode == "ft" else "kernel-nat"
-if killed:
-    c["killed_at_ns"] = killed
-    # When the longest stalls ended, relative to the kill.
-    ends = sorted((f["max_gap_end_ns"] - killed) / 1e6 for f in flows if f["max_gap_ms"] > 0)
-    c["stall_end_after_kill_ms_median"] = ends[len(ends) // 2] if ends else None
-ok = c["resets"] == 0 and c["endpoint_changes"] == 0 and c["silent_flows"] == 0
+if mode == "ft":
+    # When the replica took over, relative to the kill (it must be after).
+    try:
+        m = re.search(r"took over at (\d+) ns", open(sys.argv[4]).read())
+    except OSError:
+        m = None
+    c["takeover_after_kill_ms"] = (int(m.group(1)) - c["mark_ns"]) / 1e6 if m and c.get("mark_ns") else None
+flows = c["tcp_connections"] + c["udp_flows"]
+# Nothing may be lost: every message echoed, no connection reset, no flow
+# silent, every flow answered again after the kill, no translation changed.
+ok = (c["resets"] == 0 and c["endpoint_changes"] == 0 and c["silent_flows"] == 0
+      and c["unanswered"] == 0 and (c.get("mark_ns") is None or c["flows_across_mark"] == flows)
+      and (mode != "ft" or c.get("mark_ns") is None or (c["takeover_after_kill_ms"] or -1) >= 0))
 c["ok"] = ok
 print(json.dumps(c))
 if not as_json:
-    print("lab: %s: %d TCP connections + %d UDP flows, resets %d, reconnects %d, max stall %.1f ms, "
-          "p99 stall %.1f ms, UDP lost %d, same translated address:port throughout%s: %s"
-          % (c["mode"], c["tcp_connections"], c["udp_flows"], c["resets"], c["reconnects"],
-             c["max_stall_ms"], c["p99_stall_ms"], c["udp_lost"],
-             " (across the failover)" if killed else "", "yes" if c["endpoint_changes"] == 0 else "NO (%d flows changed)" % c["endpoint_changes"]),
+    m = c.get("mark_stall_ms") or {}
+    at = "failover (gap across the SIGKILL)" if mode == "ft" else "baseline (gap across the same instant, nothing killed)"
+    print("lab: %s: %d TCP connections + %d UDP flows, resets %d, reconnects %d; %s stall: max %.1f ms, "
+          "p99 %.1f ms; longest gap after the first second: max %.1f ms, p99 %.1f ms; unanswered messages %d "
+          "(UDP %d); "
+          "same translated address:port throughout: %s"
+          % (c["mode"], c["tcp_connections"], c["udp_flows"], c["resets"], c["reconnects"], at,
+             m.get("max", 0), m.get("p99", 0), c["max_stall_ms"], c["p99_stall_ms"], c["unanswered"], c["udp_lost"],
+             "yes" if c["endpoint_changes"] == 0 else "NO (%d flows changed)" % c["endpoint_changes"]),
           file=sys.stderr)
+    if mode == "ft" and c.get("mark_ns"):
+        t = c["takeover_after_kill_ms"]
+        print("lab: the replica took over %s" % ("%.1f ms after the SIGKILL" % t if t is not None
+              else "never"), file=sys.stderr)
 sys.exit(0 if ok else 1)
 EOF

@@ -13,7 +13,7 @@
 use anyhow::{Context, Result};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -50,6 +50,18 @@ pub struct ClientArgs {
     /// Write one JSON line per flow here.
     #[arg(long)]
     pub detail: Option<std::path::PathBuf>,
+    /// Seconds into the run to mark (and, with `--kill-pid`, to SIGKILL
+    /// that process: the master). Each flow reports the gap between its
+    /// last echo before the mark and its first echo after it.
+    #[arg(long)]
+    pub kill_after: Option<f64>,
+    /// The process to SIGKILL at `--kill-after`.
+    #[arg(long)]
+    pub kill_pid: Option<u32>,
+    /// Seconds at the start whose gaps do not count towards the longest
+    /// gap (opening the connections and starting the threads).
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
 }
 
 fn endpoint(b: &[u8]) -> SocketAddrV4 {
@@ -118,6 +130,9 @@ pub struct FlowReport {
     pub max_gap_ms: f64,
     /// When that gap ended, ns since the epoch.
     pub max_gap_end_ns: u64,
+    /// The gap between the last echo before the mark (the kill) and the
+    /// first after it, milliseconds: the stall the failover caused.
+    pub mark_gap_ms: Option<f64>,
     /// Connections that failed (reset, closed, timed out).
     pub resets: u64,
     /// New connections made after a failure.
@@ -159,17 +174,33 @@ fn seq_of(e: &[u8]) -> u64 {
 
 /// Gap bookkeeping for one flow.
 struct Gaps {
-    last: Option<Instant>,
+    last: Option<u64>,
+    /// The mark (ns since the epoch; 0 until it is set).
+    mark: Arc<AtomicU64>,
+    /// Gaps ending before this (ns since the epoch) are warm-up.
+    counted_from: u64,
 }
 
 impl Gaps {
+    fn new(mark: &Arc<AtomicU64>, counted_from: u64) -> Gaps {
+        Gaps {
+            last: None,
+            mark: mark.clone(),
+            counted_from,
+        }
+    }
+
     fn echo(&mut self, r: &mut FlowReport) {
-        let now = Instant::now();
+        let now = wall_ns();
         if let Some(l) = self.last {
-            let g = now.duration_since(l).as_secs_f64() * 1e3;
-            if g > r.max_gap_ms {
+            let g = now.saturating_sub(l) as f64 / 1e6;
+            if g > r.max_gap_ms && now >= self.counted_from {
                 r.max_gap_ms = g;
-                r.max_gap_end_ns = wall_ns();
+                r.max_gap_end_ns = now;
+            }
+            let m = self.mark.load(Ordering::Acquire);
+            if m != 0 && l < m && now >= m {
+                r.mark_gap_ms = Some(g);
             }
         }
         self.last = Some(now);
@@ -183,6 +214,8 @@ fn tcp_flow(
     interval: Duration,
     phase: Duration,
     stop: Arc<AtomicBool>,
+    mark: Arc<AtomicU64>,
+    counted_from: u64,
 ) -> FlowReport {
     let r = Arc::new(Mutex::new(FlowReport {
         id,
@@ -238,7 +271,7 @@ fn tcp_flow(
         // Receiver: echoes until the sender stops and all are back, or the
         // connection fails.
         let mut rs = s;
-        let mut gaps = Gaps { last: None };
+        let mut gaps = Gaps::new(&mark, counted_from);
         let mut acc: Vec<u8> = Vec::with_capacity(4 * ECHO);
         let mut tmp = [0u8; 4096];
         let mut expect = 0u64;
@@ -297,6 +330,8 @@ fn udp_flow(
     interval: Duration,
     phase: Duration,
     stop: Arc<AtomicBool>,
+    mark: Arc<AtomicU64>,
+    counted_from: u64,
 ) -> FlowReport {
     let mut r = FlowReport {
         id,
@@ -308,7 +343,7 @@ fn udp_flow(
         return r;
     };
     let _ = s.set_read_timeout(Some(Duration::from_millis(5)));
-    let mut gaps = Gaps { last: None };
+    let mut gaps = Gaps::new(&mark, counted_from);
     let mut next = Instant::now() + phase;
     let mut seq = 0u64;
     let mut best = None::<u64>;
@@ -361,12 +396,14 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 /// (stderr).
 pub fn client(a: &ClientArgs) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
+    let mark = Arc::new(AtomicU64::new(0));
     let interval = Duration::from_millis(a.interval_ms.max(1));
     let n = a.tcp + a.udp;
     let mut handles = Vec::with_capacity(n);
     let start_ns = wall_ns();
+    let counted_from = start_ns + (a.warmup.max(0.0) * 1e9) as u64;
     for i in 0..n {
-        let (stop, server) = (stop.clone(), a.server);
+        let (stop, server, mark) = (stop.clone(), a.server, mark.clone());
         // Spread the flows' send times over one interval.
         let phase = interval.mul_f64(i as f64 / n.max(1) as f64);
         let tcp = i < a.tcp;
@@ -376,9 +413,9 @@ pub fn client(a: &ClientArgs) -> Result<()> {
                 .stack_size(256 << 10)
                 .spawn(move || {
                     if tcp {
-                        tcp_flow(i as u32, server, interval, phase, stop)
+                        tcp_flow(i as u32, server, interval, phase, stop, mark, counted_from)
                     } else {
-                        udp_flow(i as u32, server, interval, phase, stop)
+                        udp_flow(i as u32, server, interval, phase, stop, mark, counted_from)
                     }
                 })?,
         );
@@ -387,7 +424,25 @@ pub fn client(a: &ClientArgs) -> Result<()> {
             std::thread::sleep(Duration::from_millis(2));
         }
     }
-    std::thread::sleep(Duration::from_secs_f64(a.duration));
+    let t0 = Instant::now();
+    let mut killed = None;
+    if let Some(k) = a.kill_after.filter(|k| *k < a.duration) {
+        std::thread::sleep(Duration::from_secs_f64(k));
+        let at = wall_ns();
+        mark.store(at, Ordering::Release);
+        if let Some(pid) = a.kill_pid {
+            let st = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status()
+                .context("run kill")?;
+            if !st.success() {
+                anyhow::bail!("could not SIGKILL pid {pid}");
+            }
+            killed = Some(pid);
+            eprintln!("lab-client: SIGKILLed pid {pid} at {k} s");
+        }
+    }
+    std::thread::sleep(Duration::from_secs_f64(a.duration).saturating_sub(t0.elapsed()));
     stop.store(true, Ordering::Release);
     let flows: Vec<FlowReport> = handles
         .into_iter()
@@ -410,6 +465,9 @@ pub fn client(a: &ClientArgs) -> Result<()> {
     let silent = flows.iter().filter(|r| r.echoed == 0).count();
     let udp_sent: u64 = udp.iter().map(|r| r.sent).sum();
     let udp_echoed: u64 = udp.iter().map(|r| r.echoed).sum();
+    let mut mark_gaps: Vec<f64> = flows.iter().filter_map(|r| r.mark_gap_ms).collect();
+    mark_gaps.sort_by(f64::total_cmp);
+    let marked = mark.load(Ordering::Acquire);
     let mut eps: Vec<&String> = flows.iter().flat_map(|r| r.endpoints.first()).collect();
     eps.sort();
     eps.dedup();
@@ -425,7 +483,17 @@ pub fn client(a: &ClientArgs) -> Result<()> {
         "reconnects": reconnects,
         "silent_flows": silent,
         "udp_lost": udp_sent.saturating_sub(udp_echoed),
+        "unanswered": flows.iter().map(|r| r.sent.saturating_sub(r.echoed)).sum::<u64>(),
         "out_of_order": flows.iter().map(|r| r.out_of_order).sum::<u64>(),
+        "mark_ns": (marked != 0).then_some(marked),
+        "killed_pid": killed,
+        "flows_across_mark": mark_gaps.len(),
+        "mark_stall_ms": (marked != 0).then(|| serde_json::json!({
+            "max": mark_gaps.last().copied().unwrap_or(0.0),
+            "p99": percentile(&mark_gaps, 99.0),
+            "p50": percentile(&mark_gaps, 50.0),
+        })),
+        "warmup_s": a.warmup,
         "max_stall_ms": gaps.last().copied().unwrap_or(0.0),
         "p99_stall_ms": percentile(&gaps, 99.0),
         "p50_stall_ms": percentile(&gaps, 50.0),
@@ -434,10 +502,18 @@ pub fn client(a: &ClientArgs) -> Result<()> {
         "same_translation": changed == 0,
     });
     println!("{report}");
+    let mark_txt = match report["mark_stall_ms"].as_object() {
+        Some(m) => format!(
+            ", stall across the mark max {:.1} ms p99 {:.1} ms ({} flows)",
+            m["max"].as_f64().unwrap_or(0.0),
+            m["p99"].as_f64().unwrap_or(0.0),
+            mark_gaps.len()
+        ),
+        None => String::new(),
+    };
     eprintln!(
-        "lab-client: {} tcp + {} udp flows, {} resets, {} reconnects, stall max {:.1} ms p99 {:.1} ms \
-         (per-flow longest gap between echoes, {} ms interval), udp lost {}, translated endpoints \
-         kept: {}",
+        "lab-client: {} tcp + {} udp flows, {} resets, {} reconnects, longest gap between echoes \
+         max {:.1} ms p99 {:.1} ms ({} ms interval){mark_txt}, udp lost {}, translated endpoints kept: {}",
         tcp.len(),
         udp.len(),
         resets,

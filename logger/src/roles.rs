@@ -519,7 +519,14 @@ pub fn run_output_logger(
         let (s, _) = listener.accept()?;
         let mut r = reader(&s)?;
         match r.next_message() {
-            Ok(Some(Message::Heartbeat(_))) => master = Some((s, r)),
+            Ok(Some(Message::Heartbeat(_))) => {
+                // Its opening heartbeat proves the master alive now: the
+                // detector must not count the time before it connected (a
+                // master that starts slowly was taken for a dead one, and
+                // the standby took over at start-up).
+                last.fetch_max(wall_ns(), Ordering::AcqRel);
+                master = Some((s, r));
+            }
             Ok(Some(Message::Resume(_))) => standby = Some(s),
             _ => {}
         }
