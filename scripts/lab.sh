@@ -10,10 +10,18 @@
 #   scripts/lab.sh                 # 200 TCP + 20 UDP flows, 20 s, one kill
 #   scripts/lab.sh --short         # CI size: 100 TCP + 10 UDP, 8 s, one kill
 #   scripts/lab.sh --kernel-nat    # the same flows through Linux's NAT (nft)
+#   scripts/lab.sh --no-ft         # the same flows through `ftmb run` (no roles, no kill)
 #   scripts/lab.sh --throughput    # iperf3: our NAT (run, --ft, roles) vs kernel
 #
 # Options: --tcp N --udp N --duration S --kill-at S --interval-ms N
-# --threads N --json --no-build, --keep (keep the logs and per-flow detail,
+# --threads N --deadline-ms N (the output logger's failure detector for a
+# silent master, default 200: a SIGKILL ends the master's stream and is seen
+# at once whatever the deadline; on a loaded 2-core host the demo's 20 ms
+# took a descheduled master for a dead one), --mb-nice N (the middlebox
+# processes' nice value, default -15: on a 2-core host the hundreds of
+# client and server threads otherwise starve the NAT for 100s of ms, which
+# TCP sees as RTO retransmissions; a real middlebox has its own cores),
+# --json --no-build, --keep (keep the logs and per-flow detail,
 # and say where), --no-replica (negative control: no standby, so the kill
 # must stop every flow and the lab must fail). Needs root (namespaces, raw sockets);
 # installs ethtool, nftables and iperf3 with apt-get when missing.
@@ -32,11 +40,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-MODE=ft TCP=200 UDP=20 DURATION=20 KILL_AT=8 INTERVAL=20 THREADS=1 JSON=0 BUILD=1 KEEP=0 REPLICA=1
+MODE=ft TCP=200 UDP=20 DURATION=20 KILL_AT=8 INTERVAL=20 THREADS=1 JSON=0 BUILD=1 KEEP=0 REPLICA=1 DEADLINE_MS=200 MB_NICE=-15
 while [ $# -gt 0 ]; do
   case "$1" in
     --short) TCP=100 UDP=10 DURATION=8 KILL_AT=3 ;;
     --kernel-nat) MODE=kernel ;;
+    --no-ft) MODE=run ;;
     --throughput) MODE=throughput ;;
     --tcp) TCP=$2; shift ;;
     --udp) UDP=$2; shift ;;
@@ -44,6 +53,8 @@ while [ $# -gt 0 ]; do
     --kill-at) KILL_AT=$2; shift ;;
     --interval-ms) INTERVAL=$2; shift ;;
     --threads) THREADS=$2; shift ;;
+    --deadline-ms) DEADLINE_MS=$2; shift ;;
+    --mb-nice) MB_NICE=$2; shift ;;
     --json) JSON=1 ;;
     --no-build) BUILD=0 ;;
     --keep) KEEP=1 ;;
@@ -74,6 +85,7 @@ need ip:iproute2 ethtool:ethtool
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 FTMB="$CARGO_TARGET_DIR/release/ftmb"
+MB=(nice -n "$MB_NICE" "$FTMB") # how the middlebox's processes run
 if [ "$BUILD" = 1 ]; then
   say "building (cargo build --release)"
   cargo build --release --bin ftmb -q
@@ -176,17 +188,17 @@ wait_tcp() { # wait until a TCP connect to the server through the path works
 ROLE_PIDS=()
 start_roles() {
   local r=(--il "$TMP/il.sock" --ol "$TMP/ol.sock" -t "$THREADS" --seed 7)
-  bg_ns "$NM" "$TMP/input-logger" "$FTMB" input-logger "$CFG" "${VARS[@]}" "${r[@]}"
+  bg_ns "$NM" "$TMP/input-logger" "${MB[@]}" input-logger "$CFG" "${VARS[@]}" "${r[@]}"
   ROLE_PIDS+=("$LAST")
   wait_file "$TMP/il.sock" 10
-  bg_ns "$NM" "$TMP/output-logger" "$FTMB" output-logger "$CFG" "${VARS[@]}" "${r[@]}" --deadline-ms 20
+  bg_ns "$NM" "$TMP/output-logger" "${MB[@]}" output-logger "$CFG" "${VARS[@]}" "${r[@]}" --deadline-ms "$DEADLINE_MS"
   ROLE_PIDS+=("$LAST")
   wait_file "$TMP/ol.sock" 10
   if [ "$REPLICA" = 1 ]; then
-    bg_ns "$NM" "$TMP/replica" "$FTMB" replica "$CFG" "${VARS[@]}" "${r[@]}"
+    bg_ns "$NM" "$TMP/replica" "${MB[@]}" replica "$CFG" "${VARS[@]}" "${r[@]}"
     ROLE_PIDS+=("$LAST")
   fi
-  bg_ns "$NM" "$TMP/master" "$FTMB" master "$CFG" "${VARS[@]}" "${r[@]}"
+  bg_ns "$NM" "$TMP/master" "${MB[@]}" master "$CFG" "${VARS[@]}" "${r[@]}"
   MASTER=$LAST
   disown "$MASTER" # its SIGKILL is the experiment, not news for the shell
   ROLE_PIDS+=("$LAST")
@@ -208,7 +220,7 @@ if [ "$MODE" = throughput ]; then
       "$TMP/iperf-$1.json"
   }
   say "throughput: ftmb run (no fault tolerance)"
-  bg_ns "$NM" "$TMP/run" "$FTMB" run "$CFG" "${VARS[@]}" -q -t "$THREADS"
+  bg_ns "$NM" "$TMP/run" "${MB[@]}" run "$CFG" "${VARS[@]}" -q -t "$THREADS"
   P=$LAST; R_RUN=$(iperf run); stop_pids "$P"
   say "throughput: ftmb run --ft (fault tolerance in one process)"
   bg_ns "$NM" "$TMP/run-ft" "$FTMB" run "$CFG" "${VARS[@]}" -q -t "$THREADS" --ft
@@ -229,11 +241,13 @@ fi
 # ------------------------------------------------------------------ flows
 if [ "$MODE" = kernel ]; then
   kernel_nat_on
+elif [ "$MODE" = run ]; then
+  bg_ns "$NM" "$TMP/run" "${MB[@]}" run "$CFG" "${VARS[@]}" -q -t "$THREADS"
 else
   start_roles
 fi
 wait_tcp 7000
-say "$([ "$MODE" = kernel ] && echo "kernel NAT" || echo "ftmb NAT, four roles"): $TCP TCP + $UDP UDP flows, ${DURATION}s, a message every ${INTERVAL} ms per flow"
+say "$(case $MODE in kernel) echo "kernel NAT" ;; run) echo "ftmb NAT, ftmb run (no fault tolerance)" ;; *) echo "ftmb NAT, four roles" ;; esac): $TCP TCP + $UDP UDP flows, ${DURATION}s, a message every ${INTERVAL} ms per flow"
 # The client kills the master itself, so that it knows the instant: every
 # flow reports the gap between its last echo before and first after it. In
 # kernel mode the same instant is only marked (a baseline for the gap).
@@ -245,11 +259,27 @@ CLIENT=$LAST
 wait "$CLIENT" || die "lab-client failed"
 for p in "${ROLE_PIDS[@]}"; do kill -0 "$p" 2>/dev/null || [ "$p" = "${MASTER:-}" ] || die "a role died: see logs"; done
 
-python3 - "$TMP/client.out" "$MODE" "$JSON" "$TMP/replica.log" <<'EOF'
+# Where packets were lost, if anywhere: TCP retransmissions at both ends and
+# drops on every veth (kept with --keep).
+for n in "$NC" "$NM" "$NS"; do
+  in_ns "$n" ip -s -s link >"$TMP/diag-${n##*-}-links.txt" 2>&1 || true
+  in_ns "$n" nstat -asz >"$TMP/diag-${n##*-}-nstat.txt" 2>&1 || true
+done
+python3 - "$TMP/client.out" "$MODE" "$JSON" "$TMP/replica.log" "$TMP" <<'EOF'
 import json, re, sys
 c = json.load(open(sys.argv[1]))
+def nstat(side, key):
+    try:
+        for line in open("%s/diag-%s-nstat.txt" % (sys.argv[5], side)):
+            f = line.split()
+            if f and f[0] == key:
+                return int(f[1])
+    except OSError:
+        pass
+    return None
+c["tcp_retransmits"] = {"client": nstat("c", "TcpRetransSegs"), "server": nstat("s", "TcpRetransSegs")}
 mode, as_json = sys.argv[2], sys.argv[3] == "1"
-c["mode"] = "ftmb-ft" if mode == "ft" else "kernel-nat"
+c["mode"] = {"ft": "ftmb-ft", "run": "ftmb-run", "kernel": "kernel-nat"}[mode]
 if mode == "ft":
     # When the replica took over, relative to the kill (it must be after).
     try:
@@ -270,10 +300,10 @@ if not as_json:
     at = "failover (gap across the SIGKILL)" if mode == "ft" else "baseline (gap across the same instant, nothing killed)"
     print("lab: %s: %d TCP connections + %d UDP flows, resets %d, reconnects %d; %s stall: max %.1f ms, "
           "p99 %.1f ms; longest gap after the first second: max %.1f ms, p99 %.1f ms; unanswered messages %d "
-          "(UDP %d); "
+          "(UDP %d); TCP retransmissions %s/%s (client/server); "
           "same translated address:port throughout: %s"
           % (c["mode"], c["tcp_connections"], c["udp_flows"], c["resets"], c["reconnects"], at,
-             m.get("max", 0), m.get("p99", 0), c["max_stall_ms"], c["p99_stall_ms"], c["unanswered"], c["udp_lost"],
+             m.get("max", 0), m.get("p99", 0), c["max_stall_ms"], c["p99_stall_ms"], c["unanswered"], c["udp_lost"], c["tcp_retransmits"]["client"], c["tcp_retransmits"]["server"],
              "yes" if c["endpoint_changes"] == 0 else "NO (%d flows changed)" % c["endpoint_changes"]),
           file=sys.stderr)
     if mode == "ft" and c.get("mark_ns"):
