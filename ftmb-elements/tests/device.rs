@@ -102,7 +102,24 @@ impl Netns {
         ])?;
         x(&["ip", "link", "set", &ns.a, "up"])?;
         x(&["ip", "link", "set", &ns.b, "up"])?;
+        // `ip link set up` returns before the pair has carrier; a frame sent
+        // before then is dropped. Wait (bounded) until both ends say UP.
+        let start = Instant::now();
+        while !(ns.is_up(&ns.a) && ns.is_up(&ns.b)) {
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err("the veth pair did not come up within 10 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
         Ok(ns)
+    }
+
+    fn is_up(&self, dev: &str) -> bool {
+        Command::new("ip")
+            .args(["-n", &self.name, "-o", "link", "show", dev])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).contains("state UP"))
+            .unwrap_or(false)
     }
 
     /// Run `f` on a thread inside the namespace (sockets it opens stay in
