@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod demo;
+mod lab;
 mod roles;
 
 #[global_allocator]
@@ -137,6 +138,13 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         snapshot_ms: u64,
     },
+    /// Lab (scripts/lab.sh): echo server for `lab-client`, TCP and UDP;
+    /// every echo carries the client address:port the server saw.
+    LabServer(lab::ServerArgs),
+    /// Lab (scripts/lab.sh): many long-lived TCP connections and UDP flows
+    /// echoing at a steady rate; reports stalls, resets, reconnects and
+    /// whether each flow kept its translated address:port.
+    LabClient(lab::ClientArgs),
 }
 
 #[derive(clap::Args)]
@@ -363,6 +371,8 @@ fn main() -> Result<()> {
         } => roles::output_logger(&role, deadline_ms, record)?,
         Cmd::Master { role, snapshot_ms } => roles::master(&role, snapshot_ms)?,
         Cmd::Replica { role, snapshot_ms } => roles::replica(&role, snapshot_ms)?,
+        Cmd::LabServer(a) => lab::server(&a)?,
+        Cmd::LabClient(a) => lab::client(&a)?,
     }
     Ok(())
 }

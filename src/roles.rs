@@ -137,6 +137,12 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
     let take = await_takeover(&ol, a.threads).map_err(|e| anyhow!(e))?;
     let took_ns = wall_ns();
+    // Said at once (the final report comes only when the run ends, which
+    // on a live device is never): when, and from which input packet.
+    eprintln!(
+        "replica: took over at {took_ns} ns, replaying from input packet {}",
+        take.cut
+    );
     let il = connect(&a.il, Duration::from_secs(10)).context("input logger")?;
     let (live, mut input) = resume(&il, take.cut).map_err(|e| anyhow!(e))?;
     let packets = read_replay(&mut input, take.cut, live).map_err(|e| anyhow!(e))?;

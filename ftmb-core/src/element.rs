@@ -263,6 +263,13 @@ pub trait Source: Send + 'static {
     fn stats(&self) -> Vec<(&'static str, Value)> {
         Vec::new()
     }
+    /// A file descriptor that becomes readable when the next poll may
+    /// produce packets (a live device's socket), so an idle input loop can
+    /// wait on it instead of spinning (see [`crate::idle`]). `None` (the
+    /// default): the loop sleeps briefly between polls instead.
+    fn readiness_fd(&self) -> Option<i32> {
+        None
+    }
 }
 
 /// What building an element produced.

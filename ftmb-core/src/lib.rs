@@ -40,6 +40,7 @@ pub mod element;
 pub mod ft;
 pub mod graph;
 pub mod headers;
+pub mod idle;
 pub mod packet;
 pub mod pal;
 pub mod rng;

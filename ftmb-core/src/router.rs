@@ -983,7 +983,14 @@ fn input_loop(
         } else {
             idle_rounds += 1;
             if idle_rounds > 16 {
-                std::thread::sleep(Duration::from_micros(100));
+                // Wait on the live sources' descriptors (or sleep briefly).
+                crate::idle::wait_idle(
+                    sources
+                        .iter()
+                        .zip(&done)
+                        .filter(|(_, d)| !**d)
+                        .map(|((_, s), _)| s.readiness_fd()),
+                );
             } else {
                 std::thread::yield_now();
             }

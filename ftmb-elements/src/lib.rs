@@ -16,7 +16,9 @@
 
 pub mod basic;
 pub mod classifier;
+pub mod device;
 pub mod dump;
+pub mod ether;
 pub mod ip;
 pub mod ipfilter;
 pub mod iprewriter;
@@ -44,6 +46,21 @@ const CLASSES: &[ClassRow] = &[
         "ToDump",
         dump::build_to_dump,
         "write packets to a pcap file",
+    ),
+    (
+        "FromDevice",
+        device::build_from_device,
+        "read frames from a network interface (AF_PACKET)",
+    ),
+    (
+        "ToDevice",
+        device::build_to_device,
+        "send frames out of a network interface (AF_PACKET)",
+    ),
+    (
+        "EtherRewrite",
+        ether::build_ether_rewrite,
+        "set the Ethernet source and destination addresses",
     ),
     (
         "Strip",

@@ -360,7 +360,13 @@ pub fn run_input_logger(
             }
             tmp.clear();
             match src.poll(want, &mut tmp) {
-                Ok(SourceStatus::Done) | Err(_) => active[si] = false,
+                Ok(SourceStatus::Done) => active[si] = false,
+                Err(e) => {
+                    // A device that cannot be opened, a broken trace: say
+                    // so, the input logger has no other way to report it.
+                    eprintln!("input logger: source {si}: {e}");
+                    active[si] = false;
+                }
                 _ => {}
             }
             if tmp.is_empty() {
@@ -390,7 +396,15 @@ pub fn run_input_logger(
             }
         }
         if !progressed && pps <= 0.0 {
-            std::thread::sleep(Duration::from_micros(100));
+            // Wait on the live sources' sockets (at most ~1 ms), or sleep
+            // briefly for sources without one.
+            ftmb_core::idle::wait_idle(
+                sources
+                    .iter()
+                    .zip(&active)
+                    .filter(|(_, a)| **a)
+                    .map(|(s, _)| s.readiness_fd()),
+            );
         }
     }
     {
@@ -519,7 +533,14 @@ pub fn run_output_logger(
         let (s, _) = listener.accept()?;
         let mut r = reader(&s)?;
         match r.next_message() {
-            Ok(Some(Message::Heartbeat(_))) => master = Some((s, r)),
+            Ok(Some(Message::Heartbeat(_))) => {
+                // Its opening heartbeat proves the master alive now: the
+                // detector must not count the time before it connected (a
+                // master that starts slowly was taken for a dead one, and
+                // the standby took over at start-up).
+                last.fetch_max(wall_ns(), Ordering::AcqRel);
+                master = Some((s, r));
+            }
             Ok(Some(Message::Resume(_))) => standby = Some(s),
             _ => {}
         }
@@ -635,12 +656,19 @@ fn spawn_ol_reader(
                     flush(&mut sh, worker);
                     worker = usize::from(b.worker());
                     sh.records.extend(b.records());
+                    if r.get_ref().buffer().is_empty() {
+                        flush(&mut sh, worker);
+                    }
                 }
                 FrameKind::Output => {
                     if OutputMsg::push_into(&v, &mut sh.outputs).is_err() {
                         return (false, il_ctl);
                     }
-                    if sh.outputs.len() >= 64 {
+                    // Hand outputs over in groups while more frames are
+                    // already buffered, but never hold one while waiting
+                    // for the next frame: on a live link that frame may be
+                    // far off (an output would sit until the next packet).
+                    if sh.outputs.len() >= 64 || r.get_ref().buffer().is_empty() {
                         flush(&mut sh, worker);
                     }
                 }

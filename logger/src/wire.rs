@@ -983,6 +983,12 @@ impl<R: Read> FrameReader<R> {
         self.offset
     }
 
+    /// The underlying reader (to ask a `BufReader` whether more bytes are
+    /// already buffered).
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
     /// The next whole, validated frame; `None` at a clean end of stream.
     pub fn next_frame(&mut self) -> Result<Option<FrameView<'_>>, WireError> {
         self.buf.resize(HEADER_LEN, 0);
