@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+mod bench;
 mod demo;
 mod lab;
 mod roles;
@@ -39,8 +40,8 @@ enum StatsFormat {
     Json,
 }
 
-#[derive(clap::Args)]
-struct RunArgs {
+#[derive(clap::Args, Clone)]
+pub(crate) struct RunArgs {
     /// Click configuration file.
     config: PathBuf,
     /// `NAME=value` settings for `$NAME` in the configuration.
@@ -72,6 +73,10 @@ struct RunArgs {
     /// Snapshot interval with --ft, in milliseconds.
     #[arg(long, default_value_t = 50)]
     snapshot_ms: u64,
+    /// Offer packets at this rate (packets per second) instead of as fast
+    /// as the sources give them.
+    #[arg(long)]
+    pps: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -96,6 +101,11 @@ enum Cmd {
         /// Repetitions (the best and the median are reported).
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+        /// Run each repetition without and with fault tolerance, side by
+        /// side, and report the throughput ratio, the per-packet latency
+        /// (input to egress) of both, and the snapshot stalls.
+        #[arg(long)]
+        compare_ft: bool,
     },
     /// The main demo with built-in defaults: start the four roles as
     /// processes, kill the master with SIGKILL part-way, let the replica
@@ -211,8 +221,33 @@ pub(crate) fn load(config: &Path, vars: &[String], threads: usize) -> Result<Gra
     }
 }
 
+/// A run and what was measured in it.
+pub(crate) struct Measured {
+    pub report: RunReport,
+    /// Per output packet: nanoseconds from input to egress (when measured).
+    pub latency_ns: Vec<u64>,
+    /// With --ft: per committed snapshot, (stall ns, state bytes).
+    pub stalls: Vec<(u64, usize)>,
+    /// With --ft: log records shipped to the output logger.
+    pub records: u64,
+}
+
 fn run_once(a: &RunArgs, print: bool) -> Result<RunReport> {
+    Ok(run_measured(a, print, false)?.report)
+}
+
+pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Measured> {
     let graph = load(&a.config, &a.vars, a.threads.max(1))?;
+    let probes: Vec<_> = if latency {
+        graph
+            .sinks
+            .sinks()
+            .iter()
+            .map(|s| ftmb_core::egress::LatencyProbe::install(s))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let ol = a.ft.then(|| {
         Arc::new(ThreadedOutputLogger::start(Arc::new(OutputLogger::new(
             a.threads.max(1),
@@ -229,6 +264,8 @@ fn run_once(a: &RunArgs, print: bool) -> Result<RunReport> {
             restore: None,
             snapshots: Some(SnapshotTrigger::Every(Duration::from_millis(a.snapshot_ms))),
         }),
+        pace_pps: a.pps,
+        stamp_arrival: latency,
         ..RunOptions::default()
     };
     let bar = (!a.quiet).then(|| {
@@ -258,9 +295,17 @@ fn run_once(a: &RunArgs, print: bool) -> Result<RunReport> {
     for e in &report.errors {
         eprintln!("error: {e}");
     }
+    let mut m = Measured {
+        report,
+        latency_ns: Vec::new(),
+        stalls: Vec::new(),
+        records: 0,
+    };
     if let Some(ol) = ol {
         let ol = ol.finish();
         ol.flush();
+        m.stalls = ol.snapshot_stalls();
+        m.records = ol.records();
         let st = ol.stats();
         if !a.quiet {
             eprintln!(
@@ -272,7 +317,10 @@ fn run_once(a: &RunArgs, print: bool) -> Result<RunReport> {
             eprintln!("error: output logger: {e}");
         }
     }
-    Ok(report)
+    for p in probes {
+        m.latency_ns.append(&mut p.lock());
+    }
+    Ok(m)
 }
 
 fn main() -> Result<()> {
@@ -337,7 +385,16 @@ fn main() -> Result<()> {
                 st.bytes
             );
         }
-        Cmd::Bench { run: a, repeat } => {
+        Cmd::Bench {
+            run: a,
+            repeat,
+            compare_ft: true,
+        } => bench::compare_ft(&a, repeat)?,
+        Cmd::Bench {
+            run: a,
+            repeat,
+            compare_ft: false,
+        } => {
             let mut rates = Vec::new();
             for i in 0..repeat.max(1) {
                 let r = run_once(&a, false)?;

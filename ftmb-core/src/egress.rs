@@ -23,6 +23,58 @@ pub trait Egress: Send {
     }
 }
 
+/// Measures per-packet latency at egress: the time from each packet's
+/// timestamp (the wall clock at input, with
+/// [`crate::router::RunOptions::stamp_arrival`]) to its write, then hands
+/// the packets to the egress it wraps.
+pub struct LatencyProbe {
+    inner: Box<dyn Egress>,
+    samples: Arc<Mutex<Vec<u64>>>,
+}
+
+impl LatencyProbe {
+    /// Put a probe in front of `sink`'s egress; the returned vector
+    /// collects one latency in nanoseconds per packet written.
+    pub fn install(sink: &Sink) -> Arc<Mutex<Vec<u64>>> {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let mut g = sink.egress.lock();
+        let inner = std::mem::replace(&mut *g, Box::new(NullEgress));
+        *g = Box::new(LatencyProbe {
+            inner,
+            samples: samples.clone(),
+        });
+        samples
+    }
+}
+
+impl Egress for LatencyProbe {
+    fn write(&mut self, pkts: &[Packet]) -> std::io::Result<()> {
+        let now = crate::router::wall_ns();
+        self.samples
+            .lock()
+            .extend(pkts.iter().map(|p| now.saturating_sub(p.anno.ts_ns)));
+        self.inner.write(pkts)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+    fn stats(&self) -> Vec<(&'static str, u64)> {
+        self.inner.stats()
+    }
+}
+
+/// An egress that drops everything.
+pub struct NullEgress;
+
+impl Egress for NullEgress {
+    fn write(&mut self, _pkts: &[Packet]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A sink's identity: its index in the router's sink table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SinkHandle(pub u16);

@@ -51,6 +51,13 @@ pub struct RunOptions {
     /// Fault tolerance: ordered logging to an output logger (and a replay
     /// plan for a replica taking over).
     pub ft: Option<FtOptions>,
+    /// Offer packets at this rate (packets per second) instead of as fast
+    /// as the sources give them: a fixed offered load, for latency.
+    pub pace_pps: Option<f64>,
+    /// Overwrite each packet's timestamp with the wall clock when it is
+    /// taken from its source, so egress can measure per-packet latency
+    /// (see [`crate::egress::LatencyProbe`]).
+    pub stamp_arrival: bool,
 }
 
 impl Default for RunOptions {
@@ -61,6 +68,8 @@ impl Default for RunOptions {
             seed: None,
             pipeline: false,
             ft: None,
+            pace_pps: None,
+            stamp_arrival: false,
         }
     }
 }
@@ -467,10 +476,14 @@ pub fn run(
             vars: Arc::new(shared.vars().to_vec()),
         });
         let event_tx = event_tx.clone();
-        let batch = opts.batch.max(1);
+        let input = InputOpts {
+            batch: opts.batch.max(1),
+            pace_pps: opts.pace_pps.filter(|r| *r > 0.0),
+            stamp_arrival: opts.stamp_arrival,
+        };
         std::thread::Builder::new()
             .name("ftmb-input".into())
-            .spawn(move || input_loop(sources, dispatch, event_tx, shared_in, batch, ft, external))
+            .spawn(move || input_loop(sources, dispatch, event_tx, shared_in, input, ft, external))
             .expect("spawn input thread")
     };
     drop(event_tx);
@@ -826,15 +839,25 @@ struct InputFt {
     vars: Arc<Vec<Arc<dyn SharedDyn>>>,
 }
 
+/// How the input thread takes packets from the sources.
+struct InputOpts {
+    batch: usize,
+    pace_pps: Option<f64>,
+    stamp_arrival: bool,
+}
+
 fn input_loop(
     mut sources: Vec<(usize, Box<dyn crate::element::Source>)>,
     mut dispatch: Dispatcher,
     event_tx: Sender<Event>,
     shared: Arc<InputShared>,
-    batch: usize,
+    input: InputOpts,
     ft: Option<InputFt>,
     external: Option<Box<dyn crate::element::Source>>,
 ) -> (Vec<String>, Option<Worker>) {
+    let batch = input.batch;
+    let paced_from = Instant::now();
+    let mut offered: u64 = 0;
     let replay = ft.as_ref().and_then(|f| f.replay.clone());
     let input_log = ft.as_ref().map(|f| f.link.clone());
     let snapshots = ft
@@ -876,7 +899,19 @@ fn input_loop(
             }
             all_done = false;
             tmp.clear();
-            let status = match src.poll(batch, &mut tmp) {
+            let want = match input.pace_pps {
+                // Whatever the rate allows by now, in batches of at most
+                // `batch` (one or two at a time at moderate rates).
+                Some(pps) => {
+                    let due = (paced_from.elapsed().as_secs_f64() * pps) as u64;
+                    (due.saturating_sub(offered) as usize).min(batch)
+                }
+                None => batch,
+            };
+            if want == 0 {
+                continue;
+            }
+            let status = match src.poll(want, &mut tmp) {
                 Ok(s) => s,
                 Err(e) => {
                     errors.push(e);
@@ -885,6 +920,11 @@ fn input_loop(
             };
             if !tmp.is_empty() {
                 progressed = true;
+                offered += tmp.len() as u64;
+                if input.stamp_arrival {
+                    let now = wall_ns();
+                    tmp.iter_mut().for_each(|p| p.anno.ts_ns = now);
+                }
                 let lossy = src.backpressure() == Backpressure::Drop;
                 shared
                     .packets
@@ -982,8 +1022,9 @@ fn input_loop(
             idle_rounds = 0;
         } else {
             idle_rounds += 1;
-            if idle_rounds > 16 {
-                // Wait on the live sources' descriptors (or sleep briefly).
+            if idle_rounds > 16 && input.pace_pps.is_none() {
+                // Wait on the live sources' descriptors (or sleep briefly);
+                // a paced input spins on the clock instead.
                 crate::idle::wait_idle(
                     sources
                         .iter()

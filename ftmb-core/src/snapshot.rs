@@ -61,6 +61,19 @@ pub struct Snapshot {
     pub shared: Vec<u8>,
 }
 
+impl Snapshot {
+    /// Bytes of state it holds (element state and shared variables).
+    pub fn state_bytes(&self) -> usize {
+        self.shared.len()
+            + self
+                .workers
+                .iter()
+                .flat_map(|w| &w.elements)
+                .map(Vec::len)
+                .sum::<usize>()
+    }
+}
+
 /// A snapshot could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SnapshotError {

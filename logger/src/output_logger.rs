@@ -67,6 +67,8 @@ struct State {
     snapshot: Option<Arc<Snapshot>>,
     encoded: Option<Arc<Vec<u8>>>,
     snapshots: u64,
+    /// Per committed snapshot: (stall in ns, state bytes).
+    snapshot_stalls: Vec<(u64, usize)>,
     released: u64,
     after_failover: bool,
     record: Option<Vec<Released>>,
@@ -96,6 +98,7 @@ impl OutputLogger {
                 snapshot: None,
                 encoded: None,
                 snapshots: 0,
+                snapshot_stalls: Vec::new(),
                 released: 0,
                 after_failover: false,
                 record: None,
@@ -210,6 +213,7 @@ impl OutputLogger {
             .collect();
         st.core.handle_snapshot_committed(&cut);
         let next = snap.next_packet;
+        st.snapshot_stalls.push((snap.stall_ns, snap.state_bytes()));
         st.snapshot = Some(Arc::new(snap));
         st.encoded = encoded;
         st.snapshots += 1;
@@ -257,6 +261,17 @@ impl OutputLogger {
             stored_records: st.core.stored_records(),
             errors: st.errors.len() as u64,
         }
+    }
+
+    /// Per committed snapshot: how long the workers stalled for it (ns)
+    /// and how many bytes of state it holds.
+    pub fn snapshot_stalls(&self) -> Vec<(u64, usize)> {
+        self.state.lock().snapshot_stalls.clone()
+    }
+
+    /// Log records accepted so far.
+    pub fn records(&self) -> u64 {
+        self.state.lock().core.stats().records
     }
 
     /// Protocol errors seen.
