@@ -46,6 +46,7 @@ pub mod input_log;
 pub mod output_logger;
 pub mod roles;
 pub mod sync;
+pub mod transport;
 pub mod wire;
 
 pub use buffer::{Batch, LogBuffer};
