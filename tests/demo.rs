@@ -37,6 +37,11 @@ fn sigkill_the_master_at_seeded_points() {
                 &threads.to_string(),
                 "--kill-ms",
                 &kill_ms.to_string(),
+                // A SIGKILL is seen at once (the stream ends); a long
+                // deadline keeps a loaded test machine from taking a slow
+                // master for a dead one.
+                "--deadline-ms",
+                "500",
             ])
             .args(transport)
             .output()

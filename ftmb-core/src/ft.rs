@@ -252,19 +252,9 @@ impl ReplayPlan {
             .collect()
     }
 
-    /// Highest logged counter per variable id over all workers.
-    pub fn last_logged(&self, nvars: usize) -> Vec<u64> {
-        let mut v = vec![0u64; nvars];
-        for log in &self.logs {
-            for (_, r) in log {
-                if let LogRecord::Pal(p) = r {
-                    if let Some(x) = v.get_mut(p.var as usize) {
-                        *x = (*x).max(p.count);
-                    }
-                }
-            }
-        }
-        v
+    /// The counts the logged records claim, per variable id.
+    pub fn logged_counts(&self, nvars: usize) -> crate::pal::LoggedCounts {
+        crate::pal::LoggedCounts::of(self.logs.iter().map(Vec::as_slice), nvars)
     }
 }
 

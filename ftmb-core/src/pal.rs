@@ -95,23 +95,70 @@ impl WorkerLog {
     }
 }
 
+/// Per variable id, the access counts that logged records will take in a
+/// replay (sorted), so that an unlogged access knows which counts are free.
+#[derive(Debug, Default)]
+pub struct LoggedCounts {
+    counts: Vec<Vec<u64>>,
+    any: bool,
+}
+
+impl LoggedCounts {
+    /// The counts of every PAL in `logs`, for `nvars` variables.
+    pub fn of<'a>(logs: impl IntoIterator<Item = &'a [(u64, LogRecord)]>, nvars: usize) -> Self {
+        let mut counts = vec![Vec::new(); nvars];
+        for log in logs {
+            for (_, r) in log {
+                if let LogRecord::Pal(p) = r {
+                    if let Some(c) = counts.get_mut(p.var as usize) {
+                        c.push(p.count);
+                    }
+                }
+            }
+        }
+        for c in &mut counts {
+            c.sort_unstable();
+        }
+        let any = counts.iter().any(|c| !c.is_empty());
+        LoggedCounts { counts, any }
+    }
+
+    /// True when no variable has a logged count (not replaying).
+    pub fn is_empty(&self) -> bool {
+        !self.any
+    }
+
+    /// Whether a logged record will take count `count` of `var`. Counts at
+    /// or below a variable's highest logged count that no record claims are
+    /// gaps: accesses whose records the dead master never shipped.
+    pub fn claimed(&self, var: u32, count: u64) -> bool {
+        self.counts
+            .get(var as usize)
+            .is_some_and(|c| c.binary_search(&count).is_ok())
+    }
+}
+
 /// A worker's ordered logging state: the log new records go to and, after
 /// a failover, the dead master's records still to be replayed.
 ///
 /// While `replay` holds records, each access takes its logged turn: it
 /// waits until the variable's counter reaches the logged count minus one,
 /// and reuses the logged sequence number. Once the worker has passed its
-/// logged prefix, an access to a variable first waits until every logged
-/// access to it (from any worker) has been replayed (`last_logged`), then is
-/// logged as a new record.
+/// logged prefix, an access to a variable waits until the count it would
+/// take is not claimed by any logged record (from any worker; see
+/// [`LoggedCounts`]), then is logged as a new record. Usually that means
+/// waiting until every logged access to the variable has been replayed; when
+/// the dead master's log lost a record that other, stored records follow
+/// (another worker's later access to the same variable), the unlogged
+/// access takes the free count in between instead of waiting for ever.
 #[derive(Debug, Default)]
 pub struct LoggedAccess {
     /// Where new records go (shipped to the output logger).
     pub log: WorkerLog,
     /// Logged records of this worker not yet replayed, in sequence order.
     pub replay: VecDeque<(u64, LogRecord)>,
-    /// Highest logged counter per variable id, over all workers.
-    pub last_logged: Arc<Vec<u64>>,
+    /// The counts logged records claim, per variable id, over all workers.
+    pub last_logged: Arc<LoggedCounts>,
     /// First divergence from the log found in replay, if any.
     pub divergence: Option<String>,
     /// Shared by all workers of a replay: set on the first divergence, so
@@ -132,7 +179,7 @@ impl LoggedAccess {
     /// sequence after the last of them.
     pub fn replaying(
         records: Vec<(u64, LogRecord)>,
-        last_logged: Arc<Vec<u64>>,
+        last_logged: Arc<LoggedCounts>,
         first_seq: u64,
         abort: Arc<AtomicBool>,
     ) -> LoggedAccess {
@@ -207,14 +254,20 @@ impl LoggedAccess {
                     "replay diverged: packet {packet} accessed var {var}, the log expects {rec:?}"
                 ));
                 self.replay.clear();
-                self.last_logged.get(var as usize).copied().unwrap_or(0)
+                u64::MAX
             }
-            None => self.last_logged.get(var as usize).copied().unwrap_or(0),
+            None => u64::MAX,
         };
         let mut spins = 0u32;
         loop {
             let g = cell.lock();
-            if g.counter >= want {
+            let turn = if want == u64::MAX {
+                // Unlogged: the next count must be one no record claims.
+                !self.last_logged.claimed(var, g.counter + 1)
+            } else {
+                g.counter >= want
+            };
+            if turn {
                 return g;
             }
             if self.abort.load(Ordering::Acquire) {
@@ -253,5 +306,30 @@ impl LoggedAccess {
             }
         }
         self.log.append_pal(packet, var, count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pal(seq: u64, packet: u64, var: u32, count: u64) -> (u64, LogRecord) {
+        (seq, LogRecord::Pal(Pal { packet, var, count }))
+    }
+
+    #[test]
+    fn a_lost_record_leaves_a_free_count_for_the_unlogged_access() {
+        // Worker 0's records of var 7 at counts 2 and 4 reached the output
+        // logger; worker 1's access at count 3 was never shipped.
+        let w0 = vec![pal(1, 10, 7, 2), pal(2, 12, 7, 4)];
+        let w1: Vec<(u64, LogRecord)> = Vec::new();
+        let c = LoggedCounts::of([w0.as_slice(), w1.as_slice()], 8);
+        assert!(!c.is_empty());
+        assert!(c.claimed(7, 2) && c.claimed(7, 4));
+        // Worker 1's unlogged access may take count 3 (the gap) and count
+        // 5 (past the log), not 2 or 4.
+        assert!(!c.claimed(7, 3) && !c.claimed(7, 5));
+        assert!(!c.claimed(6, 1) && !c.claimed(99, 1));
+        assert!(LoggedCounts::default().is_empty());
     }
 }

@@ -420,7 +420,7 @@ pub fn run(
     let last_logged = Arc::new(
         replay
             .as_ref()
-            .map(|p| p.last_logged(shared.nvars() as usize))
+            .map(|p| p.logged_counts(shared.nvars() as usize))
             .unwrap_or_default(),
     );
     let nworkers = workers.len();
