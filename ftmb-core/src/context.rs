@@ -52,6 +52,22 @@ pub struct Ctx {
     /// The id of the packet whose batch is being processed (for logging
     /// nondeterministic reads).
     pub(crate) current_id: u64,
+    /// Remote state (the StatelessNF-style baseline): when set, every
+    /// shared-state access reads the slot from this store first and writes
+    /// it back after.
+    remote: Option<Box<dyn RemoteState>>,
+}
+
+/// A remote key-value store that holds the shared state (the remote-state
+/// baseline of the paper's evaluation): each shared-state access fetches
+/// the slot's encoding by its variable id and stores it back afterwards,
+/// two round trips per access.
+pub trait RemoteState: Send {
+    /// The bytes stored under `key` into `out` (cleared first); false when
+    /// there are none (or the store failed: the local value is used then).
+    fn get(&mut self, key: u32, out: &mut Vec<u8>) -> bool;
+    /// Store `val` under `key`.
+    fn set(&mut self, key: u32, val: &[u8]);
 }
 
 impl Ctx {
@@ -65,7 +81,38 @@ impl Ctx {
             mode: AccessMode::Plain,
             sinks: SinkOutputs::default(),
             current_id: 0,
+            remote: None,
         }
+    }
+
+    /// Keep shared state in a remote store (see [`RemoteState`]).
+    pub fn set_remote(&mut self, remote: Box<dyn RemoteState>) {
+        self.remote = Some(remote);
+    }
+
+    /// With a remote store: load `value` from it (key `var_id`), run `f`,
+    /// and store the result back. Without one: just `f`.
+    #[inline]
+    pub(crate) fn remote_access<T: crate::shared::StateCodec, R>(
+        &mut self,
+        var_id: u32,
+        value: &mut T,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        let Some(store) = self.remote.as_mut() else {
+            return f(value);
+        };
+        let mut buf = Vec::new();
+        if store.get(var_id, &mut buf) {
+            if let Ok(v) = T::decode(&mut buf.as_slice()) {
+                *value = v;
+            }
+        }
+        let r = f(value);
+        buf.clear();
+        value.encode(&mut buf);
+        store.set(var_id, &buf);
+        r
     }
 
     /// This worker's index.
