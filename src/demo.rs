@@ -49,6 +49,10 @@ pub struct DemoArgs {
     /// at once by its stream ending; the deadline catches a hung one).
     #[arg(long, default_value_t = 20.0)]
     pub deadline_ms: f64,
+    /// Link the roles over TCP on loopback instead of Unix sockets (as
+    /// they would be across hosts).
+    #[arg(long)]
+    pub tcp: bool,
     /// A trace to use instead of a generated one (inside net 10.77.0.0/16).
     #[arg(long)]
     pub trace: Option<PathBuf>,
@@ -75,6 +79,19 @@ fn spawn(exe: &Path, args: &[String], out: Option<&Path>) -> Result<Child> {
         c.stdout(std::fs::File::create(p)?);
     }
     c.spawn().with_context(|| format!("start {}", args[0]))
+}
+
+/// The first of `n` consecutive loopback TCP ports that are free now.
+fn free_ports(n: u16) -> Result<u16> {
+    let mut base = 20000 + (std::process::id() % 30000) as u16;
+    for _ in 0..200 {
+        let free = (0..n).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if free {
+            return Ok(base);
+        }
+        base = 20000 + (base - 20000 + 97) % 40000;
+    }
+    bail!("no {n} consecutive free TCP ports on 127.0.0.1")
 }
 
 /// Wait for the `ready` line on a child's piped stdout.
@@ -157,8 +174,18 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     let npackets = inputs.len();
 
     let exe = std::env::current_exe()?;
-    let il = dir.join("il.sock");
-    let ol = dir.join("ol.sock");
+    let (il, ol) = if a.tcp {
+        let base = free_ports(3)?;
+        (
+            format!("tcp:127.0.0.1:{base}"),
+            format!("tcp:127.0.0.1:{}", base + 1),
+        )
+    } else {
+        (
+            dir.join("il.sock").display().to_string(),
+            dir.join("ol.sock").display().to_string(),
+        )
+    };
     // Only the output logger writes the outputs; the other roles build the
     // same graph with their sinks pointed at /dev/null.
     let quiet_vars: Vec<String> = vars
@@ -179,9 +206,9 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
             "--threads".into(),
             a.threads.to_string(),
             "--il".into(),
-            il.display().to_string(),
+            il.clone(),
             "--ol".into(),
-            ol.display().to_string(),
+            ol.clone(),
             "--seed".into(),
             seed.to_string(),
         ]);

@@ -9,8 +9,8 @@ use ftmb_core::headers::Framing;
 use ftmb_core::router::{run, wall_ns, RunOptions};
 use ftmb_logger::output_logger::OutputLogger;
 use ftmb_logger::roles::{
-    await_takeover, connect, heartbeat_path, read_replay, resume, run_input_logger,
-    run_output_logger, RemoteInput, SocketLink,
+    await_takeover, connect, read_replay, resume, run_input_logger, run_output_logger, Addr,
+    RemoteInput, SocketLink,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -28,15 +28,24 @@ pub struct RoleArgs {
     /// Worker threads of the master and the replica (must match).
     #[arg(long, short = 't', default_value_t = 1)]
     pub threads: usize,
-    /// Input logger socket.
-    #[arg(long)]
-    pub il: PathBuf,
-    /// Output logger socket.
-    #[arg(long)]
-    pub ol: PathBuf,
+    /// Input logger address: a Unix socket path (same host) or
+    /// `tcp:HOST:PORT` (the input logger listens there).
+    #[arg(long, value_parser = parse_addr)]
+    pub il: Addr,
+    /// Output logger address: a Unix socket path or `tcp:HOST:PORT`; its
+    /// heartbeats use `PATH.hb` or `PORT + 1`.
+    #[arg(long, value_parser = parse_addr)]
+    pub ol: Addr,
     /// Seed of the workers' generators (master and replica must match).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+}
+
+fn parse_addr(s: &str) -> Result<Addr, String> {
+    if s.is_empty() {
+        return Err("empty address".into());
+    }
+    Ok(Addr::parse(s))
 }
 
 /// `ftmb input-logger`: read the configuration's sources, number and log
@@ -103,7 +112,7 @@ fn framing_of(g: &ftmb_core::graph::Graph) -> Framing {
 pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     let mut g = load(&a.config, &a.vars, a.threads)?;
     let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
-    let hb = connect(&heartbeat_path(&a.ol), Duration::from_secs(10)).context("heartbeats")?;
+    let hb = connect(&a.ol.heartbeat()?, Duration::from_secs(10)).context("heartbeats")?;
     let link = Arc::new(SocketLink::new(&ol, &hb, Duration::from_millis(1))?);
     let il = connect(&a.il, Duration::from_secs(10)).context("input logger")?;
     let (_, input) = resume(&il, 1).map_err(|e| anyhow!(e))?;
@@ -156,7 +165,7 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         first_seq,
         then_sources: true,
     };
-    let hb = connect(&heartbeat_path(&a.ol), Duration::from_secs(10)).context("heartbeats")?;
+    let hb = connect(&a.ol.heartbeat()?, Duration::from_secs(10)).context("heartbeats")?;
     let link = Arc::new(SocketLink::new(&ol, &hb, Duration::from_millis(1))?);
     let opts = RunOptions {
         seed: Some(a.seed),

@@ -14,10 +14,13 @@ fn xorshift(s: &mut u64) -> u64 {
 #[test]
 fn sigkill_the_master_at_seeded_points() {
     let mut rng = 0x00c0_ffee_u64;
-    for trial in 0..3 {
+    for trial in 0..4 {
         // 20k packets at 40k/s: half a second of traffic.
         let kill_ms = 50 + xorshift(&mut rng) % 400;
         let threads = 1 + trial % 2;
+        // The last trial links the roles over TCP (loopback), as across
+        // hosts.
+        let transport: &[&str] = if trial == 3 { &["--tcp"] } else { &[] };
         let out = Command::new(env!("CARGO_BIN_EXE_ftmb"))
             .args([
                 "demo",
@@ -35,6 +38,7 @@ fn sigkill_the_master_at_seeded_points() {
                 "--kill-ms",
                 &kill_ms.to_string(),
             ])
+            .args(transport)
             .output()
             .expect("run ftmb demo");
         let stdout = String::from_utf8_lossy(&out.stdout);

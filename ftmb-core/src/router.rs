@@ -150,9 +150,26 @@ struct SnapshotRound {
     barrier: std::sync::Barrier,
     first_arrival: parking_lot::Mutex<Option<Instant>>,
     parts: parking_lot::Mutex<Vec<Option<WorkerSnapshot>>>,
-    shared: parking_lot::Mutex<Vec<u8>>,
     vars: Arc<Vec<Arc<dyn SharedDyn>>>,
     link: Arc<dyn FtLink>,
+    captures: Arc<Captures>,
+}
+
+/// Snapshots whose shared state is still being encoded after the cut (one
+/// at a time: a new snapshot waits until the last one is stored).
+#[derive(Default)]
+struct Captures {
+    busy: AtomicBool,
+    threads: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Captures {
+    /// Wait until every capture has been stored.
+    fn join(&self) {
+        for h in std::mem::take(&mut *self.threads.lock()) {
+            let _ = h.join();
+        }
+    }
 }
 
 struct Barrier {
@@ -314,11 +331,11 @@ impl Worker {
             *slot = Some(part);
         }
         if leader {
-            let mut b = Vec::new();
+            // Copy on write from here on: the shared state is encoded
+            // after the workers resume (see SharedDyn::begin_capture).
             for v in round.vars.iter() {
-                v.encode_all(&mut b);
+                v.begin_capture(round.id);
             }
-            *round.shared.lock() = b;
         }
         let leader = round.barrier.wait().is_leader();
         if leader {
@@ -326,7 +343,7 @@ impl Worker {
                 .first_arrival
                 .lock()
                 .map_or(0, |t| t.elapsed().as_nanos() as u64);
-            let snap = Snapshot {
+            let mut snap = Snapshot {
                 id: round.id,
                 next_packet: round.next_packet,
                 taken_ns: wall_ns(),
@@ -337,9 +354,26 @@ impl Worker {
                     .iter_mut()
                     .map(|p| p.take().unwrap_or_default())
                     .collect(),
-                shared: std::mem::take(&mut *round.shared.lock()),
+                shared: Vec::new(),
             };
-            round.link.store_snapshot(snap);
+            let (vars, link, captures) = (
+                round.vars.clone(),
+                round.link.clone(),
+                round.captures.clone(),
+            );
+            let h = std::thread::Builder::new()
+                .name("ftmb-snapshot".into())
+                .spawn(move || {
+                    for v in vars.iter() {
+                        v.finish_capture(snap.id, &mut snap.shared);
+                    }
+                    link.store_snapshot(snap);
+                    captures.busy.store(false, Ordering::Release);
+                });
+            match h {
+                Ok(h) => round.captures.threads.lock().push(h),
+                Err(_) => round.captures.busy.store(false, Ordering::Release),
+            }
         }
     }
 }
@@ -490,6 +524,7 @@ pub fn run(
         total: AtomicU64::new(0),
         queue_drops: AtomicU64::new(0),
     });
+    let captures = Arc::new(Captures::default());
     let input = {
         let shared_in = shared_in.clone();
         let dispatch = Dispatcher { inline, queues };
@@ -498,6 +533,7 @@ pub fn run(
             replay,
             snapshots: f.snapshots,
             vars: Arc::new(shared.vars().to_vec()),
+            captures: captures.clone(),
         });
         let event_tx = event_tx.clone();
         let input = InputOpts {
@@ -605,6 +641,8 @@ pub fn run(
         ));
     }
     let ws = finished.unwrap_or_default();
+    // Every snapshot taken reaches the link before the run returns.
+    captures.join();
     sinks.flush_all();
     for s in sinks.sinks() {
         if let Some(e) = s.error.lock().as_ref() {
@@ -861,6 +899,7 @@ struct InputFt {
     replay: Option<Arc<ReplayPlan>>,
     snapshots: Option<SnapshotTrigger>,
     vars: Arc<Vec<Arc<dyn SharedDyn>>>,
+    captures: Arc<Captures>,
 }
 
 /// How the input thread takes packets from the sources.
@@ -887,6 +926,9 @@ fn input_loop(
     let snapshots = ft
         .as_ref()
         .and_then(|f| f.snapshots.map(|t| (t, f.vars.clone())));
+    let captures = ft
+        .as_ref()
+        .map_or_else(Default::default, |f| f.captures.clone());
     let mut snap_id = 0u64;
     let mut last_snap_at = Instant::now();
     let mut last_snap_packet = 1u64;
@@ -1011,7 +1053,15 @@ fn input_loop(
                 SnapshotTrigger::Every(k) => last_snap_at.elapsed() >= *k,
                 SnapshotTrigger::EveryPackets(n) => next_id >= last_snap_packet + n,
             };
-            if due && next_id > last_snap_packet {
+            let deterministic = matches!(trigger, SnapshotTrigger::EveryPackets(_));
+            if due && next_id > last_snap_packet && deterministic {
+                // Cuts at fixed packet counts: wait for the last capture.
+                while captures.busy.load(Ordering::Acquire) {
+                    std::thread::yield_now();
+                }
+            }
+            if due && next_id > last_snap_packet && !captures.busy.load(Ordering::Acquire) {
+                captures.busy.store(true, Ordering::Release);
                 snap_id += 1;
                 last_snap_at = Instant::now();
                 last_snap_packet = next_id;
@@ -1021,9 +1071,9 @@ fn input_loop(
                     barrier: std::sync::Barrier::new(nworkers),
                     first_arrival: parking_lot::Mutex::new(None),
                     parts: parking_lot::Mutex::new(vec![None; nworkers]),
-                    shared: parking_lot::Mutex::new(Vec::new()),
                     vars: vars.clone(),
                     link: link.clone(),
+                    captures: captures.clone(),
                 }));
             }
         }

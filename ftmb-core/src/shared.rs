@@ -200,6 +200,31 @@ pub struct Slot<T> {
     pub(crate) counter: u64,
     /// Vector clock of the accesses that shaped the value.
     pub(crate) clock: DepVector,
+    /// The last snapshot epoch this slot was captured for.
+    captured: u64,
+    /// Its encoding for that snapshot, when a worker captured it before
+    /// the snapshot's capture reached it.
+    pending: Option<Vec<u8>>,
+}
+
+impl<T: StateCodec> Slot<T> {
+    fn encode(&self, out: &mut Vec<u8>) {
+        self.counter.encode(out);
+        self.clock.entries().to_vec().encode(out);
+        self.value.encode(out);
+    }
+
+    /// Before the first change after snapshot `epoch`'s cut: keep the
+    /// slot's state at the cut (copy on write, per slot).
+    #[inline]
+    fn capture_before_write(&mut self, epoch: u64) {
+        if self.captured < epoch {
+            let mut b = Vec::new();
+            self.encode(&mut b);
+            self.pending = Some(b);
+            self.captured = epoch;
+        }
+    }
 }
 
 /// The variable behind a [`Shared`] handle.
@@ -207,6 +232,9 @@ pub struct SharedVar<T> {
     name: String,
     base_id: u32,
     slots: Box<[CachePadded<Mutex<Slot<T>>>]>,
+    /// The snapshot being captured (0: none yet); see
+    /// [`SharedDyn::begin_capture`].
+    epoch: std::sync::atomic::AtomicU64,
 }
 
 /// A handle to a shared variable (cheap to clone; all clones and all
@@ -251,6 +279,7 @@ impl<T: StateCodec> Shared<T> {
         let var_id = self.var_id(slot);
         let cell = &self.var.slots[slot];
         let mut g = ctx.lock_for_access(cell, var_id, pkt);
+        g.capture_before_write(self.var.epoch.load(std::sync::atomic::Ordering::Acquire));
         ctx.record_access(&mut g, var_id, pkt);
         // Remote-state baseline: a round trip to the store around `f`
         // (just `f` when the context has no store).
@@ -274,6 +303,15 @@ pub trait SharedDyn: Send + Sync {
     fn slots(&self) -> usize;
     /// Encode every slot's value, counter and clock.
     fn encode_all(&self, out: &mut Vec<u8>);
+    /// Start capturing snapshot `epoch` (increasing, from 1), with every
+    /// worker stopped at the cut: from now on the first access to each slot
+    /// keeps the slot's state at the cut before changing it, so the
+    /// snapshot can be encoded while the workers run on.
+    fn begin_capture(&self, epoch: u64);
+    /// Encode snapshot `epoch` as [`SharedDyn::encode_all`] would have at
+    /// the cut: slots no worker has touched since are encoded now, the
+    /// others from what the workers kept.
+    fn finish_capture(&self, epoch: u64, out: &mut Vec<u8>);
     /// Restore what `encode_all` wrote.
     fn decode_all(&self, inp: &mut &[u8]) -> Result<(), CodecError>;
     /// Access counters of every slot.
@@ -293,10 +331,23 @@ impl<T: StateCodec> SharedDyn for SharedVar<T> {
     fn encode_all(&self, out: &mut Vec<u8>) {
         (self.slots.len() as u64).encode(out);
         for s in self.slots.iter() {
-            let g = s.lock();
-            g.counter.encode(out);
-            g.clock.entries().to_vec().encode(out);
-            g.value.encode(out);
+            s.lock().encode(out);
+        }
+    }
+    fn begin_capture(&self, epoch: u64) {
+        self.epoch
+            .store(epoch, std::sync::atomic::Ordering::Release);
+    }
+    fn finish_capture(&self, epoch: u64, out: &mut Vec<u8>) {
+        (self.slots.len() as u64).encode(out);
+        for s in self.slots.iter() {
+            let mut g = s.lock();
+            if g.captured < epoch {
+                g.encode(out);
+                g.captured = epoch;
+            } else if let Some(b) = g.pending.take() {
+                out.extend_from_slice(&b);
+            }
         }
     }
     fn decode_all(&self, inp: &mut &[u8]) -> Result<(), CodecError> {
@@ -367,9 +418,12 @@ impl SharedRegistry {
                         value: init(i),
                         counter: 0,
                         clock: DepVector::default(),
+                        captured: 0,
+                        pending: None,
                     }))
                 })
                 .collect(),
+            epoch: std::sync::atomic::AtomicU64::new(0),
         });
         self.next_id += slots as u32;
         self.by_name.insert(name.to_string(), self.vars.len());
@@ -386,5 +440,40 @@ impl SharedRegistry {
     /// Total number of variable ids (slots over all variables).
     pub fn nvars(&self) -> u32 {
         self.next_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capture_keeps_the_state_at_the_cut_while_workers_write() {
+        let mut reg = SharedRegistry::new();
+        let v: Shared<u64> = reg.declare("t.v", 8, |i| i as u64);
+        let dynv = reg.vars()[0].clone();
+        let mut ctx = Ctx::new(0, 1, 1);
+        let mut pkt = Packet::from_bytes(&[0]);
+        for s in 0..8 {
+            v.access(&mut ctx, &mut pkt, s, |x| *x += 10);
+        }
+        let mut at_cut = Vec::new();
+        dynv.encode_all(&mut at_cut);
+        dynv.begin_capture(1);
+        // Writes after the cut, some slots twice, some not at all.
+        for s in [0, 3, 3, 7] {
+            v.access(&mut ctx, &mut pkt, s, |x| *x += 100);
+        }
+        let mut captured = Vec::new();
+        dynv.finish_capture(1, &mut captured);
+        assert_eq!(captured, at_cut);
+        // The next snapshot sees the writes.
+        let mut now = Vec::new();
+        dynv.encode_all(&mut now);
+        dynv.begin_capture(2);
+        let mut second = Vec::new();
+        dynv.finish_capture(2, &mut second);
+        assert_eq!(second, now);
+        assert_ne!(second, at_cut);
     }
 }

@@ -47,6 +47,7 @@ pub mod output_logger;
 pub mod roles;
 pub mod snapshot_only;
 pub mod sync;
+pub mod transport;
 pub mod wire;
 
 pub use buffer::{Batch, LogBuffer};

@@ -22,6 +22,8 @@
 
 use crate::input_log::InputLog;
 use crate::output_logger::OutputLogger;
+pub use crate::transport::{connect, Addr};
+use crate::transport::{Listener, Stream};
 use crate::wire::{
     FrameKind, FrameReader, FrameWriter, HeartbeatMsg, LogBatchMsg, LogBatchView, Message,
     OutputMsg, PacketMsg, ResumeMsg, SnapshotCommittedMsg, SnapshotMsg,
@@ -35,38 +37,24 @@ use ftmb_core::snapshot::Snapshot;
 use ftmb_core::Packet;
 use parking_lot::Mutex;
 use std::io::{BufReader, BufWriter};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-type Writer = FrameWriter<BufWriter<UnixStream>>;
+type Writer = FrameWriter<BufWriter<Stream>>;
 
-fn writer(s: &UnixStream) -> std::io::Result<Writer> {
+fn writer(s: &Stream) -> std::io::Result<Writer> {
     Ok(FrameWriter::new(BufWriter::with_capacity(
         256 << 10,
         s.try_clone()?,
     )))
 }
 
-fn reader(s: &UnixStream) -> std::io::Result<FrameReader<BufReader<UnixStream>>> {
+fn reader(s: &Stream) -> std::io::Result<FrameReader<BufReader<Stream>>> {
     Ok(FrameReader::new(BufReader::with_capacity(
         256 << 10,
         s.try_clone()?,
     )))
-}
-
-/// Connect to a Unix socket, retrying while the peer starts.
-pub fn connect(path: &Path, wait: Duration) -> std::io::Result<UnixStream> {
-    let start = Instant::now();
-    loop {
-        match UnixStream::connect(path) {
-            Ok(s) => return Ok(s),
-            Err(e) if start.elapsed() >= wait => return Err(e),
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
-    }
 }
 
 // ---------------------------------------------------------------- master side
@@ -82,7 +70,7 @@ impl SocketLink {
     /// Wrap a connected data stream; send heartbeats every `period` on
     /// `hb`, a stream of their own, so that a large frame on the data
     /// stream (a snapshot) never delays them.
-    pub fn new(s: &UnixStream, hb: &UnixStream, period: Duration) -> std::io::Result<SocketLink> {
+    pub fn new(s: &Stream, hb: &Stream, period: Duration) -> std::io::Result<SocketLink> {
         let w = Arc::new(Mutex::new(writer(s)?));
         {
             // The data stream opens with a heartbeat: it names the master.
@@ -265,12 +253,12 @@ impl Source for RemoteInput {
 }
 
 /// The reading end of the input logger's stream.
-pub type InputReader = FrameReader<BufReader<UnixStream>>;
+pub type InputReader = FrameReader<BufReader<Stream>>;
 
 /// Ask the input logger for packets from `from` on. Returns the id live
 /// traffic starts at (before it: replay of the log) and the stream's
 /// reader, positioned after the answer.
-pub fn resume(s: &UnixStream, from: u64) -> Result<(u64, InputReader), String> {
+pub fn resume(s: &Stream, from: u64) -> Result<(u64, InputReader), String> {
     let mut w = writer(s).map_err(|e| e.to_string())?;
     w.send(&Message::Resume(ResumeMsg { packet: from }))
         .and_then(|_| w.flush())
@@ -312,12 +300,11 @@ struct IlState {
 /// exhausted and `until` says so.
 pub fn run_input_logger(
     mut sources: Vec<Box<dyn Source>>,
-    listen: &Path,
+    listen: &Addr,
     pps: f64,
     until: &AtomicBool,
 ) -> std::io::Result<u64> {
-    let _ = std::fs::remove_file(listen);
-    let listener = UnixListener::bind(listen)?;
+    let listener = Listener::bind(listen)?;
     let st = Arc::new(Mutex::new(IlState {
         log: InputLog::new(),
         consumer: None,
@@ -420,7 +407,7 @@ pub fn run_input_logger(
     Ok(sent)
 }
 
-fn serve_il_conn(conn: UnixStream, st: Arc<Mutex<IlState>>) {
+fn serve_il_conn(conn: Stream, st: Arc<Mutex<IlState>>) {
     let Ok(mut r) = reader(&conn) else { return };
     loop {
         match r.next_message() {
@@ -490,19 +477,16 @@ pub struct OlReport {
 /// failover, the replica) ends its stream cleanly.
 pub fn run_output_logger(
     ol: Arc<OutputLogger>,
-    listen: &Path,
-    il: Option<&Path>,
+    listen: &Addr,
+    il: Option<&Addr>,
     deadline: Duration,
 ) -> std::io::Result<OlReport> {
-    let _ = std::fs::remove_file(listen);
-    let listener = UnixListener::bind(listen)?;
+    let listener = Listener::bind(listen)?;
     let last = Arc::new(AtomicU64::new(wall_ns()));
     {
         // Heartbeats arrive on a socket of their own; every frame on any
         // heartbeat connection proves the serving role alive.
-        let hb_path = heartbeat_path(listen);
-        let _ = std::fs::remove_file(&hb_path);
-        let hb = UnixListener::bind(&hb_path)?;
+        let hb = Listener::bind(&listen.heartbeat()?)?;
         let last = last.clone();
         std::thread::Builder::new()
             .name("ftmb-ol-heartbeats".into())
@@ -527,10 +511,10 @@ pub fn run_output_logger(
     };
     // Accept the master (its first frame is a heartbeat) and a standby
     // replica (its first frame is a Resume).
-    let mut master: Option<(UnixStream, FrameReader<BufReader<UnixStream>>)> = None;
-    let mut standby: Option<UnixStream> = None;
+    let mut master: Option<(Stream, FrameReader<BufReader<Stream>>)> = None;
+    let mut standby: Option<Stream> = None;
     while master.is_none() {
-        let (s, _) = listener.accept()?;
+        let s = listener.accept()?;
         let mut r = reader(&s)?;
         match r.next_message() {
             Ok(Some(Message::Heartbeat(_))) => {
@@ -585,7 +569,7 @@ pub fn run_output_logger(
         let rs = match standby.take() {
             Some(s) => s,
             None => loop {
-                let (s, _) = listener.accept()?;
+                let s = listener.accept()?;
                 let mut r = reader(&s)?;
                 if let Ok(Some(Message::Resume(_))) = r.next_message() {
                     break s;
@@ -627,7 +611,7 @@ type IlCtl = Option<Mutex<Writer>>;
 /// Read a master's frames into the output logger; returns whether the
 /// stream ended cleanly, and the input logger's control link back.
 fn spawn_ol_reader(
-    mut r: FrameReader<BufReader<UnixStream>>,
+    mut r: FrameReader<BufReader<Stream>>,
     ol: Arc<OutputLogger>,
     il_ctl: IlCtl,
 ) -> std::thread::JoinHandle<(bool, IlCtl)> {
@@ -700,13 +684,6 @@ fn spawn_ol_reader(
     })
 }
 
-/// The heartbeat socket beside an output logger socket.
-pub fn heartbeat_path(ol: &Path) -> std::path::PathBuf {
-    let mut p = ol.as_os_str().to_owned();
-    p.push(".hb");
-    p.into()
-}
-
 /// What a standby replica receives when it takes over.
 pub struct TakeoverMsg {
     /// The snapshot to restore, if any.
@@ -718,7 +695,7 @@ pub struct TakeoverMsg {
 }
 
 /// As a standby, wait on the output logger for a takeover.
-pub fn await_takeover(s: &UnixStream, nworkers: usize) -> Result<TakeoverMsg, String> {
+pub fn await_takeover(s: &Stream, nworkers: usize) -> Result<TakeoverMsg, String> {
     let mut w = writer(s).map_err(|e| e.to_string())?;
     w.send(&Message::Resume(ResumeMsg { packet: 0 }))
         .and_then(|_| w.flush())
