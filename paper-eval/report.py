@@ -34,8 +34,8 @@ def ratio(ours, paper):
     if isinstance(paper, tuple):
         lo, hi = paper
         inside = "inside" if lo <= ours <= hi else ("below" if ours < lo else "above")
-        return f"{ours / lo:.2f}x of low, {ours / hi:.2f}x of high ({inside} the range)"
-    return f"{ours / paper:.2f}x"
+        return f"{ours / lo:.3g}x of low, {ours / hi:.3g}x of high ({inside} the range)"
+    return f"{ours / paper:.3g}x"
 
 
 def paper_str(p, unit):
@@ -281,14 +281,15 @@ def fig4(rows, out, paper, md, summary):
     ax.plot(xs, [s["max"] for s in st], "^:", color=COLORS["snapshot-only"], label="max stall")
     ref = paper["snapshot_stall_max_ms"]
     ax.axhline(ref, **REF)
-    ax.text(xs[0] if xs else 0, ref, " paper: up to 6 ms per snapshot", va="bottom", fontsize=8, color="#555555")
+    ax.text(xs[-1] if xs else 0, ref, "paper: up to 6 ms per snapshot ", ha="right", va="bottom",
+            fontsize=8, color="#555555")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("state in the snapshot (MB, log scale)")
     ax.set_ylabel("worker stall per snapshot (ms, log scale)")
     ax.set_title("Fig. 4: snapshot stall vs state size (Gen, FTMB)")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="center left")
     fig.tight_layout()
     fig.savefig(out / "fig4_snapshot_stall.png", dpi=120)
     plt.close(fig)
@@ -302,7 +303,7 @@ def fig4(rows, out, paper, md, summary):
         b, r = pts[-1]
         s = r["result"]["snapshot_stall_ms"]
         summary.append((f"4: snapshot stall at the largest state ({b / 1e6:.1f} MB), median / max",
-                        f"{fmt(s['p50'], 2)} / {fmt(s['max'], 2)} ms", f"up to {ref:.0f} ms",
+                        f"{s['p50']:.3g} / {s['max']:.3g} ms", f"up to {ref:.0f} ms",
                         ratio(s["max"], ref) + " (max)"))
     md.append("")
 
