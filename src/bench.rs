@@ -7,6 +7,86 @@
 
 use crate::{run_measured, RunArgs};
 use anyhow::Result;
+use ftmb_core::ft::{FtLink, OutputBatch, Shipment};
+use ftmb_core::pal::LogRecord;
+use ftmb_core::snapshot::Snapshot;
+use ftmb_core::Packet;
+use ftmb_logger::wire::{LogBatchMsg, HEADER_LEN};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// An [`FtLink`] in front of the output logger that counts the bytes FTMB
+/// would put on the wire to its loggers: the input log (every input packet
+/// as a `Packet` frame) and the PALs and clock records (as `LogBatch`
+/// frames). What the paper calls the log bandwidth.
+pub(crate) struct CountingLink {
+    inner: Arc<dyn FtLink>,
+    input_bytes: AtomicU64,
+    pal_bytes: AtomicU64,
+}
+
+/// Payload of a `Packet` frame before the packet bytes (id, ts, source).
+const PACKET_FRAME_FIELDS: usize = 8 + 8 + 2;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl CountingLink {
+    pub(crate) fn new(inner: Arc<dyn FtLink>) -> CountingLink {
+        CountingLink {
+            inner,
+            input_bytes: AtomicU64::new(0),
+            pal_bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// (input log bytes, PAL log bytes) so far.
+    pub(crate) fn bytes(&self) -> (u64, u64) {
+        (
+            self.input_bytes.load(Ordering::Relaxed),
+            self.pal_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    fn count_records(&self, worker: usize, records: &[(u64, LogRecord)]) {
+        let n = SCRATCH.with(|b| {
+            let mut b = b.borrow_mut();
+            b.clear();
+            LogBatchMsg::encode_numbered(worker as u16, records, &mut b);
+            b.len()
+        });
+        self.pal_bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+impl FtLink for CountingLink {
+    fn log_input(&self, pkts: &[Packet]) {
+        let n: usize = pkts
+            .iter()
+            .map(|p| HEADER_LEN + PACKET_FRAME_FIELDS + p.len())
+            .sum();
+        self.input_bytes.fetch_add(n as u64, Ordering::Relaxed);
+        self.inner.log_input(pkts);
+    }
+    fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>) {
+        self.count_records(worker, &records);
+        self.inner.ship_log(worker, records);
+    }
+    fn ship_outputs(&self, worker: usize, outputs: OutputBatch) {
+        self.inner.ship_outputs(worker, outputs);
+    }
+    fn store_snapshot(&self, snapshot: Snapshot) {
+        self.inner.store_snapshot(snapshot);
+    }
+    fn ship(&self, worker: usize, shipment: Shipment) {
+        self.count_records(worker, &shipment.records);
+        self.inner.ship(worker, shipment);
+    }
+    fn spare(&self) -> Option<Shipment> {
+        self.inner.spare()
+    }
+}
 
 /// Percentile `q` (0..=1) of sorted samples.
 fn pct(sorted: &[u64], q: f64) -> f64 {
@@ -115,5 +195,86 @@ pub fn compare_ft(a: &RunArgs, repeat: usize) -> Result<()> {
             "log_records_per_packet": records as f64 / packets.max(1) as f64,
         })
     );
+    Ok(())
+}
+
+/// `ftmb bench --mode M`: run the configuration under one system (FTMB or a
+/// baseline) `repeat` times and print one JSON object: throughput, the
+/// per-packet latency distribution (with `--pps`: percentiles and a CDF of
+/// 101 points plus p99.9), snapshot stalls, and what the mode adds (log
+/// bytes for FTMB, outputs held for snapshot-only, Redis calls for remote
+/// state).
+pub fn mode_bench(a: &RunArgs, repeat: usize) -> Result<()> {
+    let latency = a.pps.is_some();
+    let mode = a.mode();
+    let mut mpps = Vec::new();
+    let mut lat: Vec<u64> = Vec::new();
+    let mut stalls: Vec<(u64, usize)> = Vec::new();
+    let (mut records, mut packets) = (0u64, 0u64);
+    let mut extra = serde_json::Map::new();
+    let mut elapsed = 0.0;
+    for i in 0..repeat.max(1) {
+        let mut args = a.clone();
+        args.quiet = true;
+        let mut m = run_measured(&args, false, latency)?;
+        let secs = m.report.elapsed.as_secs_f64();
+        let rate = m.report.packets as f64 / secs.max(1e-9) / 1e6;
+        m.latency_ns.sort_unstable();
+        eprintln!(
+            "run {} {}: {} packets, {rate:.3} Mpps{}",
+            i + 1,
+            mode.name(),
+            m.report.packets,
+            if latency {
+                format!(
+                    ", latency p50 {:.1} us p99 {:.1} us",
+                    pct(&m.latency_ns, 0.5) / 1e3,
+                    pct(&m.latency_ns, 0.99) / 1e3
+                )
+            } else {
+                String::new()
+            }
+        );
+        mpps.push(rate);
+        lat.append(&mut m.latency_ns);
+        stalls.extend(m.stalls);
+        records += m.records;
+        packets += m.report.packets;
+        elapsed += secs;
+        // The last repetition's extras (they are per-run rates and counts).
+        extra = m.extra;
+    }
+    lat.sort_unstable();
+    let us = |q: f64| pct(&lat, q) / 1e3;
+    let mut st: Vec<u64> = stalls.iter().map(|s| s.0).collect();
+    st.sort_unstable();
+    let ms = |q: f64| pct(&st, q) / 1e6;
+    let mut out = serde_json::json!({
+        "mode": mode.name(),
+        "config": a.config.display().to_string(),
+        "threads": a.threads,
+        "offered_pps": a.pps,
+        "repeat": repeat.max(1),
+        "snapshot_ms": a.snapshot_ms,
+        "packets": packets,
+        "elapsed_s": elapsed,
+        "median_mpps": median(&mut mpps.clone()),
+        "best_mpps": mpps.iter().copied().fold(0.0, f64::max),
+        "latency_us": (!lat.is_empty()).then(|| serde_json::json!({
+            "p50": us(0.5), "p90": us(0.9), "p99": us(0.99), "p999": us(0.999),
+            "max": us(1.0), "samples": lat.len(),
+        })),
+        "latency_cdf_us": (!lat.is_empty())
+            .then(|| (0..=100).map(|i| us(f64::from(i) / 100.0)).collect::<Vec<_>>()),
+        "snapshot_stall_ms": serde_json::json!({
+            "count": st.len(), "p50": ms(0.5), "p99": ms(0.99), "max": ms(1.0),
+        }),
+        "snapshot_state_bytes": stalls.iter().map(|s| s.1).max(),
+        "log_records_per_packet": records as f64 / packets.max(1) as f64,
+    });
+    if let Some(o) = out.as_object_mut() {
+        o.extend(extra);
+    }
+    println!("{out}");
     Ok(())
 }

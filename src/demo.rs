@@ -281,8 +281,11 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     let replay_done = rep["replay_done_ms"].as_f64().unwrap_or(0.0);
     let detect = ms(detected.saturating_sub(killed_ns));
     let restore = ms(run_start.saturating_sub(detected)) + restore_ms;
-    let replay = (replay_done - restore_ms).max(0.0);
-    let total = ms(run_start.saturating_sub(killed_ns)) + replay_done;
+    // `replay_done_ms` is counted from the start of the run proper, which
+    // begins after the restore (router::run starts its clock there), so
+    // the restore is added to the total, not subtracted from the replay.
+    let replay = replay_done;
+    let total = ms(run_start.saturating_sub(killed_ns)) + restore_ms + replay_done;
     let report = serde_json::json!({
         "recovery_ms": {"detect": detect, "restore": restore, "replay": replay, "total": total},
         "released": seen.len() + duplicated as usize,

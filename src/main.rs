@@ -4,21 +4,25 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ftmb_core::config::Source;
-use ftmb_core::ft::{FtOptions, SnapshotTrigger};
+use ftmb_core::context::RemoteState;
+use ftmb_core::ft::{FtLink, FtOptions, SnapshotTrigger};
 use ftmb_core::graph::{build, Graph};
-use ftmb_core::router::{run, Progress, RunOptions, RunReport};
+use ftmb_core::router::{run, Progress, RemoteStateFactory, RunOptions, RunReport};
 use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceSpec};
 use ftmb_logger::output_logger::{OutputLogger, ThreadedOutputLogger};
+use ftmb_logger::snapshot_only::SnapshotOnlyLink;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 mod bench;
 mod demo;
 mod lab;
+mod redis;
 mod roles;
 
 #[global_allocator]
@@ -38,6 +42,33 @@ struct Cli {
 #[derive(Clone, Copy, ValueEnum)]
 enum StatsFormat {
     Json,
+}
+
+/// Which system runs a configuration: FTMB or one of the baselines of the
+/// paper's evaluation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    /// No fault tolerance.
+    None,
+    /// FTMB: ordered logging, parallel release, snapshots (as `--ft`).
+    Ftmb,
+    /// Snapshot-only rollback recovery (Remus/COLO/Pico style): no access
+    /// logging, every output held until the next snapshot commits.
+    SnapshotOnly,
+    /// Remote state (StatelessNF style): shared state lives in a Redis
+    /// server (`--redis`), read and written on every access.
+    RemoteState,
+}
+
+impl Mode {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Mode::None => "none",
+            Mode::Ftmb => "ftmb",
+            Mode::SnapshotOnly => "snapshot-only",
+            Mode::RemoteState => "remote-state",
+        }
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -77,6 +108,21 @@ pub(crate) struct RunArgs {
     /// as the sources give them.
     #[arg(long)]
     pps: Option<f64>,
+    /// Which system runs it (default: `ftmb` with --ft, else `none`).
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Redis server (`HOST:PORT`) that holds the shared state with
+    /// `--mode remote-state`.
+    #[arg(long)]
+    redis: Option<String>,
+}
+
+impl RunArgs {
+    /// The system this run uses.
+    pub(crate) fn mode(&self) -> Mode {
+        self.mode
+            .unwrap_or(if self.ft { Mode::Ftmb } else { Mode::None })
+    }
 }
 
 #[derive(Subcommand)]
@@ -230,6 +276,8 @@ pub(crate) struct Measured {
     pub stalls: Vec<(u64, usize)>,
     /// With --ft: log records shipped to the output logger.
     pub records: u64,
+    /// What the run's mode adds (log bytes, outputs held, Redis calls).
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 fn run_once(a: &RunArgs, print: bool) -> Result<RunReport> {
@@ -248,24 +296,60 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
     } else {
         Vec::new()
     };
-    let ol = a.ft.then(|| {
+    let mode = a.mode();
+    let ol = (mode == Mode::Ftmb).then(|| {
         Arc::new(ThreadedOutputLogger::start(Arc::new(OutputLogger::new(
             a.threads.max(1),
             graph.sinks.sinks().to_vec(),
         ))))
     });
+    let counting = ol
+        .as_ref()
+        .map(|ol| Arc::new(bench::CountingLink::new(ol.clone())));
+    let snap_only = (mode == Mode::SnapshotOnly)
+        .then(|| Arc::new(SnapshotOnlyLink::new(graph.sinks.sinks().to_vec())));
+    let link: Option<Arc<dyn FtLink>> = match (&counting, &snap_only) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(s)) => Some(s.clone()),
+        (None, None) => None,
+    };
+    let redis_counters = Arc::new(redis::RedisCounters::default());
+    let remote_state = if mode == Mode::RemoteState {
+        let addr = a
+            .redis
+            .clone()
+            .context("--mode remote-state needs --redis HOST:PORT")?;
+        redis::RedisConn::connect(&addr, redis_counters.clone())
+            .and_then(|mut c| c.reset())
+            .with_context(|| format!("cannot reach Redis at {addr}"))?;
+        let counters = redis_counters.clone();
+        Some(RemoteStateFactory(Arc::new(
+            move |_w| match redis::RedisConn::connect(&addr, counters.clone()) {
+                Ok(c) => Box::new(c) as Box<dyn RemoteState>,
+                Err(e) => {
+                    eprintln!("error: cannot reach Redis at {addr}: {e}");
+                    counters.errors.fetch_add(1, Ordering::Relaxed);
+                    Box::new(redis::Unreachable)
+                }
+            },
+        )))
+    } else {
+        None
+    };
     let opts = RunOptions {
         batch: a.batch,
         seed: a.seed,
         pipeline: a.pipeline,
-        ft: ol.as_ref().map(|ol| FtOptions {
-            link: ol.clone(),
+        ft: link.map(|link| FtOptions {
+            link,
             replay: None,
             restore: None,
             snapshots: Some(SnapshotTrigger::Every(Duration::from_millis(a.snapshot_ms))),
         }),
         pace_pps: a.pps,
         stamp_arrival: latency,
+        ft_unlogged: mode == Mode::SnapshotOnly,
+        remote_state,
         ..RunOptions::default()
     };
     let bar = (!a.quiet).then(|| {
@@ -300,7 +384,54 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
         latency_ns: Vec::new(),
         stalls: Vec::new(),
         records: 0,
+        extra: serde_json::Map::new(),
     };
+    let secs = m.report.elapsed.as_secs_f64().max(1e-9);
+    if let Some(c) = &counting {
+        let (input, pal) = c.bytes();
+        m.extra.insert("input_log_bytes".into(), input.into());
+        m.extra.insert("pal_log_bytes".into(), pal.into());
+        m.extra
+            .insert("input_log_bytes_per_s".into(), (input as f64 / secs).into());
+        m.extra
+            .insert("pal_log_bytes_per_s".into(), (pal as f64 / secs).into());
+    }
+    if let Some(s) = &snap_only {
+        s.finish();
+        m.stalls = s.snapshot_stalls();
+        let st = s.stats();
+        m.extra.insert(
+            "snapshot_only".into(),
+            serde_json::json!({
+                "released": st.released, "max_held": st.max_held,
+                "snapshots": st.snapshots, "released_at_finish": st.released_at_finish,
+                "log_records": st.records,
+            }),
+        );
+        if !a.quiet {
+            eprintln!(
+                "snapshot-only: {} outputs released ({} at the end), at most {} held, {} snapshots",
+                st.released, st.released_at_finish, st.max_held, st.snapshots
+            );
+        }
+    }
+    if mode == Mode::RemoteState {
+        let c = &redis_counters;
+        let (gets, sets) = (
+            c.gets.load(Ordering::Relaxed),
+            c.sets.load(Ordering::Relaxed),
+        );
+        m.extra.insert(
+            "redis".into(),
+            serde_json::json!({
+                "gets": gets, "sets": sets,
+                "errors": c.errors.load(Ordering::Relaxed),
+                "mean_round_trip_us": c.wait_ns.load(Ordering::Relaxed) as f64
+                    / (gets + sets).max(1) as f64 / 1e3,
+                "round_trips_per_packet": (gets + sets) as f64 / m.report.packets.max(1) as f64,
+            }),
+        );
+    }
     if let Some(ol) = ol {
         let ol = ol.finish();
         ol.flush();
@@ -390,6 +521,11 @@ fn main() -> Result<()> {
             repeat,
             compare_ft: true,
         } => bench::compare_ft(&a, repeat)?,
+        Cmd::Bench {
+            run: a,
+            repeat,
+            compare_ft: false,
+        } if a.mode.is_some() => bench::mode_bench(&a, repeat)?,
         Cmd::Bench {
             run: a,
             repeat,

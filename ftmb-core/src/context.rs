@@ -52,6 +52,22 @@ pub struct Ctx {
     /// The id of the packet whose batch is being processed (for logging
     /// nondeterministic reads).
     pub(crate) current_id: u64,
+    /// Remote state (the StatelessNF-style baseline): when set, every
+    /// shared-state access reads the slot from this store first and writes
+    /// it back after.
+    remote: Option<Box<dyn RemoteState>>,
+}
+
+/// A remote key-value store that holds the shared state (the remote-state
+/// baseline of the paper's evaluation): each shared-state access fetches
+/// the slot's encoding by its variable id and stores it back afterwards,
+/// two round trips per access.
+pub trait RemoteState: Send {
+    /// The bytes stored under `key` into `out` (cleared first); false when
+    /// there are none (or the store failed: the local value is used then).
+    fn get(&mut self, key: u32, out: &mut Vec<u8>) -> bool;
+    /// Store `val` under `key`.
+    fn set(&mut self, key: u32, val: &[u8]);
 }
 
 impl Ctx {
@@ -65,7 +81,38 @@ impl Ctx {
             mode: AccessMode::Plain,
             sinks: SinkOutputs::default(),
             current_id: 0,
+            remote: None,
         }
+    }
+
+    /// Keep shared state in a remote store (see [`RemoteState`]).
+    pub fn set_remote(&mut self, remote: Box<dyn RemoteState>) {
+        self.remote = Some(remote);
+    }
+
+    /// With a remote store: load `value` from it (key `var_id`), run `f`,
+    /// and store the result back. Without one: just `f`.
+    #[inline]
+    pub(crate) fn remote_access<T: crate::shared::StateCodec, R>(
+        &mut self,
+        var_id: u32,
+        value: &mut T,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> R {
+        let Some(store) = self.remote.as_mut() else {
+            return f(value);
+        };
+        let mut buf = Vec::new();
+        if store.get(var_id, &mut buf) {
+            if let Ok(v) = T::decode(&mut buf.as_slice()) {
+                *value = v;
+            }
+        }
+        let r = f(value);
+        buf.clear();
+        value.encode(&mut buf);
+        store.set(var_id, &buf);
+        r
     }
 
     /// This worker's index.
@@ -190,5 +237,55 @@ mod tests {
             assert!(ctx.random_below(10) < 10);
         }
         assert_eq!(ctx.random_below(0), 0);
+    }
+
+    /// A store in memory that counts its calls.
+    #[derive(Default)]
+    struct MapStore(
+        std::sync::Arc<Mutex<std::collections::HashMap<u32, Vec<u8>>>>,
+        std::sync::Arc<std::sync::atomic::AtomicU64>,
+    );
+
+    impl RemoteState for MapStore {
+        fn get(&mut self, key: u32, out: &mut Vec<u8>) -> bool {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            out.clear();
+            match self.0.lock().get(&key) {
+                Some(v) => {
+                    out.extend_from_slice(v);
+                    true
+                }
+                None => false,
+            }
+        }
+        fn set(&mut self, key: u32, val: &[u8]) {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.0.lock().insert(key, val.to_vec());
+        }
+    }
+
+    #[test]
+    fn remote_state_round_trips_every_access() {
+        use crate::shared::{SharedRegistry, StateCodec};
+        let mut reg = SharedRegistry::new();
+        let v = reg.declare::<u64>("x.count", 2, |_| 0);
+        let store = MapStore::default();
+        let (map, calls) = (store.0.clone(), store.1.clone());
+        let mut ctx = Ctx::new(0, 1, 1);
+        ctx.set_remote(Box::new(store));
+        let mut pkt = Packet::from_bytes(&[0u8; 20]);
+        for _ in 0..3 {
+            v.access(&mut ctx, &mut pkt, 1, |c| *c += 1);
+        }
+        // The store holds the value; the slot's own copy follows it.
+        let mut b = Vec::new();
+        3u64.encode(&mut b);
+        assert_eq!(map.lock().get(&v.var_id(1)), Some(&b));
+        // Another worker's writes to the store are what the next access sees.
+        let mut b = Vec::new();
+        10u64.encode(&mut b);
+        map.lock().insert(v.var_id(1), b);
+        assert_eq!(v.access(&mut ctx, &mut pkt, 1, |c| *c), 10);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 8);
     }
 }

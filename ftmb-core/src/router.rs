@@ -58,6 +58,25 @@ pub struct RunOptions {
     /// taken from its source, so egress can measure per-packet latency
     /// (see [`crate::egress::LatencyProbe`]).
     pub stamp_arrival: bool,
+    /// With `ft`: ship outputs and take snapshots, but do not log accesses
+    /// (the snapshot-only baseline: outputs can only be released once a
+    /// snapshot covering them is committed).
+    pub ft_unlogged: bool,
+    /// Per worker, a remote store for shared state (the remote-state
+    /// baseline; see [`crate::context::RemoteState`]).
+    pub remote_state: Option<RemoteStateFactory>,
+}
+
+/// Makes worker `w`'s connection to a remote state store.
+#[derive(Clone)]
+pub struct RemoteStateFactory(
+    pub Arc<dyn Fn(usize) -> Box<dyn crate::context::RemoteState> + Send + Sync>,
+);
+
+impl std::fmt::Debug for RemoteStateFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RemoteStateFactory")
+    }
 }
 
 impl Default for RunOptions {
@@ -70,6 +89,8 @@ impl Default for RunOptions {
             ft: None,
             pace_pps: None,
             stamp_arrival: false,
+            ft_unlogged: false,
+            remote_state: None,
         }
     }
 }
@@ -453,7 +474,10 @@ pub fn run(
         if let Some(ws) = restore.as_ref().and_then(|s| s.workers.get(w)) {
             ctx.set_rng(crate::rng::Rng::from_state(ws.rng));
         }
-        if opts.ft.is_some() {
+        if let Some(make) = &opts.remote_state {
+            ctx.set_remote((make.0)(w));
+        }
+        if opts.ft.is_some() && !opts.ft_unlogged {
             let l = match &replay {
                 Some(p) => LoggedAccess::replaying(
                     p.logs.get(w).cloned().unwrap_or_default(),

@@ -281,7 +281,9 @@ impl<T: StateCodec> Shared<T> {
         let mut g = ctx.lock_for_access(cell, var_id, pkt);
         g.capture_before_write(self.var.epoch.load(std::sync::atomic::Ordering::Acquire));
         ctx.record_access(&mut g, var_id, pkt);
-        f(&mut g.value)
+        // Remote-state baseline: a round trip to the store around `f`
+        // (just `f` when the context has no store).
+        ctx.remote_access(var_id, &mut g.value, f)
     }
 
     /// Read every slot without logging, for handlers and statistics (never

@@ -45,6 +45,7 @@ pub mod commit;
 pub mod input_log;
 pub mod output_logger;
 pub mod roles;
+pub mod snapshot_only;
 pub mod sync;
 pub mod transport;
 pub mod wire;
