@@ -60,18 +60,6 @@ impl Packet {
         }
     }
 
-    /// A packet that owns `data` as it is (no copy, no headroom: an
-    /// `Unstrip` on it reallocates). For bytes that arrive in a buffer of
-    /// their own, such as a decoded frame.
-    pub fn from_vec(data: Vec<u8>) -> Packet {
-        Packet {
-            buf: data,
-            start: 0,
-            anno: Anno::default(),
-            dv: DepVector::default(),
-        }
-    }
-
     /// Make this packet a fresh copy of `data` (annotations and dependency
     /// vector cleared), reusing its buffer: for egress paths that turn
     /// borrowed bytes into packets over and over.

@@ -102,46 +102,21 @@ impl PartialEq for HeldOutput {
 }
 impl Eq for HeldOutput {}
 
+impl From<ftmb_core::ft::TaggedOutput> for HeldOutput {
+    fn from(t: ftmb_core::ft::TaggedOutput) -> HeldOutput {
+        HeldOutput {
+            sink: t.sink,
+            packet_id: t.packet_id,
+            ordinal: t.ordinal,
+            dv: t.dv,
+            pkt: t.pkt,
+        }
+    }
+}
+
 impl From<ftmb_core::ft::OutputRef<'_>> for HeldOutput {
     fn from(o: ftmb_core::ft::OutputRef<'_>) -> HeldOutput {
-        let mut pkt = Packet::from_bytes(o.data);
-        pkt.anno.ts_ns = o.ts_ns;
-        pkt.anno.id = o.packet_id;
-        HeldOutput {
-            sink: o.sink,
-            packet_id: o.packet_id,
-            ordinal: o.ordinal,
-            dv: DepVector::from_entries(o.dv.to_vec()),
-            pkt,
-        }
-    }
-}
-
-impl From<crate::wire::OutputMsg> for HeldOutput {
-    fn from(m: crate::wire::OutputMsg) -> HeldOutput {
-        let mut pkt = Packet::from_vec(m.data);
-        pkt.anno.ts_ns = m.ts_ns;
-        pkt.anno.id = m.packet_id;
-        HeldOutput {
-            sink: m.sink,
-            packet_id: m.packet_id,
-            ordinal: m.ordinal,
-            dv: DepVector::from_entries(m.dv),
-            pkt,
-        }
-    }
-}
-
-impl From<&HeldOutput> for crate::wire::OutputMsg {
-    fn from(h: &HeldOutput) -> crate::wire::OutputMsg {
-        crate::wire::OutputMsg {
-            sink: h.sink,
-            packet_id: h.packet_id,
-            ordinal: h.ordinal,
-            dv: h.dv.entries().to_vec(),
-            ts_ns: h.pkt.anno.ts_ns,
-            data: h.pkt.data().to_vec(),
-        }
+        o.to_owned().into()
     }
 }
 

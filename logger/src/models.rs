@@ -38,7 +38,7 @@ fn out(p: u64, dv: &[u64]) -> HeldOutput {
         packet_id: p,
         ordinal: 0,
         dv: DepVector::from_entries(dv.to_vec()),
-        pkt: ftmb_core::Packet::from_vec(Vec::new()),
+        pkt: ftmb_core::Packet::from_bytes(&[]),
     }
 }
 

@@ -7,7 +7,7 @@
 //! It implements [`FtLink`], so a master in the same process can use it
 //! directly; the process roles feed it from their sockets.
 
-use crate::commit::{CommitCore, CommitError, HeldOutput};
+use crate::commit::{CommitCore, HeldOutput};
 use ftmb_core::egress::Sink;
 use ftmb_core::ft::{FtLink, OutputBatch, Shipment};
 use ftmb_core::pal::LogRecord;
@@ -15,7 +15,6 @@ use ftmb_core::snapshot::Snapshot;
 use ftmb_core::Packet;
 use parking_lot::Mutex;
 use std::sync::Arc;
-use std::time::Instant;
 
 /// One released output, as the release record keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,9 +72,6 @@ struct State {
     after_failover: bool,
     record: Option<Vec<Released>>,
     errors: Vec<String>,
-    /// Per-output hold times in microseconds (commit latency), if measured.
-    hold_us: Option<Vec<u32>>,
-    arrivals: ftmb_core::shared::FlowMap<(u64, u32), Instant>,
     /// Released packets on their way to sink `staged_sink`: the first
     /// `staged` of `staging` (the packets are kept to reuse their memory).
     staging: Vec<Packet>,
@@ -103,8 +99,6 @@ impl OutputLogger {
                 after_failover: false,
                 record: None,
                 errors: Vec::new(),
-                hold_us: None,
-                arrivals: Default::default(),
                 staging: Vec::new(),
                 staged: 0,
                 staged_sink: 0,
@@ -117,11 +111,6 @@ impl OutputLogger {
         self.state.lock().record = Some(Vec::new());
     }
 
-    /// Measure how long each output is held before release.
-    pub fn measure_hold(&self) {
-        self.state.lock().hold_us = Some(Vec::new());
-    }
-
     /// Take the release record.
     pub fn take_releases(&self) -> Vec<Released> {
         self.state
@@ -132,51 +121,9 @@ impl OutputLogger {
             .unwrap_or_default()
     }
 
-    /// Take the hold times measured so far (microseconds).
-    pub fn take_hold_us(&self) -> Vec<u32> {
-        self.state
-            .lock()
-            .hold_us
-            .as_mut()
-            .map(std::mem::take)
-            .unwrap_or_default()
-    }
-
-    /// A worker's log batch.
-    pub fn handle_log(
-        &self,
-        worker: usize,
-        first_seq: u64,
-        records: &[LogRecord],
-    ) -> Result<(), CommitError> {
-        let mut st = self.state.lock();
-        let r = st.core.handle_log(worker, first_seq, records);
-        if let Err(e) = &r {
-            st.errors.push(e.to_string());
-        }
-        st.release();
-        r
-    }
-
-    /// Outputs of a worker.
-    pub fn handle_outputs(&self, outs: Vec<HeldOutput>) {
-        let mut st = self.state.lock();
-        for o in outs {
-            if st.hold_us.is_some() {
-                st.arrivals.insert((o.packet_id, o.ordinal), Instant::now());
-            }
-            if st.after_failover {
-                st.core.handle_replayed_output(o);
-            } else if let Err(e) = st.core.try_handle_output(o) {
-                st.errors.push(e.to_string());
-            }
-        }
-        st.release();
-    }
-
     /// A worker's batch of outputs. Outputs that arrive committed (their
     /// log records came first) go straight to their sink; the others are
-    /// held as [`OutputLogger::handle_outputs`] holds them.
+    /// held by the commit core until they commit.
     pub fn handle_batch(&self, outs: &OutputBatch) {
         let mut st = self.state.lock();
         st.outputs(outs);
@@ -296,9 +243,6 @@ impl State {
         for o in outs.iter() {
             if !self.after_failover {
                 if let Some(send) = self.core.release_at_once(o.packet_id, o.ordinal, o.dv) {
-                    if let Some(h) = &mut self.hold_us {
-                        h.push(0);
-                    }
                     if send {
                         self.stage(o.sink, o.packet_id, o.ordinal, o.ts_ns, o.data);
                     }
@@ -306,10 +250,6 @@ impl State {
                 }
             }
             let o = HeldOutput::from(o);
-            if self.hold_us.is_some() {
-                self.arrivals
-                    .insert((o.packet_id, o.ordinal), Instant::now());
-            }
             if self.after_failover {
                 self.core.handle_replayed_output(o);
             } else if let Err(e) = self.core.try_handle_output(o) {
@@ -322,11 +262,6 @@ impl State {
     /// the staged packets to their sink.
     fn release(&mut self) {
         while let Some(o) = self.core.poll_release() {
-            if let Some(h) = &mut self.hold_us {
-                if let Some(t) = self.arrivals.remove(&(o.packet_id, o.ordinal)) {
-                    h.push(t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
-                }
-            }
             self.stage(
                 o.sink,
                 o.packet_id,
@@ -355,7 +290,7 @@ impl State {
         }
         self.staged_sink = sink;
         if self.staged == self.staging.len() {
-            self.staging.push(Packet::from_vec(Vec::new()));
+            self.staging.push(Packet::from_bytes(&[]));
         }
         let p = &mut self.staging[self.staged];
         p.reset_from(data);
