@@ -18,14 +18,11 @@ pub mod afpacket;
 #[cfg(all(target_os = "linux", feature = "netmap"))]
 pub mod netmap;
 
-use ftmb_core::egress::{Egress, SinkHandle};
+use ftmb_core::egress::Egress;
 use ftmb_core::element::{element, Backpressure, SourceStatus};
 use ftmb_core::headers::Framing;
 use ftmb_core::router::wall_ns;
-use ftmb_core::shared::StateCodec;
-use ftmb_core::{
-    Args, Built, ConfigError, Ctx, Element, InitCtx, Out, Packet, Ports, Source, Value,
-};
+use ftmb_core::{Args, Built, ConfigError, InitCtx, Packet, Source, Value};
 use std::time::{Duration, Instant};
 
 /// Which packet I/O a device element uses.
@@ -457,48 +454,7 @@ impl Egress for DeviceEgress {
 ///
 /// # Shared state
 /// None (the device is an output sink).
-pub struct ToDevice {
-    sink: SinkHandle,
-    count: u64,
-}
-
-impl Element for ToDevice {
-    fn ports(&self) -> Ports {
-        Ports {
-            inputs: (1, 1),
-            outputs: (0, 1),
-        }
-    }
-    fn push(&mut self, ctx: &mut Ctx, _port: usize, pkt: Packet, out: &mut Out) {
-        self.count += 1;
-        if out.nports() > 0 {
-            ctx.emit(&self.sink, pkt.clone());
-            out.push(0, pkt);
-        } else {
-            ctx.emit(&self.sink, pkt);
-        }
-    }
-    fn push_batch(&mut self, ctx: &mut Ctx, _port: usize, batch: &mut Vec<Packet>, out: &mut Out) {
-        self.count += batch.len() as u64;
-        if out.nports() > 0 {
-            let mut copy = batch.clone();
-            ctx.emit_all(&self.sink, &mut copy);
-            out.push_all(0, batch);
-        } else {
-            ctx.emit_all(&self.sink, batch);
-        }
-    }
-    fn stats(&self) -> Vec<(&'static str, Value)> {
-        vec![("count", Value::Count(self.count))]
-    }
-    fn save_state(&self, out: &mut Vec<u8>) {
-        self.count.encode(out);
-    }
-    fn load_state(&mut self, mut buf: &[u8]) -> Result<(), String> {
-        self.count = u64::decode(&mut buf).map_err(|e| e.to_string())?;
-        Ok(())
-    }
-}
+pub type ToDevice = crate::sink::ToSink;
 
 pub(crate) fn build_to_device(a: &mut Args, ctx: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
     let ifname: String = a.required("DEVNAME")?;
@@ -523,5 +479,5 @@ pub(crate) fn build_to_device(a: &mut Args, ctx: &mut InitCtx<'_>) -> Result<Bui
             }) as Box<dyn Egress>)
         })
         .map_err(|e| a.error(e))?;
-    element(ToDevice { sink, count: 0 })
+    element(ToDevice::new(sink))
 }

@@ -1,14 +1,11 @@
 //! Trace files: `FromDump` reads pcap/pcapng, `ToDump` writes pcap.
 
-use ftmb_core::egress::{Egress, SinkHandle};
+use ftmb_core::egress::Egress;
 use ftmb_core::element::{element, SourceStatus};
 use ftmb_core::headers::{ip_offset, Framing, Ipv4View};
 use ftmb_core::router::wall_ns;
-use ftmb_core::shared::StateCodec;
 use ftmb_core::trace::{LinkType, PcapWriter, TraceReader};
-use ftmb_core::{
-    Args, Built, ConfigError, Ctx, Element, InitCtx, Out, Packet, Ports, Source, Value,
-};
+use ftmb_core::{Args, Built, ConfigError, InitCtx, Packet, Source, Value};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
@@ -220,48 +217,7 @@ impl Egress for PcapEgress {
 ///
 /// # Shared state
 /// None (the file is an output sink).
-pub struct ToDump {
-    sink: SinkHandle,
-    count: u64,
-}
-
-impl Element for ToDump {
-    fn ports(&self) -> Ports {
-        Ports {
-            inputs: (1, 1),
-            outputs: (0, 1),
-        }
-    }
-    fn push(&mut self, ctx: &mut Ctx, _port: usize, pkt: Packet, out: &mut Out) {
-        self.count += 1;
-        if out.nports() > 0 {
-            ctx.emit(&self.sink, pkt.clone());
-            out.push(0, pkt);
-        } else {
-            ctx.emit(&self.sink, pkt);
-        }
-    }
-    fn push_batch(&mut self, ctx: &mut Ctx, _port: usize, batch: &mut Vec<Packet>, out: &mut Out) {
-        self.count += batch.len() as u64;
-        if out.nports() > 0 {
-            let mut copy = batch.clone();
-            ctx.emit_all(&self.sink, &mut copy);
-            out.push_all(0, batch);
-        } else {
-            ctx.emit_all(&self.sink, batch);
-        }
-    }
-    fn stats(&self) -> Vec<(&'static str, Value)> {
-        vec![("count", Value::Count(self.count))]
-    }
-    fn save_state(&self, out: &mut Vec<u8>) {
-        self.count.encode(out);
-    }
-    fn load_state(&mut self, mut buf: &[u8]) -> Result<(), String> {
-        self.count = u64::decode(&mut buf).map_err(|e| e.to_string())?;
-        Ok(())
-    }
-}
+pub type ToDump = crate::sink::ToSink;
 
 pub(crate) fn build_to_dump(a: &mut Args, ctx: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
     let file: String = a.required("FILENAME")?;
@@ -295,5 +251,5 @@ pub(crate) fn build_to_dump(a: &mut Args, ctx: &mut InitCtx<'_>) -> Result<Built
             }) as Box<dyn Egress>)
         })
         .map_err(|e| ConfigError::new(format!("ToDump: {e}"), span))?;
-    element(ToDump { sink, count: 0 })
+    element(ToDump::new(sink))
 }

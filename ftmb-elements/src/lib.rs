@@ -23,6 +23,7 @@ pub mod ip;
 pub mod ipfilter;
 pub mod iprewriter;
 pub mod middleboxes;
+pub mod sink;
 mod util;
 
 use ftmb_core::driver::DriverProgram;
