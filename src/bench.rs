@@ -102,6 +102,39 @@ fn median(v: &mut [f64]) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// Print one repetition's line and return its rate in Mpps (the run's
+/// latency samples are left sorted).
+fn report_run(i: usize, label: &str, m: &mut crate::Measured, latency: bool) -> f64 {
+    let secs = m.report.elapsed.as_secs_f64();
+    let rate = m.report.packets as f64 / secs.max(1e-9) / 1e6;
+    m.latency_ns.sort_unstable();
+    eprintln!(
+        "run {} {label}: {} packets, {rate:.3} Mpps{}",
+        i + 1,
+        m.report.packets,
+        if latency {
+            format!(
+                ", latency p50 {:.1} us p99 {:.1} us",
+                pct(&m.latency_ns, 0.5) / 1e3,
+                pct(&m.latency_ns, 0.99) / 1e3
+            )
+        } else {
+            String::new()
+        }
+    );
+    rate
+}
+
+/// Snapshot stall percentiles (ms) over `(stall ns, state bytes)` pairs.
+fn stall_json(stalls: &[(u64, usize)]) -> serde_json::Value {
+    let mut st: Vec<u64> = stalls.iter().map(|s| s.0).collect();
+    st.sort_unstable();
+    let ms = |q: f64| pct(&st, q) / 1e6;
+    serde_json::json!({
+        "count": st.len(), "p50": ms(0.5), "p99": ms(0.99), "max": ms(1.0),
+    })
+}
+
 /// Throughput and latency of one mode over every repetition.
 #[derive(Default)]
 struct Mode {
@@ -137,23 +170,8 @@ pub fn compare_ft(a: &RunArgs, repeat: usize) -> Result<()> {
             args.ft = ft;
             args.quiet = true;
             let mut m = run_measured(&args, false, latency)?;
-            let mpps = m.report.packets as f64 / m.report.elapsed.as_secs_f64() / 1e6;
-            m.latency_ns.sort_unstable();
-            eprintln!(
-                "run {} {}: {} packets, {mpps:.3} Mpps{}",
-                i + 1,
-                if ft { "with FT   " } else { "without FT" },
-                m.report.packets,
-                if latency {
-                    format!(
-                        ", latency p50 {:.1} us p99 {:.1} us",
-                        pct(&m.latency_ns, 0.5) / 1e3,
-                        pct(&m.latency_ns, 0.99) / 1e3
-                    )
-                } else {
-                    String::new()
-                }
-            );
+            let label = if ft { "with FT   " } else { "without FT" };
+            let mpps = report_run(i, label, &mut m, latency);
             modes[k].mpps.push(mpps);
             modes[k].latency_ns.append(&mut m.latency_ns);
             if ft {
@@ -171,9 +189,6 @@ pub fn compare_ft(a: &RunArgs, repeat: usize) -> Result<()> {
             .unwrap_or(1.0)
             .max(f64::MIN_POSITIVE);
     let added = |q: &str| Some(on["latency_us"][q].as_f64()? - off["latency_us"][q].as_f64()?);
-    let mut st: Vec<u64> = stalls.iter().map(|s| s.0).collect();
-    st.sort_unstable();
-    let ms = |q: f64| pct(&st, q) / 1e6;
     println!(
         "{}",
         serde_json::json!({
@@ -188,9 +203,7 @@ pub fn compare_ft(a: &RunArgs, repeat: usize) -> Result<()> {
             "latency_added_us": latency.then(|| serde_json::json!({
                 "p50": added("p50"), "p99": added("p99"),
             })),
-            "snapshot_stall_ms": serde_json::json!({
-                "count": st.len(), "p50": ms(0.5), "p99": ms(0.99), "max": ms(1.0),
-            }),
+            "snapshot_stall_ms": stall_json(&stalls),
             "snapshot_state_bytes": stalls.iter().map(|s| s.1).max(),
             "log_records_per_packet": records as f64 / packets.max(1) as f64,
         })
@@ -217,38 +230,18 @@ pub fn mode_bench(a: &RunArgs, repeat: usize) -> Result<()> {
         let mut args = a.clone();
         args.quiet = true;
         let mut m = run_measured(&args, false, latency)?;
-        let secs = m.report.elapsed.as_secs_f64();
-        let rate = m.report.packets as f64 / secs.max(1e-9) / 1e6;
-        m.latency_ns.sort_unstable();
-        eprintln!(
-            "run {} {}: {} packets, {rate:.3} Mpps{}",
-            i + 1,
-            mode.name(),
-            m.report.packets,
-            if latency {
-                format!(
-                    ", latency p50 {:.1} us p99 {:.1} us",
-                    pct(&m.latency_ns, 0.5) / 1e3,
-                    pct(&m.latency_ns, 0.99) / 1e3
-                )
-            } else {
-                String::new()
-            }
-        );
+        let rate = report_run(i, mode.name(), &mut m, latency);
         mpps.push(rate);
         lat.append(&mut m.latency_ns);
         stalls.extend(m.stalls);
         records += m.records;
         packets += m.report.packets;
-        elapsed += secs;
+        elapsed += m.report.elapsed.as_secs_f64();
         // The last repetition's extras (they are per-run rates and counts).
         extra = m.extra;
     }
     lat.sort_unstable();
     let us = |q: f64| pct(&lat, q) / 1e3;
-    let mut st: Vec<u64> = stalls.iter().map(|s| s.0).collect();
-    st.sort_unstable();
-    let ms = |q: f64| pct(&st, q) / 1e6;
     let mut out = serde_json::json!({
         "mode": mode.name(),
         "config": a.config.display().to_string(),
@@ -266,9 +259,7 @@ pub fn mode_bench(a: &RunArgs, repeat: usize) -> Result<()> {
         })),
         "latency_cdf_us": (!lat.is_empty())
             .then(|| (0..=100).map(|i| us(f64::from(i) / 100.0)).collect::<Vec<_>>()),
-        "snapshot_stall_ms": serde_json::json!({
-            "count": st.len(), "p50": ms(0.5), "p99": ms(0.99), "max": ms(1.0),
-        }),
+        "snapshot_stall_ms": stall_json(&stalls),
         "snapshot_state_bytes": stalls.iter().map(|s| s.1).max(),
         "log_records_per_packet": records as f64 / packets.max(1) as f64,
     });
