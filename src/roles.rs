@@ -155,7 +155,9 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     let il = connect(&a.il, Duration::from_secs(10)).context("input logger")?;
     let (live, mut input) = resume(&il, take.cut).map_err(|e| anyhow!(e))?;
     let packets = read_replay(&mut input, take.cut, live).map_err(|e| anyhow!(e))?;
+    let input_read_ns = wall_ns();
     let mut g = load(&a.config, &a.vars, a.threads)?;
+    let loaded_ns = wall_ns();
     g.external_input = Some(Box::new(RemoteInput::start(input, framing_of(&g))?));
     let first_seq = ReplayPlan::first_seqs(take.snapshot.as_ref(), a.threads);
     let replayed = packets.len();
@@ -184,6 +186,8 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         "{}",
         serde_json::json!({
             "took_over_ns": took_ns,
+            "input_read_ns": input_read_ns,
+            "loaded_ns": loaded_ns,
             "run_start_ns": run_start_ns,
             "cut": take.cut,
             "live_from": live,

@@ -56,6 +56,9 @@ pub struct Ctx {
     /// shared-state access reads the slot from this store first and writes
     /// it back after.
     remote: Option<Box<dyn RemoteState>>,
+    /// The worker's dependency vector: every logged access it has made,
+    /// and what those accesses depended on (see `merge_dv`).
+    pub(crate) dv: DepVector,
 }
 
 /// A remote key-value store that holds the shared state (the remote-state
@@ -82,6 +85,7 @@ impl Ctx {
             sinks: SinkOutputs::default(),
             current_id: 0,
             remote: None,
+            dv: DepVector::default(),
         }
     }
 
@@ -206,12 +210,21 @@ impl Ctx {
         slot.counter += 1;
         if let AccessMode::Logged(l) = &mut self.mode {
             let seq = l.access(pkt.anno.id, var_id, slot.counter);
-            merge_dv(&mut pkt.dv, &mut slot.clock, self.worker, seq);
+            merge_dv(&mut self.dv, &mut slot.clock, self.worker, seq);
         }
     }
 }
 
-/// SPEC section 4: `p.DV = max(p.DV, v.clock); p.DV[w] = s; v.clock = p.DV`.
+/// SPEC section 4: `p.DV = max(p.DV, v.clock); p.DV[w] = s; v.clock = p.DV`,
+/// with the worker's vector standing for every packet's.
+///
+/// A per-packet vector misses what a packet owes to the packets its worker
+/// processed before it: their effect on the worker's private state, and the
+/// order of the worker's log. If an earlier packet's logged access followed
+/// a record the dead master never shipped, the replay cannot follow the log
+/// past it (`pal::trim_to_gap_free` cuts it there), so no later output of
+/// that worker may have been released either. With the worker's vector,
+/// every output depends on everything its worker has done so far.
 #[inline]
 fn merge_dv(pdv: &mut DepVector, clock: &mut DepVector, worker: usize, seq: u64) {
     pdv.merge(clock);

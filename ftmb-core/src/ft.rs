@@ -89,12 +89,18 @@ pub struct OutputBatch {
 }
 
 impl OutputBatch {
-    /// Add an output of `pkt` (tagged with its own dependency vector),
-    /// with entry `w` of that vector raised to at least `seq`: every output
-    /// of a batch depends on the batch's clock record.
-    pub fn push(&mut self, sink: u16, ordinal: u32, pkt: &Packet, (w, seq): (usize, u64)) {
+    /// Add an output of `pkt` tagged with dependency vector `dv`, with
+    /// entry `w` raised to at least `seq`: every output of a batch depends
+    /// on the batch's clock record.
+    pub fn push(
+        &mut self,
+        (sink, ordinal): (u16, u32),
+        pkt: &Packet,
+        dv: &DepVector,
+        (w, seq): (usize, u64),
+    ) {
         let start = self.dvs.len();
-        self.dvs.extend_from_slice(pkt.dv.entries());
+        self.dvs.extend_from_slice(dv.entries());
         if seq > 0 {
             if self.dvs.len() <= start + w {
                 self.dvs.resize(start + w + 1, 0);
@@ -250,11 +256,6 @@ impl ReplayPlan {
                     + 1
             })
             .collect()
-    }
-
-    /// The counts the logged records claim, per variable id.
-    pub fn logged_counts(&self, nvars: usize) -> crate::pal::LoggedCounts {
-        crate::pal::LoggedCounts::of(self.logs.iter().map(Vec::as_slice), nvars)
     }
 }
 

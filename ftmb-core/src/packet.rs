@@ -7,8 +7,6 @@
 //! arrival timestamp, the network-header offset set by `CheckIPHeader`, a
 //! paint colour, and the dependency vector that fault tolerance fills in.
 
-use crate::depvec::DepVector;
-
 /// Bytes reserved in front of a new packet's data, so `Unstrip` of a link
 /// header does not need to move the data.
 pub const HEADROOM: usize = 64;
@@ -41,9 +39,6 @@ pub struct Packet {
     start: u32,
     /// Annotations (id, timestamp, header offsets, paint).
     pub anno: Anno,
-    /// Dependency vector: one entry per worker, merged on every logged
-    /// shared-state access (empty when fault tolerance is off).
-    pub dv: DepVector,
 }
 
 impl Packet {
@@ -56,7 +51,6 @@ impl Packet {
             buf,
             start: HEADROOM as u32,
             anno: Anno::default(),
-            dv: DepVector::default(),
         }
     }
 
@@ -69,7 +63,6 @@ impl Packet {
         self.buf.extend_from_slice(data);
         self.start = HEADROOM as u32;
         self.anno = Anno::default();
-        self.dv = DepVector::default();
     }
 
     /// The packet's current bytes.

@@ -27,7 +27,7 @@ use crate::ft::{FtLink, FtOptions, ReplayPlan, SnapshotTrigger};
 use crate::graph::{Graph, NodeKind};
 use crate::headers::{ip_offset, symmetric_hash};
 use crate::packet::Packet;
-use crate::pal::{LogRecord, LoggedAccess};
+use crate::pal::{trim_to_gap_free, LogRecord, LoggedAccess, LoggedCounts};
 use crate::shared::SharedDyn;
 use crate::snapshot::{Snapshot, WorkerSnapshot};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
@@ -251,12 +251,13 @@ impl Worker {
                 }
                 let outs = &mut sh.outputs;
                 let ordinals = &mut self.ordinals;
+                let dv = &self.ctx.dv;
                 self.ctx.sinks.drain(|sink, pkts| {
                     for p in pkts.drain(..) {
                         let n = ordinals.entry(p.anno.id).or_insert(0);
                         let ordinal = *n;
                         *n += 1;
-                        outs.push(sink as u16, ordinal, &p, (w, batch_seq));
+                        outs.push((sink as u16, ordinal), &p, dv, (w, batch_seq));
                     }
                 });
                 ordinals.clear();
@@ -437,11 +438,19 @@ pub fn run(
     }
     let restore_elapsed = restore.as_ref().map(|_| restore_start.elapsed());
     let replay = opts.ft.as_ref().and_then(|f| f.replay.clone());
+    // The dead master's logs, cut back to what a replay can follow from
+    // the restored counters (see pal::trim_to_gap_free).
+    let replay_logs: Option<Arc<WorkerLogs>> = replay.as_ref().map(|p| {
+        let start: Vec<u64> = shared.vars().iter().flat_map(|v| v.counters()).collect();
+        let mut logs = p.logs.clone();
+        trim_to_gap_free(&mut logs, &start);
+        Arc::new(logs)
+    });
     let abort = Arc::new(AtomicBool::new(false));
     let last_logged = Arc::new(
-        replay
+        replay_logs
             .as_ref()
-            .map(|p| p.logged_counts(shared.nvars() as usize))
+            .map(|l| LoggedCounts::of(l.iter().map(Vec::as_slice), shared.nvars() as usize))
             .unwrap_or_default(),
     );
     let nworkers = workers.len();
@@ -478,14 +487,21 @@ pub fn run(
             ctx.set_remote((make.0)(w));
         }
         if opts.ft.is_some() && !opts.ft_unlogged {
-            let l = match &replay {
-                Some(p) => LoggedAccess::replaying(
-                    p.logs.get(w).cloned().unwrap_or_default(),
-                    last_logged.clone(),
-                    p.first_seq.get(w).copied().unwrap_or(1),
-                    abort.clone(),
-                ),
-                None => LoggedAccess::recording(1),
+            let l = match (&replay, &replay_logs) {
+                (Some(p), Some(logs)) => {
+                    // New records are numbered after every record the
+                    // output logger holds, trimmed ones included, so that
+                    // none of its sequence numbers is reused.
+                    let held_last = p.logs.get(w).and_then(|l| l.last()).map_or(0, |r| r.0);
+                    let first_seq = p.first_seq.get(w).copied().unwrap_or(1);
+                    LoggedAccess::replaying(
+                        logs.get(w).cloned().unwrap_or_default(),
+                        last_logged.clone(),
+                        first_seq.max(held_last + 1),
+                        abort.clone(),
+                    )
+                }
+                _ => LoggedAccess::recording(1),
             };
             ctx.set_mode(AccessMode::Logged(Box::new(l)));
         }
@@ -530,7 +546,7 @@ pub fn run(
         let dispatch = Dispatcher { inline, queues };
         let ft = opts.ft.as_ref().map(|f| InputFt {
             link: f.link.clone(),
-            replay,
+            replay: replay.clone().zip(replay_logs.clone()),
             snapshots: f.snapshots,
             vars: Arc::new(shared.vars().to_vec()),
             captures: captures.clone(),
@@ -893,10 +909,14 @@ impl Dispatcher {
     }
 }
 
+/// Per worker, numbered log records in order.
+type WorkerLogs = Vec<Vec<(u64, LogRecord)>>;
+
 /// What the input side needs for fault tolerance.
 struct InputFt {
     link: Arc<dyn FtLink>,
-    replay: Option<Arc<ReplayPlan>>,
+    /// The plan and its logs as trimmed for replay.
+    replay: Option<(Arc<ReplayPlan>, Arc<WorkerLogs>)>,
     snapshots: Option<SnapshotTrigger>,
     vars: Arc<Vec<Arc<dyn SharedDyn>>>,
     captures: Arc<Captures>,
@@ -948,8 +968,8 @@ fn input_loop(
         sources = vec![(usize::MAX, ext)];
     }
     let mut done = vec![false; sources.len()];
-    if let Some(plan) = replay {
-        next_id = feed_replay(&plan, &mut dispatch, &framings, batch, &shared);
+    if let Some((plan, logs)) = replay {
+        next_id = feed_replay(&plan, &logs, &mut dispatch, &framings, batch, &shared);
         dispatch.barrier(event_tx.clone(), Event::ReplayDone);
         if !plan.then_sources {
             done.iter_mut().for_each(|d| *d = true);
@@ -1140,6 +1160,7 @@ fn worker_of(p: &Packet, framing: crate::headers::Framing, nworkers: usize) -> u
 /// size. Returns the next input id.
 fn feed_replay(
     plan: &ReplayPlan,
+    logs: &[Vec<(u64, LogRecord)>],
     dispatch: &mut Dispatcher,
     framings: &[crate::headers::Framing],
     batch: usize,
@@ -1148,8 +1169,7 @@ fn feed_replay(
     let n = dispatch.nworkers();
     let mut logged: Vec<std::collections::VecDeque<(u64, u32)>> = (0..n)
         .map(|w| {
-            plan.logs
-                .get(w)
+            logs.get(w)
                 .into_iter()
                 .flatten()
                 .filter_map(|(_, r)| match r {
