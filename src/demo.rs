@@ -277,15 +277,14 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     let ms = |ns: u64| ns as f64 / 1e6;
     let detected = olr["detected_ns"].as_u64().unwrap_or(killed_ns);
     let run_start = rep["run_start_ns"].as_u64().unwrap_or(detected);
-    let restore_ms = rep["restore_ms"].as_f64().unwrap_or(0.0);
     let replay_done = rep["replay_done_ms"].as_f64().unwrap_or(0.0);
     let detect = ms(detected.saturating_sub(killed_ns));
-    let restore = ms(run_start.saturating_sub(detected)) + restore_ms;
-    // `replay_done_ms` is counted from the start of the run proper, which
-    // begins after the restore (router::run starts its clock there), so
-    // the restore is added to the total, not subtracted from the replay.
+    // From detection to the replica's run: the takeover from the output
+    // logger, loading the snapshot and, alongside, fetching the input log.
+    let restore = ms(run_start.saturating_sub(detected));
+    // `replay_done_ms` is counted from the start of the run.
     let replay = replay_done;
-    let total = ms(run_start.saturating_sub(killed_ns)) + restore_ms + replay_done;
+    let total = ms(run_start.saturating_sub(killed_ns)) + replay_done;
     let report = serde_json::json!({
         "recovery_ms": {"detect": detect, "restore": restore, "replay": replay, "total": total},
         "released": seen.len() + duplicated as usize,

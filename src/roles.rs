@@ -143,6 +143,9 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
 /// snapshot, replay the input logger's log from its cut under the logged
 /// records, then carry on as the master. Prints its timings as JSON.
 pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
+    // The graph is built while standing by; at takeover only its state is
+    // loaded.
+    let mut g = load(&a.config, &a.vars, a.threads)?;
     let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
     let take = await_takeover(&ol, a.threads).map_err(|e| anyhow!(e))?;
     let took_ns = wall_ns();
@@ -152,12 +155,26 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         "replica: took over at {took_ns} ns, replaying from input packet {}",
         take.cut
     );
-    let il = connect(&a.il, Duration::from_secs(10)).context("input logger")?;
-    let (live, mut input) = resume(&il, take.cut).map_err(|e| anyhow!(e))?;
-    let packets = read_replay(&mut input, take.cut, live).map_err(|e| anyhow!(e))?;
-    let input_read_ns = wall_ns();
-    let mut g = load(&a.config, &a.vars, a.threads)?;
+    // Fetch the input log from the cut while the snapshot is loaded.
+    let (il_addr, cut) = (a.il.clone(), take.cut);
+    let fetch = std::thread::Builder::new()
+        .name("ftmb-fetch-input".into())
+        .spawn(move || -> Result<_> {
+            let il = connect(&il_addr, Duration::from_secs(10)).context("input logger")?;
+            let (live, mut input) = resume(&il, cut).map_err(|e| anyhow!(e))?;
+            let packets = read_replay(&mut input, cut, live).map_err(|e| anyhow!(e))?;
+            Ok((il, live, input, packets, wall_ns()))
+        })?;
+    let restore_start = std::time::Instant::now();
+    if let Some(snap) = &take.snapshot {
+        g.restore(snap)
+            .map_err(|e| anyhow!("snapshot {} does not fit this router: {e}", snap.id))?;
+    }
+    let restore_ms = restore_start.elapsed().as_secs_f64() * 1e3;
     let loaded_ns = wall_ns();
+    let (_il, live, input, packets, input_read_ns) = fetch
+        .join()
+        .map_err(|_| anyhow!("the input fetch thread panicked"))??;
     g.external_input = Some(Box::new(RemoteInput::start(input, framing_of(&g))?));
     let first_seq = ReplayPlan::first_seqs(take.snapshot.as_ref(), a.threads);
     let replayed = packets.len();
@@ -192,7 +209,7 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
             "cut": take.cut,
             "live_from": live,
             "replayed_packets": replayed,
-            "restore_ms": r.restore_elapsed.map(|d| d.as_secs_f64() * 1e3),
+            "restore_ms": restore_ms,
             "replay_done_ms": r.replay_elapsed.map(|d| d.as_secs_f64() * 1e3),
             "divergence": r.divergence,
             "errors": r.errors,

@@ -45,6 +45,21 @@ pub struct Graph {
     /// stream, already numbered (ids and source indexes set). The sources
     /// are then only used for their framing.
     pub external_input: Option<Box<dyn Source>>,
+    /// The id of the snapshot already loaded into the elements and shared
+    /// variables ([`Graph::restore`]), so a run does not load it again.
+    pub restored: Option<u64>,
+}
+
+impl Graph {
+    /// Load snapshot `snap`'s element and shared state now, before the run
+    /// (a replica does this while it fetches the input log). The run still
+    /// needs the snapshot in its options, for the generators and log
+    /// positions.
+    pub fn restore(&mut self, snap: &crate::snapshot::Snapshot) -> Result<(), String> {
+        crate::router::restore_state(&mut self.workers, &self.shared, snap)?;
+        self.restored = Some(snap.id);
+        Ok(())
+    }
 }
 
 /// A configuration error together with the source text it points into, so
@@ -178,6 +193,7 @@ fn build_config(cfg: &Config, registry: &Registry, nworkers: usize) -> Result<Gr
         shared,
         sinks,
         external_input: None,
+        restored: None,
     })
 }
 

@@ -413,11 +413,12 @@ pub fn run(
         shared,
         sinks,
         external_input: external,
+        restored,
     } = graph;
     let mut workers = workers;
     let restore = opts.ft.as_ref().and_then(|f| f.restore.clone());
     let restore_start = Instant::now();
-    if let Some(snap) = &restore {
+    if let Some(snap) = restore.as_ref().filter(|s| restored != Some(s.id)) {
         if let Err(e) = restore_state(&mut workers, &shared, snap) {
             return RunReport {
                 elapsed: Duration::ZERO,
@@ -701,7 +702,7 @@ pub fn run(
 }
 
 /// Load a snapshot's element and shared state into freshly built workers.
-fn restore_state(
+pub(crate) fn restore_state(
     workers: &mut [Vec<Option<Box<dyn Element>>>],
     shared: &crate::shared::SharedRegistry,
     snap: &Snapshot,
