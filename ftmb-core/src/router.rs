@@ -315,6 +315,7 @@ impl Worker {
         let part = WorkerSnapshot {
             last_seq,
             rng: self.ctx.rng().state(),
+            dv: self.ctx.dv.entries().to_vec(),
             elements: self
                 .elems
                 .iter()
@@ -483,6 +484,7 @@ pub fn run(
         let mut ctx = Ctx::new(w, nworkers, crate::headers::mix64(seed ^ w as u64));
         if let Some(ws) = restore.as_ref().and_then(|s| s.workers.get(w)) {
             ctx.set_rng(crate::rng::Rng::from_state(ws.rng));
+            ctx.dv = crate::depvec::DepVector::from_entries(ws.dv.clone());
         }
         if let Some(make) = &opts.remote_state {
             ctx.set_remote((make.0)(w));

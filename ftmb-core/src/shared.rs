@@ -95,12 +95,23 @@ impl<const N: usize> StateCodec for [u8; N] {
 impl<T: StateCodec> StateCodec for Vec<T> {
     fn encode(&self, out: &mut Vec<u8>) {
         (self.len() as u64).encode(out);
+        // Bytes (a snapshot's encoded state, megabytes of it) in one copy.
+        if let Some(bytes) = (self as &dyn std::any::Any).downcast_ref::<Vec<u8>>() {
+            out.extend_from_slice(bytes);
+            return;
+        }
         for x in self {
             x.encode(out);
         }
     }
     fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
         let n = u64::decode(inp)? as usize;
+        if std::any::TypeId::of::<T>() == std::any::TypeId::of::<u8>() {
+            let bytes: Box<dyn std::any::Any> = Box::new(take(inp, n)?.to_vec());
+            if let Ok(v) = bytes.downcast::<Vec<T>>() {
+                return Ok(*v);
+            }
+        }
         let mut v = Vec::with_capacity(n.min(inp.len()));
         for _ in 0..n {
             v.push(T::decode(inp)?);

@@ -15,13 +15,13 @@
 //! ```text
 //! offset size  field
 //! 0      4     magic "FTSN"
-//! 4      2     version (1), little-endian
+//! 4      2     version (2), little-endian
 //! 6      4     crc32c of the body, little-endian
 //! 10     8     body length, little-endian
 //! 18     n     body: StateCodec encoding of
 //!              id u64, next_packet u64, taken_ns u64, stall_ns u64,
 //!              workers: Vec<(last_seq u64, rng [u64; 4] as 4 u64,
-//!                            elements Vec<Vec<u8>>)>,
+//!                            dv Vec<u64>, elements Vec<Vec<u8>>)>,
 //!              shared Vec<u8>
 //! ```
 //! A snapshot whose magic, version, length or checksum does not match is
@@ -30,7 +30,7 @@
 use crate::shared::{CodecError, StateCodec};
 
 const MAGIC: &[u8; 4] = b"FTSN";
-const VERSION: u16 = 1;
+const VERSION: u16 = 2;
 
 /// One worker's part of a snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -39,6 +39,8 @@ pub struct WorkerSnapshot {
     pub last_seq: u64,
     /// The worker's random generator state.
     pub rng: [u64; 4],
+    /// The worker's dependency vector (see `context::merge_dv`).
+    pub dv: Vec<u64>,
     /// Each element's `save_state` bytes, by element index (empty for
     /// sources and the driver).
     pub elements: Vec<Vec<u8>>,
@@ -107,29 +109,34 @@ pub enum SnapshotError {
 impl Snapshot {
     /// Encode with header and checksum.
     pub fn encode(&self) -> Vec<u8> {
-        let mut body = Vec::new();
-        self.id.encode(&mut body);
-        self.next_packet.encode(&mut body);
-        self.taken_ns.encode(&mut body);
-        self.stall_ns.encode(&mut body);
-        (self.workers.len() as u64).encode(&mut body);
-        for w in &self.workers {
-            w.last_seq.encode(&mut body);
-            for x in w.rng {
-                x.encode(&mut body);
-            }
-            (w.elements.len() as u64).encode(&mut body);
-            for e in &w.elements {
-                e.encode(&mut body);
-            }
-        }
-        self.shared.encode(&mut body);
-        let mut out = Vec::with_capacity(18 + body.len());
+        // The header first, its checksum and length filled in at the end:
+        // the body is written once, in place.
+        let mut out = Vec::with_capacity(18 + self.state_bytes() + 1024);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&crc32c::crc32c(&body).to_le_bytes());
-        out.extend_from_slice(&(body.len() as u64).to_le_bytes());
-        out.extend_from_slice(&body);
+        out.extend_from_slice(&[0; 12]);
+        let body = &mut out;
+        self.id.encode(body);
+        self.next_packet.encode(body);
+        self.taken_ns.encode(body);
+        self.stall_ns.encode(body);
+        (self.workers.len() as u64).encode(body);
+        for w in &self.workers {
+            w.last_seq.encode(body);
+            for x in w.rng {
+                x.encode(body);
+            }
+            w.dv.encode(body);
+            (w.elements.len() as u64).encode(body);
+            for e in &w.elements {
+                e.encode(body);
+            }
+        }
+        self.shared.encode(body);
+        let crc = crc32c::crc32c(&out[18..]);
+        let len = (out.len() - 18) as u64;
+        out[6..10].copy_from_slice(&crc.to_le_bytes());
+        out[10..18].copy_from_slice(&len.to_le_bytes());
         out
     }
 
@@ -182,6 +189,7 @@ impl Snapshot {
             for x in rng.iter_mut() {
                 *x = u64::decode(&mut inp)?;
             }
+            let dv = Vec::<u64>::decode(&mut inp)?;
             let ne = u64::decode(&mut inp)? as usize;
             let mut elements = Vec::with_capacity(ne.min(4096));
             for _ in 0..ne {
@@ -190,6 +198,7 @@ impl Snapshot {
             workers.push(WorkerSnapshot {
                 last_seq,
                 rng,
+                dv,
                 elements,
             });
         }
@@ -219,11 +228,13 @@ mod tests {
                 WorkerSnapshot {
                     last_seq: 40,
                     rng: [1, 2, 3, 4],
+                    dv: vec![40, 7],
                     elements: vec![vec![], vec![9, 9]],
                 },
                 WorkerSnapshot {
                     last_seq: 41,
                     rng: [5, 6, 7, 8],
+                    dv: vec![],
                     elements: vec![vec![1], vec![]],
                 },
             ],

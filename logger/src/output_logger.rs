@@ -147,8 +147,8 @@ impl OutputLogger {
 
     /// [`OutputLogger::handle_snapshot`] for a snapshot that arrived
     /// encoded: the bytes are kept to hand to a replica as they are.
-    pub fn handle_snapshot_encoded(&self, snap: Snapshot, encoded: Vec<u8>) -> u64 {
-        self.store(snap, Some(Arc::new(encoded)))
+    pub fn handle_snapshot_encoded(&self, snap: Snapshot, encoded: Arc<Vec<u8>>) -> u64 {
+        self.store(snap, Some(encoded))
     }
 
     fn store(&self, snap: Snapshot, encoded: Option<Arc<Vec<u8>>>) -> u64 {

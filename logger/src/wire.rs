@@ -10,7 +10,8 @@
 //!   same for a log batch payload, so the output logger can walk records
 //!   without allocating.
 //! - Plain structs ([`PacketMsg`], [`LogBatchMsg`], [`OutputMsg`],
-//!   [`SnapshotMsg`], [`SnapshotCommittedMsg`], [`HeartbeatMsg`]) and the
+//!   [`SnapshotMsg`], [`SnapshotPartMsg`], [`SnapshotCommittedMsg`],
+//!   [`HeartbeatMsg`]) and the
 //!   [`Message`] enum with `encode(&self, out)` (appends one whole frame) and
 //!   `decode(&[u8])` (exactly one whole frame, every error reported).
 //!
@@ -75,6 +76,9 @@ pub enum FrameKind {
     /// from an id on; the input logger answers with the id live traffic
     /// starts at (everything before it is replay of its log).
     Resume = 8,
+    /// A piece of a snapshot's payload (master -> output logger), so that
+    /// an 11 MB snapshot does not hold the link for its whole length.
+    SnapshotPart = 9,
 }
 
 impl FrameKind {
@@ -89,6 +93,7 @@ impl FrameKind {
             6 => FrameKind::Heartbeat,
             7 => FrameKind::EndOfStream,
             8 => FrameKind::Resume,
+            9 => FrameKind::SnapshotPart,
             _ => return None,
         })
     }
@@ -774,6 +779,115 @@ impl SnapshotMsg {
 }
 frame_codec!(SnapshotMsg, FrameKind::Snapshot);
 
+/// A piece of an encoded snapshot (what [`SnapshotMsg::payload`] carries;
+/// the cut is inside it). The pieces of one snapshot are sent in order,
+/// other frames may come between them; [`SnapshotParts`] puts them back
+/// together.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotPartMsg {
+    /// Snapshot id.
+    pub id: u64,
+    /// Bytes of the whole encoded snapshot.
+    pub total: u64,
+    /// Where this piece starts in it.
+    pub offset: u64,
+    /// The piece.
+    pub data: Vec<u8>,
+}
+
+impl SnapshotPartMsg {
+    // Payload (kind 9):
+    //   0   8  id      u64
+    //   8   8  total   u64  bytes of the whole encoded snapshot
+    //  16   8  offset  u64  of this piece
+    //  24   n  data    (rest of the payload)
+    fn encode_payload(&self, out: &mut Vec<u8>) {
+        Self::encode_payload_of(self.id, self.total, self.offset, &self.data, out);
+    }
+
+    fn encode_payload_of(id: u64, total: u64, offset: u64, data: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&total.to_le_bytes());
+        out.extend_from_slice(&offset.to_le_bytes());
+        out.extend_from_slice(data);
+    }
+
+    /// Append one piece frame from borrowed parts.
+    pub fn encode_parts(id: u64, total: u64, offset: u64, data: &[u8], out: &mut Vec<u8>) {
+        let start = begin_frame(out, FrameKind::SnapshotPart);
+        Self::encode_payload_of(id, total, offset, data, out);
+        end_frame(out, start);
+    }
+
+    /// `(id, total, offset, data)` of a validated frame, without copying.
+    pub fn parts<'a>(v: &FrameView<'a>) -> Result<(u64, u64, u64, &'a [u8]), WireError> {
+        let mut c = Cur::new(v, FrameKind::SnapshotPart)?;
+        let id = c.u64("snapshot id")?;
+        let total = c.u64("snapshot length")?;
+        let offset = c.u64("part offset")?;
+        let data = c.rest();
+        if offset
+            .checked_add(data.len() as u64)
+            .map_or(true, |end| end > total)
+        {
+            return Err(WireError::Malformed {
+                kind: FrameKind::SnapshotPart,
+                reason: "part runs past the snapshot's length",
+            });
+        }
+        Ok((id, total, offset, data))
+    }
+
+    /// Decode from a validated frame.
+    pub fn from_view(v: &FrameView<'_>) -> Result<Self, WireError> {
+        let (id, total, offset, data) = Self::parts(v)?;
+        Ok(SnapshotPartMsg {
+            id,
+            total,
+            offset,
+            data: data.to_vec(),
+        })
+    }
+}
+frame_codec!(SnapshotPartMsg, FrameKind::SnapshotPart);
+
+/// Reassembles [`SnapshotPartMsg`] pieces into the encoded snapshot they
+/// were cut from.
+#[derive(Debug, Default)]
+pub struct SnapshotParts {
+    id: u64,
+    total: u64,
+    buf: Vec<u8>,
+}
+
+impl SnapshotParts {
+    /// Add the piece in frame `v`. Returns `(id, encoded snapshot)` once
+    /// its last piece is in. A piece that does not continue the snapshot
+    /// being assembled (another id, or a gap) drops what was gathered and
+    /// is an error unless it starts a new snapshot.
+    pub fn add(&mut self, v: &FrameView<'_>) -> Result<Option<(u64, Vec<u8>)>, WireError> {
+        let (id, total, offset, data) = SnapshotPartMsg::parts(v)?;
+        if offset == 0 {
+            self.id = id;
+            self.total = total;
+            self.buf.clear();
+            self.buf
+                .reserve(total.min(DEFAULT_MAX_PAYLOAD as u64 * 4) as usize);
+        } else if id != self.id || total != self.total || offset != self.buf.len() as u64 {
+            self.buf.clear();
+            return Err(WireError::Malformed {
+                kind: FrameKind::SnapshotPart,
+                reason: "snapshot part out of order",
+            });
+        }
+        self.buf.extend_from_slice(data);
+        if (self.buf.len() as u64) < self.total {
+            return Ok(None);
+        }
+        Ok(Some((self.id, std::mem::take(&mut self.buf))))
+    }
+}
+
 /// A snapshot is stored: its cut's predecessors may be discarded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SnapshotCommittedMsg {
@@ -870,6 +984,8 @@ pub enum Message {
     EndOfStream,
     /// See [`ResumeMsg`].
     Resume(ResumeMsg),
+    /// See [`SnapshotPartMsg`].
+    SnapshotPart(SnapshotPartMsg),
 }
 
 impl Message {
@@ -884,6 +1000,7 @@ impl Message {
             Message::Heartbeat(_) => FrameKind::Heartbeat,
             Message::EndOfStream => FrameKind::EndOfStream,
             Message::Resume(_) => FrameKind::Resume,
+            Message::SnapshotPart(_) => FrameKind::SnapshotPart,
         }
     }
 
@@ -897,6 +1014,7 @@ impl Message {
             Message::SnapshotCommitted(m) => m.encode(out),
             Message::Heartbeat(m) => m.encode(out),
             Message::Resume(m) => m.encode(out),
+            Message::SnapshotPart(m) => m.encode(out),
             Message::EndOfStream => {
                 // Payload (kind 7): empty.
                 let start = begin_frame(out, FrameKind::EndOfStream);
@@ -922,6 +1040,7 @@ impl Message {
             }
             FrameKind::Heartbeat => Message::Heartbeat(HeartbeatMsg::from_view(v)?),
             FrameKind::Resume => Message::Resume(ResumeMsg::from_view(v)?),
+            FrameKind::SnapshotPart => Message::SnapshotPart(SnapshotPartMsg::from_view(v)?),
             FrameKind::EndOfStream => {
                 if !v.payload().is_empty() {
                     return Err(WireError::Malformed {

@@ -113,6 +113,12 @@ fn samples() -> Vec<Message> {
         Message::Heartbeat(hb()),
         Message::EndOfStream,
         Message::Resume(ResumeMsg { packet: 77 }),
+        Message::SnapshotPart(SnapshotPartMsg {
+            id: 9,
+            total: 12,
+            offset: 4,
+            data: vec![6, 7, 8],
+        }),
         Message::Packet(PacketMsg {
             id: 2,
             ts_ns: 43,
@@ -410,4 +416,43 @@ fn writer_batches_and_reader_reassembles_partial_reads() {
         assert_eq!(got.len(), msgs.len() + 1);
         assert_eq!(got[..msgs.len()], msgs[..]);
     }
+}
+
+#[test]
+fn snapshot_pieces_reassemble_and_refuse_gaps() {
+    let encoded: Vec<u8> = (0..=250u8).cycle().take(10_000).collect();
+    let pieces: Vec<Vec<u8>> = encoded
+        .chunks(3_000)
+        .enumerate()
+        .map(|(i, c)| {
+            let mut f = Vec::new();
+            SnapshotPartMsg::encode_parts(5, encoded.len() as u64, (i * 3_000) as u64, c, &mut f);
+            f
+        })
+        .collect();
+    let mut parts = SnapshotParts::default();
+    for (i, f) in pieces.iter().enumerate() {
+        let got = parts.add(&FrameView::new_checked(f).unwrap()).unwrap();
+        if i + 1 < pieces.len() {
+            assert!(got.is_none());
+        } else {
+            assert_eq!(got, Some((5, encoded.clone())));
+        }
+    }
+    // A missing piece is an error, and a fresh first piece starts over.
+    let mut parts = SnapshotParts::default();
+    assert!(parts
+        .add(&FrameView::new_checked(&pieces[0]).unwrap())
+        .unwrap()
+        .is_none());
+    assert!(parts
+        .add(&FrameView::new_checked(&pieces[2]).unwrap())
+        .is_err());
+    for f in &pieces {
+        let _ = parts.add(&FrameView::new_checked(f).unwrap()).unwrap();
+    }
+    // A piece past the snapshot's length is malformed.
+    let mut f = Vec::new();
+    SnapshotPartMsg::encode_parts(5, 10, 8, &[1, 2, 3], &mut f);
+    assert!(SnapshotPartMsg::decode(&f).is_err());
 }
