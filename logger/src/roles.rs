@@ -89,6 +89,7 @@ impl SocketLink {
             std::thread::Builder::new()
                 .name("ftmb-heartbeat".into())
                 .spawn(move || {
+                    favour_this_thread();
                     let mut seq = 0;
                     while alive.load(Ordering::Acquire) {
                         seq += 1;
@@ -496,6 +497,7 @@ pub fn run_output_logger(
                         std::thread::Builder::new()
                             .name("ftmb-ol-hb".into())
                             .spawn(move || {
+                                favour_this_thread();
                                 let Ok(mut r) = reader(&conn) else { return };
                                 while let Ok(Some(_)) = r.next_message() {
                                     last.fetch_max(wall_ns(), Ordering::AcqRel);
@@ -626,6 +628,21 @@ pub fn run_output_logger(
 
 type IlCtl = Option<Mutex<Writer>>;
 
+/// Run the calling thread under the real-time FIFO policy at the lowest
+/// priority, where permitted (root or CAP_SYS_NICE; otherwise nothing
+/// changes). For the failure detector's threads only, which sleep between
+/// tiny frames: on a machine whose cores the workers keep busy, a
+/// heartbeat thread left waiting for the scheduler for longer than the
+/// deadline made the output logger fail over from a live master.
+fn favour_this_thread() {
+    let param = libc::sched_param { sched_priority: 1 };
+    // SAFETY: sched_setscheduler reads `param` and changes only the calling
+    // thread's policy (pid 0); an error leaves it unchanged.
+    unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_FIFO, &param);
+    }
+}
+
 /// Committed snapshots pushed to the standby replica as they are stored,
 /// by a thread of their own, so that a takeover has only the logs to send
 /// (an 11 MB snapshot took 5-20 ms to hand over after the failure).
@@ -712,7 +729,11 @@ fn spawn_ol_reader(
         loop {
             let v = match r.next_frame() {
                 Ok(Some(v)) => v,
-                Ok(None) | Err(_) => return (false, il_ctl),
+                Ok(None) => return (false, il_ctl),
+                Err(e) => {
+                    eprintln!("output logger: the serving role's stream is unreadable: {e}");
+                    return (false, il_ctl);
+                }
             };
             match v.kind() {
                 FrameKind::LogBatch => {
@@ -748,7 +769,10 @@ fn spawn_ol_reader(
                     let encoded = match encoded {
                         Ok(Some(e)) => e,
                         Ok(None) => continue,
-                        Err(_) => return (false, il_ctl),
+                        Err(e) => {
+                            eprintln!("output logger: bad snapshot piece: {e}");
+                            return (false, il_ctl);
+                        }
                     };
                     if let Ok(snap) = Snapshot::decode(&encoded) {
                         let (id, payload) = (snap.id, Arc::new(encoded));
@@ -799,12 +823,13 @@ pub fn await_takeover(s: &Stream, nworkers: usize) -> Result<TakeoverMsg, String
         logs: vec![Vec::new(); nworkers],
         cut: 1,
     };
+    // Snapshots arrive as they commit, while standing by; only the last
+    // one is decoded, at takeover (decoding each would cost the machine
+    // a few ms of CPU every snapshot interval).
+    let mut encoded: Option<Vec<u8>> = None;
     loop {
         match r.next_message() {
-            Ok(Some(Message::Snapshot(m))) => {
-                t.snapshot =
-                    Some(Snapshot::decode(&m.payload).map_err(|e| format!("snapshot: {e}"))?);
-            }
+            Ok(Some(Message::Snapshot(m))) => encoded = Some(m.payload),
             Ok(Some(Message::LogBatch(b))) => {
                 if let Some(l) = t.logs.get_mut(b.worker as usize) {
                     l.extend(
@@ -817,6 +842,9 @@ pub fn await_takeover(s: &Stream, nworkers: usize) -> Result<TakeoverMsg, String
             }
             Ok(Some(Message::Resume(m))) => {
                 t.cut = m.packet;
+                if let Some(e) = encoded {
+                    t.snapshot = Some(Snapshot::decode(&e).map_err(|e| format!("snapshot: {e}"))?);
+                }
                 return Ok(t);
             }
             Ok(Some(_)) => {}
