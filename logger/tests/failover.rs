@@ -61,6 +61,31 @@ impl FtLink for CrashingLink {
     }
 }
 
+/// Write a generated NAT trace of `(packets, flows, concurrent flows)`
+/// into `dir`; returns the configuration's variables for it.
+fn nat_trace(
+    dir: &std::path::Path,
+    (packets, flows, concurrency): (usize, usize, usize),
+    max_size: usize,
+    seed: u64,
+) -> BTreeMap<String, String> {
+    let trace = dir.join("t.pcap");
+    let mut w = PcapWriter::create(&trace, LinkType::Ethernet, false).expect("pcap");
+    let spec = TraceSpec {
+        packets,
+        flows,
+        seed,
+        inside_net: ([10, 77, 0, 0], 16),
+        outside_net: ([198, 18, 0, 0], 16),
+        concurrency,
+        max_size,
+        ..TraceSpec::default()
+    };
+    generate(&spec, &mut w).expect("generate");
+    w.flush().expect("flush");
+    vars(dir, &trace.display().to_string())
+}
+
 fn xorshift(s: &mut u64) -> u64 {
     *s ^= *s << 13;
     *s ^= *s >> 7;
@@ -236,23 +261,7 @@ fn kill_and_recover(
 #[test]
 fn kill_anywhere_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let trace = dir.path().join("t.pcap");
-    {
-        let mut w = PcapWriter::create(&trace, LinkType::Ethernet, false).expect("pcap");
-        let spec = TraceSpec {
-            packets: 5_000,
-            flows: 400,
-            seed: 8,
-            inside_net: ([10, 77, 0, 0], 16),
-            outside_net: ([198, 18, 0, 0], 16),
-            concurrency: 200,
-            max_size: 200,
-            ..TraceSpec::default()
-        };
-        generate(&spec, &mut w).expect("generate");
-        w.flush().expect("flush");
-    }
-    let v = vars(dir.path(), &trace.display().to_string());
+    let v = nat_trace(dir.path(), (5_000, 400, 200), 200, 8);
     let mut rng = 0x5eed_u64;
     let mut mid_run = 0;
     for trial in 0..16 {
@@ -272,21 +281,7 @@ fn kill_anywhere_loses_and_duplicates_nothing() {
 fn threaded_output_logger_releases_every_output_once() {
     use ftmb_logger::output_logger::ThreadedOutputLogger;
     let dir = tempfile::tempdir().expect("tempdir");
-    let trace = dir.path().join("t.pcap");
-    {
-        let mut w = PcapWriter::create(&trace, LinkType::Ethernet, false).expect("pcap");
-        let spec = TraceSpec {
-            packets: 3_000,
-            flows: 200,
-            seed: 4,
-            inside_net: ([10, 77, 0, 0], 16),
-            outside_net: ([198, 18, 0, 0], 16),
-            ..TraceSpec::default()
-        };
-        generate(&spec, &mut w).expect("generate");
-        w.flush().expect("flush");
-    }
-    let v = vars(dir.path(), &trace.display().to_string());
+    let v = nat_trace(dir.path(), (3_000, 200, 64), 1514, 4);
     for threads in [1, 2] {
         let g = graph(&v, threads);
         let ol = Arc::new(OutputLogger::new(threads, g.sinks.sinks().to_vec()));
@@ -317,28 +312,12 @@ fn threaded_output_logger_releases_every_output_once() {
 /// shipped. The replica re-runs worker 1's unlogged packets in batches cut
 /// differently from the master's, so in another order; following worker
 /// 0's log past such a gap could then wait for ever. Many crash points,
-/// master and replica batches of different sizes: every replay finishes
-/// and releases exactly what a run without failure does.
+/// master and replica batches of different sizes: every replay finishes,
+/// nothing is released twice and every flow keeps one mapping.
 #[test]
 fn replay_past_a_lost_record_finishes_whatever_the_batching() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let trace = dir.path().join("t.pcap");
-    {
-        let mut w = PcapWriter::create(&trace, LinkType::Ethernet, false).expect("pcap");
-        let spec = TraceSpec {
-            packets: 12_000,
-            flows: 2_000,
-            seed: 21,
-            inside_net: ([10, 77, 0, 0], 16),
-            outside_net: ([198, 18, 0, 0], 16),
-            concurrency: 2_000,
-            max_size: 120,
-            ..TraceSpec::default()
-        };
-        generate(&spec, &mut w).expect("generate");
-        w.flush().expect("flush");
-    }
-    let v = vars(dir.path(), &trace.display().to_string());
+    let v = nat_trace(dir.path(), (12_000, 2_000, 2_000), 120, 21);
     let mut rng = 0xfeed_u64;
     let trials: usize = std::env::var("FTMB_TRIALS")
         .ok()
