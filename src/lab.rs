@@ -208,15 +208,31 @@ impl Gaps {
     }
 }
 
-fn tcp_flow(
+/// What one client flow thread is given.
+struct FlowPlan {
     id: u32,
     server: SocketAddrV4,
+    /// Between two messages.
     interval: Duration,
+    /// Delay before the first message (spreads the flows over an interval).
     phase: Duration,
     stop: Arc<AtomicBool>,
+    /// The mark (ns since the epoch; 0 until it is set).
     mark: Arc<AtomicU64>,
+    /// Gaps ending before this (ns since the epoch) are warm-up.
     counted_from: u64,
-) -> FlowReport {
+}
+
+fn tcp_flow(plan: FlowPlan) -> FlowReport {
+    let FlowPlan {
+        id,
+        server,
+        interval,
+        phase,
+        stop,
+        mark,
+        counted_from,
+    } = plan;
     let r = Arc::new(Mutex::new(FlowReport {
         id,
         proto: "tcp",
@@ -324,15 +340,16 @@ fn tcp_flow(
     out
 }
 
-fn udp_flow(
-    id: u32,
-    server: SocketAddrV4,
-    interval: Duration,
-    phase: Duration,
-    stop: Arc<AtomicBool>,
-    mark: Arc<AtomicU64>,
-    counted_from: u64,
-) -> FlowReport {
+fn udp_flow(plan: FlowPlan) -> FlowReport {
+    let FlowPlan {
+        id,
+        server,
+        interval,
+        phase,
+        stop,
+        mark,
+        counted_from,
+    } = plan;
     let mut r = FlowReport {
         id,
         proto: "udp",
@@ -403,21 +420,22 @@ pub fn client(a: &ClientArgs) -> Result<()> {
     let start_ns = wall_ns();
     let counted_from = start_ns + (a.warmup.max(0.0) * 1e9) as u64;
     for i in 0..n {
-        let (stop, server, mark) = (stop.clone(), a.server, mark.clone());
-        // Spread the flows' send times over one interval.
-        let phase = interval.mul_f64(i as f64 / n.max(1) as f64);
+        let plan = FlowPlan {
+            id: i as u32,
+            server: a.server,
+            interval,
+            // Spread the flows' send times over one interval.
+            phase: interval.mul_f64(i as f64 / n.max(1) as f64),
+            stop: stop.clone(),
+            mark: mark.clone(),
+            counted_from,
+        };
         let tcp = i < a.tcp;
         handles.push(
             std::thread::Builder::new()
                 .name(format!("lab-flow-{i}"))
                 .stack_size(256 << 10)
-                .spawn(move || {
-                    if tcp {
-                        tcp_flow(i as u32, server, interval, phase, stop, mark, counted_from)
-                    } else {
-                        udp_flow(i as u32, server, interval, phase, stop, mark, counted_from)
-                    }
-                })?,
+                .spawn(move || if tcp { tcp_flow(plan) } else { udp_flow(plan) })?,
         );
         if tcp {
             // Do not open a hundred connections in one burst.
