@@ -167,8 +167,7 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         })?;
     let restore_start = std::time::Instant::now();
     if let Some(snap) = &take.snapshot {
-        g.restore(snap)
-            .map_err(|e| anyhow!("snapshot {} does not fit this router: {e}", snap.id))?;
+        g.restore(snap).map_err(|e| anyhow!(e))?;
     }
     let restore_ms = restore_start.elapsed().as_secs_f64() * 1e3;
     let loaded_ns = wall_ns();

@@ -8,6 +8,7 @@ use crate::driver::DriverProgram;
 use crate::egress::SinkRegistry;
 use crate::element::{Built, Element, InitCtx, Ports, Registry, Source};
 use crate::shared::SharedRegistry;
+use crate::snapshot::Snapshot;
 use std::collections::BTreeMap;
 
 /// What kind of node an element became.
@@ -55,11 +56,46 @@ impl Graph {
     /// (a replica does this while it fetches the input log). The run still
     /// needs the snapshot in its options, for the generators and log
     /// positions.
-    pub fn restore(&mut self, snap: &crate::snapshot::Snapshot) -> Result<(), String> {
-        crate::router::restore_state(&mut self.workers, &self.shared, snap)?;
+    pub fn restore(&mut self, snap: &Snapshot) -> Result<(), String> {
+        restore_state(&mut self.workers, &self.shared, snap)
+            .map_err(|e| format!("snapshot {} does not fit this router: {e}", snap.id))?;
         self.restored = Some(snap.id);
         Ok(())
     }
+}
+
+/// Load a snapshot's element and shared state into freshly built workers.
+fn restore_state(
+    workers: &mut [Vec<Option<Box<dyn Element>>>],
+    shared: &SharedRegistry,
+    snap: &Snapshot,
+) -> Result<(), String> {
+    if snap.workers.len() != workers.len() {
+        return Err(format!(
+            "it has {} workers, the router {}",
+            snap.workers.len(),
+            workers.len()
+        ));
+    }
+    for (w, (elems, ws)) in workers.iter_mut().zip(&snap.workers).enumerate() {
+        if ws.elements.len() != elems.len() {
+            return Err(format!("worker {w}: element count differs"));
+        }
+        for (i, (e, bytes)) in elems.iter_mut().zip(&ws.elements).enumerate() {
+            if let Some(e) = e {
+                e.load_state(bytes)
+                    .map_err(|err| format!("worker {w} element {i}: {err}"))?;
+            }
+        }
+    }
+    let mut inp = snap.shared.as_slice();
+    for v in shared.vars() {
+        v.decode_all(&mut inp).map_err(|e| e.to_string())?;
+    }
+    if !inp.is_empty() {
+        return Err(format!("{} bytes of shared state left over", inp.len()));
+    }
+    Ok(())
 }
 
 /// A configuration error together with the source text it points into, so

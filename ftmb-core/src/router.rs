@@ -403,6 +403,26 @@ pub fn run(
     out: &mut dyn Write,
     progress: &mut dyn FnMut(Progress),
 ) -> RunReport {
+    let mut graph = graph;
+    let restore = opts.ft.as_ref().and_then(|f| f.restore.clone());
+    let restore_start = Instant::now();
+    if let Some(snap) = restore.as_ref().filter(|s| graph.restored != Some(s.id)) {
+        if let Err(e) = graph.restore(snap) {
+            return RunReport {
+                elapsed: Duration::ZERO,
+                packets: 0,
+                per_worker: Vec::new(),
+                queue_drops: 0,
+                errors: vec![e],
+                stats: serde_json::Value::Null,
+                digest: None,
+                divergence: Vec::new(),
+                restore_elapsed: None,
+                replay_elapsed: None,
+            };
+        }
+    }
+    let restore_elapsed = restore.as_ref().map(|_| restore_start.elapsed());
     let Graph {
         names,
         classes,
@@ -414,31 +434,8 @@ pub fn run(
         shared,
         sinks,
         external_input: external,
-        restored,
+        restored: _,
     } = graph;
-    let mut workers = workers;
-    let restore = opts.ft.as_ref().and_then(|f| f.restore.clone());
-    let restore_start = Instant::now();
-    if let Some(snap) = restore.as_ref().filter(|s| restored != Some(s.id)) {
-        if let Err(e) = restore_state(&mut workers, &shared, snap) {
-            return RunReport {
-                elapsed: Duration::ZERO,
-                packets: 0,
-                per_worker: Vec::new(),
-                queue_drops: 0,
-                errors: vec![format!(
-                    "snapshot {} does not fit this router: {e}",
-                    snap.id
-                )],
-                stats: serde_json::Value::Null,
-                digest: None,
-                divergence: Vec::new(),
-                restore_elapsed: None,
-                replay_elapsed: None,
-            };
-        }
-    }
-    let restore_elapsed = restore.as_ref().map(|_| restore_start.elapsed());
     let replay = opts.ft.as_ref().and_then(|f| f.replay.clone());
     // The dead master's logs, cut back to what a replay can follow from
     // the restored counters (see pal::trim_to_gap_free).
@@ -701,40 +698,6 @@ pub fn run(
         restore_elapsed,
         replay_elapsed,
     }
-}
-
-/// Load a snapshot's element and shared state into freshly built workers.
-pub(crate) fn restore_state(
-    workers: &mut [Vec<Option<Box<dyn Element>>>],
-    shared: &crate::shared::SharedRegistry,
-    snap: &Snapshot,
-) -> Result<(), String> {
-    if snap.workers.len() != workers.len() {
-        return Err(format!(
-            "it has {} workers, the router {}",
-            snap.workers.len(),
-            workers.len()
-        ));
-    }
-    for (w, (elems, ws)) in workers.iter_mut().zip(&snap.workers).enumerate() {
-        if ws.elements.len() != elems.len() {
-            return Err(format!("worker {w}: element count differs"));
-        }
-        for (i, (e, bytes)) in elems.iter_mut().zip(&ws.elements).enumerate() {
-            if let Some(e) = e {
-                e.load_state(bytes)
-                    .map_err(|err| format!("worker {w} element {i}: {err}"))?;
-            }
-        }
-    }
-    let mut inp = snap.shared.as_slice();
-    for v in shared.vars() {
-        v.decode_all(&mut inp).map_err(|e| e.to_string())?;
-    }
-    if !inp.is_empty() {
-        return Err(format!("{} bytes of shared state left over", inp.len()));
-    }
-    Ok(())
 }
 
 /// Stop the input thread, close the worker queues and join the workers.
