@@ -86,6 +86,10 @@ fn nat_trace(
     vars(dir, &trace.display().to_string())
 }
 
+/// Batch size of the reference run, and of master and replica unless a
+/// test varies them.
+const BATCH: usize = 16;
+
 fn xorshift(s: &mut u64) -> u64 {
     *s ^= *s << 13;
     *s ^= *s >> 7;
@@ -139,7 +143,7 @@ fn reference(v: &BTreeMap<String, String>, threads: usize) -> HashSet<(u64, u32)
     let mut out = Vec::new();
     run(
         g,
-        &options(link.clone(), None, None, 16),
+        &options(link.clone(), None, None, BATCH),
         &mut out,
         &mut |_| {},
     );
@@ -215,7 +219,7 @@ fn kill_and_recover(
     // Which packets have outputs depends on the batching (a reply batched
     // with its request finds the mapping the request made); with the
     // reference's batching the sets must match exactly.
-    if batches == (16, 16) {
+    if batches == (BATCH, BATCH) {
         let want = reference(v, threads);
         let (missing, extra) = (
             want.difference(&seen).count(),
@@ -269,7 +273,7 @@ fn kill_anywhere_loses_and_duplicates_nothing() {
         // Budgets across the whole run: messages per run are in the
         // hundreds to low thousands.
         let budget = (xorshift(&mut rng) % 1_200) as i64;
-        let (before, total) = kill_and_recover(&v, threads, (budget, budget), (16, 16));
+        let (before, total) = kill_and_recover(&v, threads, (budget, budget), (BATCH, BATCH));
         if before > 0 && before < total {
             mid_run += 1;
         }
@@ -290,7 +294,7 @@ fn threaded_output_logger_releases_every_output_once() {
         let mut out = Vec::new();
         let r = run(
             g,
-            &options(link.clone(), None, None, 16),
+            &options(link.clone(), None, None, BATCH),
             &mut out,
             &mut |_| {},
         );
