@@ -4,16 +4,17 @@
 //! or a torn frame, never as garbage.
 //!
 //! ```text
-//!  input logger (il.sock) ──Packet──> master ──LogBatch/Output/Snapshot/Heartbeat──> output logger (ol.sock)
-//!        ^  Resume{from}                                                              │ sinks (pcap)
-//!        └── SnapshotCommitted{cut} ─────────────────────────────────────────────────┤
-//!                                 replica (standby on ol.sock) <── takeover ─────────┘
+//!  input logger (il.sock) ──Packet──> master ──LogBatch/Output/SnapshotPart/Heartbeat──> output logger (ol.sock)
+//!        ^  Resume{from}                                                                  │ sinks (pcap)
+//!        └── SnapshotCommitted{cut} ─────────────────────────────────────────────────────┤
+//!                 replica (standby on ol.sock) <── Snapshot as each commits, takeover ───┘
 //! ```
 //!
 //! Failover: the output logger sees no frame from the master for the
 //! deadline (or its stream ends without `EndOfStream`), drops the outputs
 //! that can never commit, and sends the standby replica the last committed
-//! snapshot, the log records after its cut and a `Resume{cut}` marker. The
+//! snapshot (unless it was pushed to it already), the log records after its
+//! cut and a `Resume{cut}` marker. The
 //! replica asks the input logger for the packets from the cut on, which
 //! answers with `Resume{live}`: packets before `live` are replay of its log.
 //! The replica restores, replays in the master's batches under the logged
@@ -759,15 +760,10 @@ fn spawn_ol_reader(
                         flush(&mut sh, worker);
                     }
                 }
-                FrameKind::Snapshot | FrameKind::SnapshotPart => {
+                FrameKind::SnapshotPart => {
                     flush(&mut sh, worker);
-                    let encoded = if v.kind() == FrameKind::Snapshot {
-                        SnapshotMsg::from_view(&v).map(|s| Some(s.payload))
-                    } else {
-                        pieces.add(&v).map(|p| p.map(|(_, bytes)| bytes))
-                    };
-                    let encoded = match encoded {
-                        Ok(Some(e)) => e,
+                    let encoded = match pieces.add(&v) {
+                        Ok(Some((_, e))) => e,
                         Ok(None) => continue,
                         Err(e) => {
                             eprintln!("output logger: bad snapshot piece: {e}");

@@ -64,7 +64,8 @@ pub enum FrameKind {
     LogBatch = 2,
     /// An output packet with its dependency vector (master -> output logger).
     Output = 3,
-    /// A snapshot (master -> output logger -> replica).
+    /// A snapshot (output logger -> standby replica; a master sends
+    /// [`FrameKind::SnapshotPart`]s).
     Snapshot = 4,
     /// A snapshot was stored and committed (output logger -> input logger).
     SnapshotCommitted = 5,
