@@ -67,53 +67,108 @@ pub struct Bucket {
     pub last_reap: u64,
 }
 
-impl StateCodec for Entry {
-    fn encode(&self, out: &mut Vec<u8>) {
-        self.peer.encode(out);
-        self.id.encode(out);
-        self.reply.encode(out);
-        self.output.encode(out);
-        self.input.encode(out);
-        self.last.encode(out);
-        self.state.encode(out);
-        self.peer_last.encode(out);
-        self.peer_state.encode(out);
+impl Entry {
+    /// Bytes of one encoded entry.
+    const BYTES: usize = FlowId::BYTES + 8 + 1 + 2 + 2 + 8 + 1 + 8 + 1;
+
+    /// The snapshot encoding, fields in declaration order, little-endian.
+    #[inline]
+    fn to_bytes(&self) -> [u8; Entry::BYTES] {
+        let mut b = [0u8; Entry::BYTES];
+        b[..13].copy_from_slice(&self.peer.to_bytes());
+        b[13..21].copy_from_slice(&self.id.to_le_bytes());
+        b[21] = u8::from(self.reply);
+        b[22..24].copy_from_slice(&self.output.to_le_bytes());
+        b[24..26].copy_from_slice(&self.input.to_le_bytes());
+        b[26..34].copy_from_slice(&self.last.to_le_bytes());
+        b[34] = self.state;
+        b[35..43].copy_from_slice(&self.peer_last.to_le_bytes());
+        b[43] = self.peer_state;
+        b
     }
-    fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
-        Ok(Entry {
-            peer: FlowId::decode(inp)?,
-            id: u64::decode(inp)?,
-            reply: bool::decode(inp)?,
-            output: u16::decode(inp)?,
-            input: u16::decode(inp)?,
-            last: u64::decode(inp)?,
-            state: u8::decode(inp)?,
-            peer_last: u64::decode(inp)?,
-            peer_state: u8::decode(inp)?,
-        })
+
+    /// The inverse of [`Entry::to_bytes`].
+    #[inline]
+    fn from_bytes(b: &[u8; Entry::BYTES]) -> Entry {
+        let u64_at = |i: usize| {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(&b[i..i + 8]);
+            u64::from_le_bytes(a)
+        };
+        let mut peer = [0u8; FlowId::BYTES];
+        peer.copy_from_slice(&b[..13]);
+        Entry {
+            peer: FlowId::from_bytes(&peer),
+            id: u64_at(13),
+            reply: b[21] != 0,
+            output: u16::from_le_bytes([b[22], b[23]]),
+            input: u16::from_le_bytes([b[24], b[25]]),
+            last: u64_at(26),
+            state: b[34],
+            peer_last: u64_at(35),
+            peer_state: b[43],
+        }
+    }
+}
+
+/// Bytes of one table record: the key, then its entry.
+const RECORD: usize = FlowId::BYTES + Entry::BYTES;
+
+impl Bucket {
+    /// Header, then one fixed-size record per entry (a snapshot encodes
+    /// and loads a table of 100k flows: this is the hot loop of both).
+    fn encode_entries<'a>(
+        &self,
+        out: &mut Vec<u8>,
+        entries: impl Iterator<Item = (&'a FlowId, &'a Entry)>,
+    ) {
+        self.last_reap.encode(out);
+        (self.map.len() as u64).encode(out);
+        out.reserve(self.map.len() * RECORD);
+        for (k, e) in entries {
+            out.extend_from_slice(&k.to_bytes());
+            out.extend_from_slice(&e.to_bytes());
+        }
     }
 }
 
 impl StateCodec for Bucket {
     /// Entries in key order, so equal buckets encode to equal bytes.
     fn encode(&self, out: &mut Vec<u8>) {
-        self.last_reap.encode(out);
-        (self.map.len() as u64).encode(out);
-        let mut keys: Vec<&FlowId> = self.map.keys().collect();
-        keys.sort();
-        for k in keys {
-            k.encode(out);
-            self.map[k].encode(out);
-        }
+        let mut entries: Vec<(u128, &FlowId, &Entry)> = self
+            .map
+            .iter()
+            .map(|(k, e)| (k.order_key(), k, e))
+            .collect();
+        entries.sort_unstable_by_key(|&(o, _, _)| o);
+        self.encode_entries(out, entries.into_iter().map(|(_, k, e)| (k, e)));
+    }
+    /// Entries in the map's own order.
+    fn encode_any_order(&self, out: &mut Vec<u8>) {
+        self.encode_entries(out, self.map.iter());
     }
     fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
         let last_reap = u64::decode(inp)?;
-        let n = u64::decode(inp)? as usize;
-        let mut map = FlowMap::with_capacity_and_hasher(n.min(inp.len()), Default::default());
-        for _ in 0..n {
-            let k = FlowId::decode(inp)?;
-            let e = Entry::decode(inp)?;
-            map.insert(k, e);
+        let n = u64::decode(inp)?;
+        let bytes = usize::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_mul(RECORD))
+            .filter(|&b| b <= inp.len())
+            .ok_or_else(|| {
+                CodecError(format!(
+                    "{CLASS} bucket: {n} entries, {} bytes left",
+                    inp.len()
+                ))
+            })?;
+        let (records, rest) = inp.split_at(bytes);
+        *inp = rest;
+        let mut map = FlowMap::with_capacity_and_hasher(bytes / RECORD, Default::default());
+        for r in records.chunks_exact(RECORD) {
+            let (k, e) = r.split_at(FlowId::BYTES);
+            let (Ok(k), Ok(e)) = (k.try_into(), e.try_into()) else {
+                unreachable!("chunks of exactly RECORD bytes split at FlowId::BYTES");
+            };
+            map.insert(FlowId::from_bytes(k), Entry::from_bytes(e));
         }
         Ok(Bucket { map, last_reap })
     }
@@ -1573,6 +1628,23 @@ mod tests {
         for n in 0..buf.len() {
             assert!(Bucket::decode(&mut &buf[..n]).is_err());
         }
+        // The snapshot encoding (map order) reads back as the same bucket;
+        // the canonical one does not depend on insertion order.
+        let mut fast = Vec::new();
+        b.encode_any_order(&mut fast);
+        assert_eq!(fast.len(), buf.len());
+        assert_eq!(Bucket::decode(&mut fast.as_slice()).unwrap(), b);
+        let mut rev = Bucket {
+            last_reap: b.last_reap,
+            ..Default::default()
+        };
+        let mut entries: Vec<_> = b.map.iter().collect();
+        entries.reverse();
+        rev.map
+            .extend(entries.into_iter().map(|(k, e)| (*k, e.clone())));
+        let mut buf3 = Vec::new();
+        rev.encode(&mut buf3);
+        assert_eq!(buf, buf3);
         // Worker-private state.
         let mut e = build(&NAPT);
         let mut s = Vec::new();
