@@ -12,8 +12,29 @@
 #   scripts/lab.sh --kernel-nat    # the same flows through Linux's NAT (nft)
 #   scripts/lab.sh --no-ft         # the same flows through `ftmb run` (no roles, no kill)
 #   scripts/lab.sh --throughput    # iperf3: our NAT (run, --ft, roles) vs kernel
+#   scripts/lab.sh --parity        # same packets out as the kernel's NAT? (below)
+#   scripts/lab.sh --parity --short  # CI size: 3000 packets, 300 flows
 #
-# Options: --tcp N --udp N --duration S --kill-at S --interval-ms N
+# --parity: a trace from `ftmb gen-trace` (TCP and UDP flows from the
+# client 10.0.1.2 to servers 10.0.2.9-14, the client's packets only,
+# MACs set with tcprewrite) is replayed with tcpreplay at --pps from the
+# client through (1) `ftmb run` (one worker), (2) the four roles, (3) the
+# kernel's NAT. A reflector on the server side (examples/lab-mirror.click:
+# EtherMirror + IPMirror) sends every packet back, so both directions go
+# through the NAT; tcpdump captures what reaches the server and what comes
+# back to the client, and `ftmb nat-parity` compares each of ours with the
+# kernel's: counts per direction and every header field but the chosen
+# source port (and the checksum over it). The client's and server's own
+# stacks drop everything (nft), so neither answers the replayed packets.
+# The trace's TCP flows start after the SYN (the kernel picks them up
+# mid-stream, as its conntrack does by default): the reflector answers a
+# SYN with a SYN, never a SYN-ACK, and the kernel's conntrack then finds
+# every later packet of the flow INVALID and forwards it untranslated.
+# --with-syn keeps the SYNs to show exactly that (the lab then fails).
+# Options: --packets N --flows N --pps N (default 2000) --seed N
+# --with-syn. Exits non-zero if any comparison finds a difference.
+#
+# Flow-mode options: --tcp N --udp N --duration S --kill-at S --interval-ms N
 # --threads N --deadline-ms N (the output logger's failure detector for a
 # silent master, default 200: a SIGKILL ends the master's stream and is seen
 # at once whatever the deadline; on a loaded 2-core host the demo's 20 ms
@@ -24,7 +45,8 @@
 # --json --no-build, --keep (keep the logs and per-flow detail,
 # and say where), --no-replica (negative control: no standby, so the kill
 # must stop every flow and the lab must fail). Needs root (namespaces, raw sockets);
-# installs ethtool, nftables and iperf3 with apt-get when missing.
+# installs ethtool, nftables, iperf3, tcpreplay and tcpdump with apt-get
+# when missing.
 # Exits non-zero if any connection resets, any message goes unanswered, a
 # flow gets no echo after the kill, or a translated address:port changes.
 #
@@ -41,9 +63,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 MODE=ft TCP=200 UDP=20 DURATION=20 KILL_AT=8 INTERVAL=20 THREADS=1 JSON=0 BUILD=1 KEEP=0 REPLICA=1 DEADLINE_MS=200 MB_NICE=-15
+SHORT=0 PACKETS='' FLOWS='' PPS=2000 SEED=1 WITH_SYN=0
 while [ $# -gt 0 ]; do
   case "$1" in
-    --short) TCP=100 UDP=10 DURATION=8 KILL_AT=3 ;;
+    --short) TCP=100 UDP=10 DURATION=8 KILL_AT=3 SHORT=1 ;;
+    --parity) MODE=parity ;;
+    --packets) PACKETS=$2; shift ;;
+    --flows) FLOWS=$2; shift ;;
+    --pps) PPS=$2; shift ;;
+    --seed) SEED=$2; shift ;;
+    --with-syn) WITH_SYN=1 ;;
     --kernel-nat) MODE=kernel ;;
     --no-ft) MODE=run ;;
     --throughput) MODE=throughput ;;
@@ -59,11 +88,12 @@ while [ $# -gt 0 ]; do
     --no-build) BUILD=0 ;;
     --keep) KEEP=1 ;;
     --no-replica) REPLICA=0 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,52p' "$0"; exit 0 ;;
     *) echo "lab.sh: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
+if [ "$SHORT" = 1 ]; then : "${PACKETS:=3000}" "${FLOWS:=300}"; else : "${PACKETS:=20000}" "${FLOWS:=2000}"; fi
 
 say() { [ "$JSON" = 1 ] || echo "lab: $*" >&2; }
 die() { echo "lab: $*" >&2; exit 1; }
@@ -82,6 +112,7 @@ need() {
 need ip:iproute2 ethtool:ethtool
 [ "$MODE" = ft ] || need nft:nftables
 [ "$MODE" = throughput ] && need iperf3:iperf3
+[ "$MODE" = parity ] && need tcpreplay:tcpreplay tcprewrite:tcpreplay tcpdump:tcpdump
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 FTMB="$CARGO_TARGET_DIR/release/ftmb"
@@ -204,6 +235,109 @@ start_roles() {
   ROLE_PIDS+=("$LAST")
 }
 stop_pids() { for p in "$@"; do kill -9 "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+
+# ------------------------------------------------------------------ parity
+if [ "$MODE" = parity ]; then
+  T="$TMP/trace.pcap"
+  say "parity: trace: $PACKETS packets over $FLOWS flows, client 10.0.1.2 to servers 10.0.2.9-14 (seed $SEED)"
+  "$FTMB" gen-trace "$TMP/gen.pcap" --packets "$PACKETS" --flows "$FLOWS" --seed "$SEED" \
+    --inside 10.0.1.2/32 --outside 10.0.2.8/29 --reply-fraction 0 2>"$TMP/trace.log"
+  # The client's packets only (a TCP flow's SYN-ACK and FIN come from the
+  # server in the trace; the reflector stands for the server here), by
+  # default without the SYNs (see the header), with the lab's MACs.
+  F='src host 10.0.1.2'
+  [ "$WITH_SYN" = 1 ] || F="$F and not (tcp[tcpflags] & tcp-syn != 0)"
+  tcpdump -n -r "$TMP/gen.pcap" -w "$TMP/client.pcap" "$F" 2>>"$TMP/trace.log"
+  tcprewrite --enet-smac=$C_MAC --enet-dmac=$M0_MAC -i "$TMP/client.pcap" -o "$T" 2>>"$TMP/trace.log"
+  SENT=$(tcpdump -n -r "$T" 2>/dev/null | wc -l)
+  # Neither end host's stack may answer (RST, ICMP unreachable): drop all
+  # they receive, after the captures and the reflector (AF_PACKET) saw it.
+  for n in "$NC" "$NS"; do
+    in_ns "$n" nft -f - <<'EOF'
+table ip labdrop {
+  chain pre {
+    type filter hook prerouting priority -400; policy drop;
+  }
+}
+EOF
+  done
+  bg_ns "$NS" "$TMP/mirror" "${MB[@]}" run examples/lab-mirror.click DEV=s0 -q -t 1
+  MIRROR=$LAST
+  wait_listening() { # wait_listening LOG: tcpdump has opened its socket
+    local i=0
+    until grep -q "listening on" "$1" 2>/dev/null; do
+      i=$((i + 1)); [ $i -gt 500 ] && die "tcpdump did not start (see $1)"
+      sleep 0.02
+    done
+  }
+  probe() { # until a UDP datagram from the client comes back mirrored: NAT and reflector are up
+    bg_ns "$NC" "$TMP/probe-$1" timeout 20 tcpdump -n -i c0 -Q in -c 1 'udp and src port 9'
+    local tp=$LAST i=0
+    wait_listening "$TMP/probe-$1.log"
+    while kill -0 "$tp" 2>/dev/null; do
+      in_ns "$NC" bash -c 'echo probe >/dev/udp/10.0.2.2/9' 2>/dev/null || true
+      i=$((i + 1)); [ $i -gt 200 ] && die "no path through the $1 NAT and the reflector"
+      sleep 0.05
+    done
+    wait "$tp" || die "no path through the $1 NAT and the reflector"
+  }
+  replay() { # replay LABEL: capture both ends while tcpreplay sends the trace
+    local l=$1 c
+    bg_ns "$NS" "$TMP/cap-$l-out" tcpdump -n -i s0 -Q in -U --immediate-mode -w "$TMP/$l-out.pcap" 'not (udp and port 9)'
+    local co=$LAST
+    bg_ns "$NC" "$TMP/cap-$l-in" tcpdump -n -i c0 -Q in -U --immediate-mode -w "$TMP/$l-in.pcap" 'not (udp and port 9)'
+    local ci=$LAST
+    wait_listening "$TMP/cap-$l-out.log"
+    wait_listening "$TMP/cap-$l-in.log"
+    in_ns "$NC" tcpreplay -i c0 --pps "$PPS" "$T" >"$TMP/tcpreplay-$l.log" 2>&1 \
+      || die "tcpreplay ($l) failed"
+    sleep 0.5 # the last packets' way back
+    kill -INT "$co" "$ci"
+    wait "$co" || true
+    wait "$ci" || true
+    for c in out in; do
+      grep -q "^0 packets dropped by kernel" "$TMP/cap-$l-$c.log" \
+        || die "tcpdump ($l, $c) dropped packets: $(grep dropped "$TMP/cap-$l-$c.log" | tr '\n' ' ')"
+    done
+  }
+  for m in run roles kernel; do
+    NAT=()
+    case $m in
+      run)
+        say "parity: replaying through ftmb run (one worker) at $PPS pps"
+        bg_ns "$NM" "$TMP/run" "${MB[@]}" run "$CFG" "${VARS[@]}" -q -t 1
+        NAT=("$LAST") ;;
+      roles)
+        say "parity: replaying through the four roles (one worker) at $PPS pps"
+        THREADS=1 start_roles
+        NAT=("${ROLE_PIDS[@]}") ;;
+      kernel)
+        say "parity: replaying through the kernel's NAT (nft masquerade) at $PPS pps"
+        kernel_nat_on
+        for h in 9 10 11 12 13 14; do
+          in_ns "$NM" ip neigh replace 10.0.2.$h lladdr $S_MAC dev m1 nud permanent
+        done ;;
+    esac
+    probe "$m"
+    replay "$m"
+    for p in "${NAT[@]}" "$MIRROR"; do kill -0 "$p" 2>/dev/null || die "an ftmb process died ($m): see logs"; done
+    if [ "$m" = kernel ]; then kernel_nat_off; else stop_pids "${NAT[@]}"; ROLE_PIDS=(); fi
+  done
+  RC=0
+  for a in run roles; do
+    "$FTMB" nat-parity --trace "$T" --json \
+      --a-name "ftmb-$a" --a-out "$TMP/$a-out.pcap" --a-in "$TMP/$a-in.pcap" \
+      --b-name kernel --b-out "$TMP/kernel-out.pcap" --b-in "$TMP/kernel-in.pcap" \
+      >"$TMP/parity-$a.json" 2>"$TMP/parity-$a.txt" || RC=1
+    [ -s "$TMP/parity-$a.json" ] || die "nat-parity ($a) failed: $(cat "$TMP/parity-$a.txt")"
+    [ "$JSON" = 1 ] || sed 's/^/lab: /' "$TMP/parity-$a.txt" >&2
+  done
+  printf '{"mode":"parity","replayed":%s,"pps":%s,"ftmb_run_vs_kernel":%s,"ftmb_roles_vs_kernel":%s}\n' \
+    "$SENT" "$PPS" "$(cat "$TMP/parity-run.json")" "$(cat "$TMP/parity-roles.json")"
+  [ "$RC" = 0 ] || die "parity: our NAT's packets differ from the kernel's (above)"
+  say "parity: ok ($SENT packets replayed each way through each NAT)"
+  exit 0
+fi
 
 bg_ns "$NS" "$TMP/server" "$FTMB" lab-server --listen 10.0.2.2:7000
 if [ "$MODE" = throughput ]; then

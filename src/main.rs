@@ -22,6 +22,7 @@ use std::time::Duration;
 mod bench;
 mod demo;
 mod lab;
+mod parity;
 mod redis;
 mod roles;
 
@@ -197,6 +198,11 @@ enum Cmd {
     /// Lab (scripts/lab.sh): echo server for `lab-client`, TCP and UDP;
     /// every echo carries the client address:port the server saw.
     LabServer(lab::ServerArgs),
+    /// Lab (scripts/lab.sh --parity): compare two NATs' captures of one
+    /// replayed trace, per direction and per packet header (all fields but
+    /// the chosen source port and the checksum over it); exits 1 on a
+    /// mismatch.
+    NatParity(parity::ParityArgs),
     /// Lab (scripts/lab.sh): many long-lived TCP connections and UDP flows
     /// echoing at a steady rate; reports stalls, resets, reconnects and
     /// whether each flow kept its translated address:port.
@@ -565,6 +571,11 @@ fn main() -> Result<()> {
         Cmd::Master { role, snapshot_ms } => roles::master(&role, snapshot_ms)?,
         Cmd::Replica { role, snapshot_ms } => roles::replica(&role, snapshot_ms)?,
         Cmd::LabServer(a) => lab::server(&a)?,
+        Cmd::NatParity(a) => {
+            if !parity::run(&a)? {
+                std::process::exit(1);
+            }
+        }
         Cmd::LabClient(a) => lab::client(&a)?,
     }
     Ok(())
@@ -572,7 +583,7 @@ fn main() -> Result<()> {
 
 /// Print a line to stdout; a closed pipe (`| head`) ends the output
 /// quietly instead of panicking.
-fn print_out(text: &str) {
+pub(crate) fn print_out(text: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout(), "{text}");
 }

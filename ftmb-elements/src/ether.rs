@@ -1,4 +1,5 @@
-//! Ethernet headers: `EtherRewrite`, and the MAC address argument type.
+//! Ethernet headers: `EtherRewrite`, `EtherMirror`, and the MAC address
+//! argument type.
 
 use ftmb_core::element::element;
 use ftmb_core::{Args, Built, ConfigError, Ctx, Element, FromArg, InitCtx, Out, Packet};
@@ -77,6 +78,45 @@ pub(crate) fn build_ether_rewrite(a: &mut Args, _: &mut InitCtx<'_>) -> Result<B
     element(EtherRewrite { header })
 }
 
+/// `EtherMirror`: swap the Ethernet source and destination addresses of
+/// every packet (Click's element of that name), so a frame goes back where
+/// it came from. With `IPMirror` it makes a reflector: a host that answers
+/// every frame with its mirror image.
+///
+/// # Ports
+/// One input, one output. A packet shorter than an Ethernet header is
+/// dropped, counted as `short`.
+///
+/// # Shared state
+/// None.
+pub struct EtherMirror;
+
+impl EtherMirror {
+    /// Swaps the two addresses of `frame`; false when it is too short.
+    pub fn mirror(frame: &mut [u8]) -> bool {
+        let Some(h) = frame.get_mut(..12) else {
+            return false;
+        };
+        let (dst, src) = h.split_at_mut(6);
+        dst.swap_with_slice(src);
+        true
+    }
+}
+
+impl Element for EtherMirror {
+    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+        if pkt.len() < 14 || !EtherMirror::mirror(pkt.data_mut()) {
+            out.drop(pkt, "short");
+            return;
+        }
+        out.push(0, pkt);
+    }
+}
+
+pub(crate) fn build_ether_mirror(_: &mut Args, _: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
+    element(EtherMirror)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +144,20 @@ mod tests {
             MacAddr([2, 0, 10, 11, 255, 1]).to_string(),
             "02:00:0a:0b:ff:01"
         );
+    }
+
+    #[test]
+    fn ether_mirror_swaps_addresses() {
+        let mut f: Vec<u8> = (0u8..20).collect();
+        assert!(EtherMirror::mirror(&mut f));
+        assert_eq!(&f[..12], &[6, 7, 8, 9, 10, 11, 0, 1, 2, 3, 4, 5]);
+        assert_eq!(
+            &f[12..],
+            &(12u8..20).collect::<Vec<_>>()[..],
+            "type and payload kept"
+        );
+        assert!(EtherMirror::mirror(&mut f));
+        assert_eq!(f, (0u8..20).collect::<Vec<_>>(), "twice is the identity");
+        assert!(!EtherMirror::mirror(&mut [0u8; 11]));
     }
 }

@@ -1,4 +1,5 @@
-//! IP header elements: `CheckIPHeader`, `DecIPTTL`, `StoreIPAddress`.
+//! IP header elements: `CheckIPHeader`, `DecIPTTL`, `StoreIPAddress`,
+//! `IPMirror`.
 
 use ftmb_core::args::Ipv4Prefix;
 use ftmb_core::element::element;
@@ -330,4 +331,197 @@ pub(crate) fn build_store_ip_address(
         })?),
     };
     element(StoreIpAddress { addr, target })
+}
+
+/// `IPMirror([DST_ANNO])`: turn a packet a->b into b->a (Click's element of
+/// that name). Swaps the IP source and destination addresses; for TCP and
+/// UDP (protocol 6 or 17, first fragments only) also the source and
+/// destination ports, and for TCP the sequence and acknowledgment numbers.
+///
+/// No checksum changes: each swap exchanges whole 16-bit words that are all
+/// in the same ones'-complement sum (the IP header's, or the pseudo-header
+/// and segment's), and a sum does not depend on the order of its terms.
+///
+/// # Configuration
+/// `DST_ANNO` (default true): set the destination-address annotation to
+/// the new destination.
+///
+/// # Ports
+/// One input, one output. The IP header is where `CheckIPHeader` put the
+/// annotation, else at the start of the packet. A packet with no valid
+/// IPv4 header there is dropped, counted as `not IPv4`; a TCP or UDP
+/// packet too short for its ports goes out with only the addresses
+/// swapped, as in Click.
+///
+/// # Shared state
+/// None.
+pub struct IpMirror {
+    dst_anno: bool,
+}
+
+impl IpMirror {
+    /// Mirrors the IPv4 packet `ip` in place; false when it is no IPv4
+    /// packet (too short, another version, a bad header length).
+    pub fn mirror(ip: &mut [u8]) -> bool {
+        let Some(v) = Ipv4View::new(ip) else {
+            return false;
+        };
+        let (hl, total, proto, first) = (
+            v.header_len(),
+            usize::from(v.total_len()),
+            v.protocol(),
+            v.frag_offset() == 0,
+        );
+        let (src, dst) = ip[12..20].split_at_mut(4);
+        src.swap_with_slice(dst);
+        if !first || (proto != 6 && proto != 17) {
+            return true;
+        }
+        // The transport header ends where the IP packet does (not at any
+        // Ethernet padding after it).
+        let end = total.clamp(hl, ip.len());
+        let l4 = &mut ip[hl..end];
+        if l4.len() >= 4 {
+            let (sp, dp) = l4[..4].split_at_mut(2);
+            sp.swap_with_slice(dp);
+        }
+        if proto == 6 && l4.len() >= 12 {
+            let (seq, ack) = l4[4..12].split_at_mut(4);
+            seq.swap_with_slice(ack);
+        }
+        true
+    }
+}
+
+impl Element for IpMirror {
+    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+        let off = pkt.anno.net_off.map_or(0, usize::from);
+        let Some(ip) = pkt.data_mut().get_mut(off..) else {
+            out.drop(pkt, "not IPv4");
+            return;
+        };
+        if !IpMirror::mirror(ip) {
+            out.drop(pkt, "not IPv4");
+            return;
+        }
+        if self.dst_anno {
+            pkt.anno.dst_ip = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+        }
+        out.push(0, pkt);
+    }
+}
+
+pub(crate) fn build_ip_mirror(a: &mut Args, _: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
+    let dst_anno = a.positional("DST_ANNO")?.unwrap_or(true);
+    element(IpMirror { dst_anno })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ftmb_core::headers::checksum;
+    use ftmb_core::trace::l4_checksum_v4;
+
+    /// IPv4 + TCP (or UDP) with correct checksums.
+    fn packet(proto: u8, payload: &[u8]) -> Vec<u8> {
+        let l4h = if proto == 6 { 20 } else { 8 };
+        let total = 20 + l4h + payload.len();
+        let mut p = vec![0u8; total];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        p[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
+        p[6] = 0x40;
+        p[8] = 64;
+        p[9] = proto;
+        p[12..16].copy_from_slice(&[10, 0, 1, 2]);
+        p[16..20].copy_from_slice(&[198, 18, 7, 9]);
+        let ck = checksum(&p[..20]);
+        p[10..12].copy_from_slice(&ck.to_be_bytes());
+        p[20..22].copy_from_slice(&40001u16.to_be_bytes());
+        p[22..24].copy_from_slice(&443u16.to_be_bytes());
+        if proto == 6 {
+            p[24..28].copy_from_slice(&0xdead_beefu32.to_be_bytes());
+            p[28..32].copy_from_slice(&0x0102_0304u32.to_be_bytes());
+            p[32] = 0x50;
+            p[33] = 0x18;
+        } else {
+            p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+        }
+        p[20 + l4h..].copy_from_slice(payload);
+        let at = 20 + if proto == 6 { 16 } else { 6 };
+        let ck = l4_checksum_v4([10, 0, 1, 2], [198, 18, 7, 9], proto, &p[20..]);
+        p[at..at + 2].copy_from_slice(&ck.to_be_bytes());
+        p
+    }
+
+    /// Both checksums of an IPv4 TCP/UDP packet verify.
+    fn checksums_ok(p: &[u8]) -> bool {
+        let v = Ipv4View::new(p).expect("ipv4");
+        let mut l4 = v.payload().to_vec();
+        let at = if v.protocol() == 6 { 16 } else { 6 };
+        let stored = u16::from_be_bytes([l4[at], l4[at + 1]]);
+        l4[at..at + 2].copy_from_slice(&[0, 0]);
+        checksum(&p[..20]) == 0 && l4_checksum_v4(v.src(), v.dst(), v.protocol(), &l4) == stored
+    }
+
+    #[test]
+    fn ip_mirror_swaps_tcp_addresses_ports_seq_ack_and_keeps_checksums() {
+        // Odd payload length: the final byte is padded in the sum.
+        let orig = packet(6, b"hello, mirror");
+        assert!(checksums_ok(&orig));
+        let mut p = orig.clone();
+        assert!(IpMirror::mirror(&mut p));
+        assert_eq!(&p[12..16], &[198, 18, 7, 9]);
+        assert_eq!(&p[16..20], &[10, 0, 1, 2]);
+        assert_eq!(&p[20..24], &[1, 187, 0x9c, 0x41], "ports 443 -> 40001");
+        assert_eq!(&p[24..28], &[1, 2, 3, 4], "seq <- ack");
+        assert_eq!(&p[28..32], &[0xde, 0xad, 0xbe, 0xef], "ack <- seq");
+        assert_eq!(p[..12], orig[..12], "ID, flags, TTL, checksum unchanged");
+        assert_eq!(
+            p[32..],
+            orig[32..],
+            "flags, window, checksum, data unchanged"
+        );
+        assert!(checksums_ok(&p), "checksums still valid");
+        assert!(IpMirror::mirror(&mut p));
+        assert_eq!(p, orig, "twice is the identity");
+    }
+
+    #[test]
+    fn ip_mirror_swaps_udp_ports_only() {
+        let orig = packet(17, b"abc");
+        let mut p = orig.clone();
+        assert!(IpMirror::mirror(&mut p));
+        assert_eq!(&p[20..24], &[1, 187, 0x9c, 0x41]);
+        assert_eq!(p[24..], orig[24..], "length, checksum, data unchanged");
+        assert!(checksums_ok(&p));
+    }
+
+    #[test]
+    fn ip_mirror_leaves_ports_of_later_fragments_and_other_protocols() {
+        let mut frag = packet(17, b"abcdefgh");
+        frag[6..8].copy_from_slice(&0x0003u16.to_be_bytes()); // offset 24 bytes
+        let before = frag.clone();
+        assert!(IpMirror::mirror(&mut frag));
+        assert_eq!(&frag[12..16], &before[16..20]);
+        assert_eq!(frag[20..], before[20..], "no L4 header in a later fragment");
+        let mut icmp = packet(17, b"abcd");
+        icmp[9] = 1;
+        let before = icmp.clone();
+        assert!(IpMirror::mirror(&mut icmp));
+        assert_eq!(icmp[20..], before[20..]);
+    }
+
+    #[test]
+    fn ip_mirror_rejects_what_is_not_ipv4() {
+        assert!(!IpMirror::mirror(&mut [0x45; 19]));
+        let mut v6 = packet(17, b"x");
+        v6[0] = 0x65;
+        assert!(!IpMirror::mirror(&mut v6));
+        // Truncated TCP: addresses swapped, too short for ports.
+        let mut short = packet(6, b"");
+        short.truncate(22);
+        assert!(IpMirror::mirror(&mut short));
+        assert_eq!(&short[20..22], &[0x9c, 0x41]);
+    }
 }

@@ -64,6 +64,11 @@ const CLASSES: &[ClassRow] = &[
         "set the Ethernet source and destination addresses",
     ),
     (
+        "EtherMirror",
+        ether::build_ether_mirror,
+        "swap the Ethernet source and destination addresses",
+    ),
+    (
         "Strip",
         basic::build_strip,
         "remove bytes from the front of packets",
@@ -87,6 +92,11 @@ const CLASSES: &[ClassRow] = &[
         "StoreIPAddress",
         ip::build_store_ip_address,
         "store an IP address into packets",
+    ),
+    (
+        "IPMirror",
+        ip::build_ip_mirror,
+        "swap IP addresses, TCP/UDP ports and TCP seq/ack (a->b becomes b->a)",
     ),
     (
         "Classifier",

@@ -403,3 +403,58 @@ fn an_external_numbered_input_replaces_the_sources() {
         .collect();
     assert_eq!(got, want);
 }
+
+#[test]
+fn ether_and_ip_mirror_reflect_every_packet_with_valid_checksums() {
+    let s = Scratch::new();
+    let t = gen_trace(&s, "in.pcap", 2_000, 100, 11);
+    let out = s.s("out.pcap");
+    let cfg = "FromDump($IN, STOP true) -> EtherMirror -> Strip(14) -> CheckIPHeader
+          -> IPMirror -> Unstrip(14) -> c :: Counter -> ToDump($OUT);
+        DriverManager(wait, print c.count)";
+    let (lines, _) = run_config(cfg, &[("IN", &t), ("OUT", &out)], 1);
+    assert_eq!(lines, vec!["2000"]);
+    let inp = read_packets(&t);
+    let got = read_packets(&out);
+    assert_eq!(got.len(), inp.len());
+    let (mut tcp, mut udp) = (0, 0);
+    for (i, g) in inp.iter().zip(&got) {
+        assert_eq!(&g[..6], &i[6..12], "dst MAC <- src MAC");
+        assert_eq!(&g[6..12], &i[..6], "src MAC <- dst MAC");
+        let (ip, gip) = (&i[14..], &g[14..]);
+        assert_eq!(&gip[12..16], &ip[16..20]);
+        assert_eq!(&gip[16..20], &ip[12..16]);
+        assert_eq!(&gip[20..22], &ip[22..24]);
+        assert_eq!(&gip[22..24], &ip[20..22]);
+        match ip[9] {
+            6 => {
+                tcp += 1;
+                assert_eq!(&gip[24..28], &ip[28..32], "seq <- ack");
+                assert_eq!(&gip[28..32], &ip[24..28], "ack <- seq");
+                assert_eq!(&gip[32..], &ip[32..]);
+            }
+            _ => {
+                udp += 1;
+                assert_eq!(&gip[24..], &ip[24..]);
+            }
+        }
+        assert_eq!(&gip[..12], &ip[..12], "IP checksum and the rest unchanged");
+        assert!(ip_checksum_ok(g));
+        let l4 = &gip[20..];
+        let at = if ip[9] == 6 { 16 } else { 6 };
+        let mut zeroed = l4.to_vec();
+        zeroed[at..at + 2].copy_from_slice(&[0, 0]);
+        let want = ftmb_core::trace::l4_checksum_v4(
+            [gip[12], gip[13], gip[14], gip[15]],
+            [gip[16], gip[17], gip[18], gip[19]],
+            ip[9],
+            &zeroed,
+        );
+        assert_eq!(
+            u16::from_be_bytes([l4[at], l4[at + 1]]),
+            want,
+            "L4 checksum valid"
+        );
+    }
+    assert!(tcp > 0 && udp > 0, "{tcp} tcp, {udp} udp");
+}
