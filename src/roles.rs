@@ -9,8 +9,8 @@ use ftmb_core::headers::Framing;
 use ftmb_core::router::{run, wall_ns, RunOptions};
 use ftmb_logger::output_logger::OutputLogger;
 use ftmb_logger::roles::{
-    await_takeover, connect, read_replay, resume, run_input_logger, run_output_logger, Addr,
-    RemoteInput, SocketLink,
+    await_takeover, connect, resume, run_input_logger, run_output_logger, Addr, RemoteInput,
+    SocketLink,
 };
 use std::io::Write;
 use std::path::PathBuf;
@@ -155,15 +155,17 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         "replica: took over at {took_ns} ns, replaying from input packet {}",
         take.cut
     );
-    // Fetch the input log from the cut while the snapshot is loaded.
-    let (il_addr, cut) = (a.il.clone(), take.cut);
+    // Ask the input logger for its log from the cut while the snapshot
+    // is loaded; its packets stream in and are replayed as they come.
+    let (il_addr, cut, framing) = (a.il.clone(), take.cut, framing_of(&g));
     let fetch = std::thread::Builder::new()
         .name("ftmb-fetch-input".into())
         .spawn(move || -> Result<_> {
             let il = connect(&il_addr, Duration::from_secs(10)).context("input logger")?;
-            let (live, mut input) = resume(&il, cut).map_err(|e| anyhow!(e))?;
-            let packets = read_replay(&mut input, cut, live).map_err(|e| anyhow!(e))?;
-            Ok((il, live, input, packets, wall_ns()))
+            let (live, input) = resume(&il, cut).map_err(|e| anyhow!(e))?;
+            let replay = live.saturating_sub(cut);
+            let (input, packets) = RemoteInput::start_after_replay(input, framing, replay)?;
+            Ok((il, live, input, (packets, replay), wall_ns()))
         })?;
     let restore_start = std::time::Instant::now();
     if let Some(snap) = &take.snapshot {
@@ -171,14 +173,15 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     }
     let restore_ms = restore_start.elapsed().as_secs_f64() * 1e3;
     let loaded_ns = wall_ns();
-    let (_il, live, input, packets, input_read_ns) = fetch
+    let (_il, live, input, streamed, input_resumed_ns) = fetch
         .join()
         .map_err(|_| anyhow!("the input fetch thread panicked"))??;
-    g.external_input = Some(Box::new(RemoteInput::start(input, framing_of(&g))?));
+    g.external_input = Some(Box::new(input));
     let first_seq = ReplayPlan::first_seqs(take.snapshot.as_ref(), a.threads);
-    let replayed = packets.len();
+    let replayed = streamed.1;
     let plan = ReplayPlan {
-        packets,
+        packets: Vec::new(),
+        streamed: Some(streamed),
         logs: take.logs,
         first_seq,
         then_sources: true,
@@ -202,7 +205,7 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         "{}",
         serde_json::json!({
             "took_over_ns": took_ns,
-            "input_read_ns": input_read_ns,
+            "input_resumed_ns": input_resumed_ns,
             "loaded_ns": loaded_ns,
             "run_start_ns": run_start_ns,
             "cut": take.cut,

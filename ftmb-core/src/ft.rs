@@ -236,6 +236,10 @@ pub struct ReplayPlan {
     /// Input packets in id order (ids and sources as the input logger gave
     /// them).
     pub packets: Vec<Packet>,
+    /// Packets that follow `packets`, still arriving, and how many will: a
+    /// replica streams the input log from the input logger while it loads
+    /// the snapshot, and replays each packet as it comes.
+    pub streamed: Option<(crossbeam_channel::Receiver<Packet>, u64)>,
     /// Per worker: the logged records after the cut, in sequence order.
     pub logs: Vec<Vec<(u64, LogRecord)>>,
     /// Per worker: the first sequence number after the cut.
@@ -246,6 +250,16 @@ pub struct ReplayPlan {
 }
 
 impl ReplayPlan {
+    /// Packets to replay, those still arriving included.
+    pub fn len(&self) -> u64 {
+        self.packets.len() as u64 + self.streamed.as_ref().map_or(0, |s| s.1)
+    }
+
+    /// No packet to replay.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Per worker: the first log sequence after snapshot `snap` (1 when
     /// replaying from the start).
     pub fn first_seqs(snap: Option<&Snapshot>, nworkers: usize) -> Vec<u64> {
@@ -347,6 +361,7 @@ impl MemoryLink {
         packets.sort_by_key(|p| p.anno.id);
         ReplayPlan {
             packets,
+            streamed: None,
             logs,
             first_seq: ReplayPlan::first_seqs(snap, nworkers),
             then_sources: false,
@@ -367,10 +382,7 @@ pub fn digest(bytes: &[u8]) -> u64 {
 impl std::fmt::Debug for FtOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("FtOptions")
-            .field(
-                "replay_packets",
-                &self.replay.as_ref().map(|p| p.packets.len()),
-            )
+            .field("replay_packets", &self.replay.as_ref().map(|p| p.len()))
             .finish()
     }
 }

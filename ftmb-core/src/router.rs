@@ -550,6 +550,7 @@ pub fn run(
             snapshots: f.snapshots,
             vars: Arc::new(shared.vars().to_vec()),
             captures: captures.clone(),
+            abort: abort.clone(),
         });
         let event_tx = event_tx.clone();
         let input = InputOpts {
@@ -886,6 +887,8 @@ struct InputFt {
     snapshots: Option<SnapshotTrigger>,
     vars: Arc<Vec<Arc<dyn SharedDyn>>>,
     captures: Arc<Captures>,
+    /// Set when the replay cannot finish: workers stop waiting for turns.
+    abort: Arc<AtomicBool>,
 }
 
 /// How the input thread takes packets from the sources.
@@ -935,7 +938,16 @@ fn input_loop(
     }
     let mut done = vec![false; sources.len()];
     if let Some((plan, logs)) = replay {
-        next_id = feed_replay(&plan, &logs, &mut dispatch, &framings, batch, &shared);
+        match feed_replay(&plan, &logs, &mut dispatch, &framings, batch, &shared) {
+            Ok(id) => next_id = id,
+            Err(e) => {
+                // Logged accesses of the missing packets will never come.
+                errors.push(e);
+                if let Some(f) = &ft {
+                    f.abort.store(true, Ordering::Release);
+                }
+            }
+        }
         dispatch.barrier(event_tx.clone(), Event::ReplayDone);
         if !plan.then_sources {
             done.iter_mut().for_each(|d| *d = true);
@@ -1131,7 +1143,7 @@ fn feed_replay(
     framings: &[crate::headers::Framing],
     batch: usize,
     shared: &InputShared,
-) -> u64 {
+) -> Result<u64, String> {
     let n = dispatch.nworkers();
     let mut logged: Vec<std::collections::VecDeque<(u64, u32)>> = (0..n)
         .map(|w| {
@@ -1150,13 +1162,18 @@ fn feed_replay(
     let mut pending: Vec<(u16, Vec<Packet>, usize)> =
         (0..n).map(|_| (0, Vec::new(), batch)).collect();
     let mut next_id = 1;
-    for p in &plan.packets {
-        let src = p.anno.source;
+    let mut fed = 0u64;
+    let streamed = plan
+        .streamed
+        .iter()
+        .flat_map(|(rx, n)| rx.iter().take(usize::try_from(*n).unwrap_or(usize::MAX)));
+    for p in plan.packets.iter().cloned().chain(streamed) {
+        let (src, id) = (p.anno.source, p.anno.id);
         let framing = framings
             .get(src as usize)
             .copied()
             .unwrap_or(crate::headers::Framing::Unknown);
-        let w = worker_of(p, framing, n);
+        let w = worker_of(&p, framing, n);
         let (psrc, pb, target) = &mut pending[w];
         if !pb.is_empty() && *psrc != src {
             dispatch.send(w, *psrc, std::mem::take(pb), false, shared);
@@ -1171,11 +1188,12 @@ fn feed_replay(
             };
         }
         *psrc = src;
-        pb.push(p.clone());
+        pb.push(p);
         if pb.len() >= *target {
             dispatch.send(w, src, std::mem::take(pb), false, shared);
         }
-        next_id = next_id.max(p.anno.id + 1);
+        next_id = next_id.max(id + 1);
+        fed += 1;
         shared.packets.fetch_add(1, Ordering::Relaxed);
     }
     for (w, (src, pb, _)) in pending.into_iter().enumerate() {
@@ -1183,7 +1201,13 @@ fn feed_replay(
             dispatch.send(w, src, pb, false, shared);
         }
     }
-    next_id
+    if fed < plan.len() {
+        return Err(format!(
+            "replay: the input ended after {fed} of {} packets",
+            plan.len()
+        ));
+    }
+    Ok(next_id)
 }
 
 fn send(tx: &Sender<Msg>, src: u16, b: Vec<Packet>, lossy: bool, shared: &InputShared) {

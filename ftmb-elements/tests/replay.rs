@@ -15,7 +15,7 @@ use ftmb_core::snapshot::Snapshot;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-fn run_ft(
+fn run_ft_report(
     cfg: &str,
     vars: &BTreeMap<String, String>,
     threads: usize,
@@ -44,7 +44,19 @@ fn run_ft(
         ..RunOptions::default()
     };
     let mut out = Vec::new();
-    let r = run(graph, &opts, &mut out, &mut |_| {});
+    run(graph, &opts, &mut out, &mut |_| {})
+}
+
+fn run_ft(
+    cfg: &str,
+    vars: &BTreeMap<String, String>,
+    threads: usize,
+    link: Arc<MemoryLink>,
+    replay: Option<ftmb_core::ft::ReplayPlan>,
+    restore: Option<Snapshot>,
+    snapshots: Option<SnapshotTrigger>,
+) -> RunReport {
+    let r = run_ft_report(cfg, vars, threads, link, replay, restore, snapshots);
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     r
 }
@@ -198,5 +210,83 @@ fn replay_detects_a_tampered_log() {
     assert!(
         !r2.divergence.is_empty() || r2.digest != r1.digest,
         "a tampered log went unnoticed"
+    );
+}
+
+/// Moves the plan's packets to a channel fed by a thread, as a replica
+/// streams them from the input logger, and announces `announce` of them
+/// while sending only the first `send`.
+fn stream_packets(plan: &mut ftmb_core::ft::ReplayPlan, send: usize, announce: u64) {
+    let packets = std::mem::take(&mut plan.packets);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for (i, p) in packets.into_iter().take(send).enumerate() {
+            if tx.send(p).is_err() {
+                return;
+            }
+            if i % 64 == 63 {
+                std::thread::yield_now();
+            }
+        }
+    });
+    plan.streamed = Some((rx, announce));
+}
+
+fn nat_from_a_snapshot(
+    s: &Scratch,
+) -> (
+    String,
+    BTreeMap<String, String>,
+    RunReport,
+    Arc<MemoryLink>,
+    Snapshot,
+) {
+    let trace = gen_trace(s, "in.pcap", 4_000, 500, 23);
+    let cfg = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/nat.click"
+    ))
+    .unwrap();
+    let vars = example_vars(s, &trace);
+    let master = Arc::new(MemoryLink::default());
+    let trigger = Some(SnapshotTrigger::EveryPackets(1500));
+    let r1 = run_ft(&cfg, &vars, 2, master.clone(), None, None, trigger);
+    let snap = master.snapshots.lock()[0].clone();
+    (cfg, vars, r1, master, snap)
+}
+
+#[test]
+fn streamed_replay_reproduces_the_state() {
+    let s = Scratch::new();
+    let (cfg, vars, r1, master, snap) = nat_from_a_snapshot(&s);
+    let mut plan = master.replay_plan_after(Some(&snap), 2);
+    let n = plan.packets.len();
+    assert!(n > 1000);
+    stream_packets(&mut plan, n, n as u64);
+    let replica = Arc::new(MemoryLink::default());
+    let r2 = run_ft(&cfg, &vars, 2, replica, Some(plan), Some(snap), None);
+    assert!(r2.divergence.is_empty(), "{:?}", r2.divergence);
+    assert_eq!(
+        r1.digest, r2.digest,
+        "state differs after a streamed replay"
+    );
+}
+
+#[test]
+fn replay_whose_input_ends_early_fails_instead_of_waiting() {
+    // The input logger's stream ends halfway through the replay: workers
+    // whose logged turns wait on the missing packets must give up, and
+    // the run must end with an error, not hang.
+    let s = Scratch::new();
+    let (cfg, vars, _, master, snap) = nat_from_a_snapshot(&s);
+    let mut plan = master.replay_plan_after(Some(&snap), 2);
+    let n = plan.packets.len();
+    stream_packets(&mut plan, n / 2, n as u64);
+    let replica = Arc::new(MemoryLink::default());
+    let r = run_ft_report(&cfg, &vars, 2, replica, Some(plan), Some(snap), None);
+    assert!(
+        r.errors.iter().any(|e| e.contains("input ended")),
+        "{:?}",
+        r.errors
     );
 }

@@ -188,29 +188,54 @@ pub struct RemoteInput {
 impl RemoteInput {
     /// Read packets from `r` (the input logger's stream, past its `Resume`
     /// answer) on a thread of its own until the stream ends.
-    pub fn start(mut r: InputReader, framing: Framing) -> std::io::Result<RemoteInput> {
+    pub fn start(r: InputReader, framing: Framing) -> std::io::Result<RemoteInput> {
+        Ok(RemoteInput::start_after_replay(r, framing, 0)?.0)
+    }
+
+    /// As [`RemoteInput::start`], but the first `replay` packets (the input
+    /// log a replica replays, up to the id live traffic starts at) go to
+    /// the returned channel as they arrive, and only the rest to the
+    /// source. A replica replays them while the rest are still coming.
+    /// The channel closes early if the stream ends before all of them.
+    pub fn start_after_replay(
+        mut r: InputReader,
+        framing: Framing,
+        replay: u64,
+    ) -> std::io::Result<(RemoteInput, crossbeam_channel::Receiver<Packet>)> {
         let (tx, rx) = crossbeam_channel::bounded(1 << 16);
+        let (replay_tx, replay_rx) = crossbeam_channel::unbounded();
         std::thread::Builder::new()
             .name("ftmb-remote-input".into())
-            .spawn(move || loop {
-                match r.next_message() {
-                    Ok(Some(Message::Packet(m))) => {
-                        if tx.send(Some(packet_of(m))).is_err() {
+            .spawn(move || {
+                let mut replay_left = replay;
+                loop {
+                    match r.next_message() {
+                        Ok(Some(Message::Packet(m))) => {
+                            let p = packet_of(m);
+                            let sent = if replay_left > 0 {
+                                replay_left -= 1;
+                                replay_tx.send(p).is_ok()
+                            } else {
+                                tx.send(Some(p)).is_ok()
+                            };
+                            if !sent {
+                                return;
+                            }
+                        }
+                        Ok(Some(Message::EndOfStream)) | Ok(None) | Err(_) => {
+                            let _ = tx.send(None);
                             return;
                         }
+                        Ok(Some(_)) => {}
                     }
-                    Ok(Some(Message::EndOfStream)) | Ok(None) | Err(_) => {
-                        let _ = tx.send(None);
-                        return;
-                    }
-                    Ok(Some(_)) => {}
                 }
             })?;
-        Ok(RemoteInput {
+        let input = RemoteInput {
             rx,
             framing,
             done: false,
-        })
+        };
+        Ok((input, replay_rx))
     }
 }
 
@@ -269,21 +294,6 @@ pub fn resume(s: &Stream, from: u64) -> Result<(u64, InputReader), String> {
         Ok(Some(Message::Resume(m))) => Ok((m.packet, r)),
         other => Err(format!("input logger answered {other:?}")),
     }
-}
-
-/// Read the replay part of the input stream: packets with ids in
-/// `from..live`, in order.
-pub fn read_replay(r: &mut InputReader, from: u64, live: u64) -> Result<Vec<Packet>, String> {
-    let mut v = Vec::with_capacity((live.saturating_sub(from)) as usize);
-    while (v.len() as u64) < live.saturating_sub(from) {
-        match r.next_message() {
-            Ok(Some(Message::Packet(m))) => v.push(packet_of(m)),
-            Ok(Some(_)) => {}
-            Ok(None) => return Err("input logger closed during replay".into()),
-            Err(e) => return Err(format!("input logger: {e}")),
-        }
-    }
-    Ok(v)
 }
 
 // ---------------------------------------------------------------- input logger
