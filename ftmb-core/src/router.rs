@@ -161,6 +161,8 @@ struct SnapshotRound {
 struct Captures {
     busy: AtomicBool,
     threads: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// Bytes of the last snapshot's shared state.
+    last_len: AtomicUsize,
 }
 
 impl Captures {
@@ -366,9 +368,15 @@ impl Worker {
             let h = std::thread::Builder::new()
                 .name("ftmb-snapshot".into())
                 .spawn(move || {
+                    // Sized like the last one: no regrowth copies.
+                    snap.shared
+                        .reserve(captures.last_len.load(Ordering::Relaxed) + (64 << 10));
                     for v in vars.iter() {
                         v.finish_capture(snap.id, &mut snap.shared);
                     }
+                    captures
+                        .last_len
+                        .store(snap.shared.len(), Ordering::Relaxed);
                     link.store_snapshot(snap);
                     captures.busy.store(false, Ordering::Release);
                 });

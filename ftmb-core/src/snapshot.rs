@@ -111,37 +111,57 @@ impl Snapshot {
     pub fn encode(&self) -> Vec<u8> {
         // The header first, its checksum and length filled in at the end:
         // the body is written once, in place.
-        let mut out = Vec::with_capacity(18 + self.state_bytes() + 1024);
+        let mut out = Vec::new();
+        self.encode_into(&mut out);
+        out
+    }
+
+    /// Encode with header and checksum into `out` (cleared first): a
+    /// caller that keeps `out` from one snapshot to the next writes
+    /// megabytes of state without fresh pages each time.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(18 + self.state_bytes() + 1024);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_le_bytes());
         out.extend_from_slice(&[0; 12]);
-        let body = &mut out;
-        self.id.encode(body);
-        self.next_packet.encode(body);
-        self.taken_ns.encode(body);
-        self.stall_ns.encode(body);
-        (self.workers.len() as u64).encode(body);
+        self.id.encode(out);
+        self.next_packet.encode(out);
+        self.taken_ns.encode(out);
+        self.stall_ns.encode(out);
+        (self.workers.len() as u64).encode(out);
         for w in &self.workers {
-            w.last_seq.encode(body);
+            w.last_seq.encode(out);
             for x in w.rng {
-                x.encode(body);
+                x.encode(out);
             }
-            w.dv.encode(body);
-            (w.elements.len() as u64).encode(body);
+            w.dv.encode(out);
+            (w.elements.len() as u64).encode(out);
             for e in &w.elements {
-                e.encode(body);
+                e.encode(out);
             }
         }
-        self.shared.encode(body);
+        self.shared.encode(out);
         let crc = crc32c::crc32c(&out[18..]);
         let len = (out.len() - 18) as u64;
         out[6..10].copy_from_slice(&crc.to_le_bytes());
         out[10..18].copy_from_slice(&len.to_le_bytes());
-        out
     }
 
     /// Decode, checking magic, version, length and checksum first.
     pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
+        Snapshot::decode_with(bytes, true)
+    }
+
+    /// [`Snapshot::decode`] without the state: every check is made and
+    /// every field read, but each element's bytes and the shared
+    /// variables' are skipped and left empty. For a holder that keeps
+    /// the encoded bytes and needs only the cut (the output logger).
+    pub fn decode_summary(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
+        Snapshot::decode_with(bytes, false)
+    }
+
+    fn decode_with(bytes: &[u8], state: bool) -> Result<Snapshot, SnapshotError> {
         if bytes.len() < 18 {
             return Err(if bytes.len() >= 4 && &bytes[..4] != MAGIC {
                 SnapshotError::BadMagic
@@ -193,7 +213,7 @@ impl Snapshot {
             let ne = u64::decode(&mut inp)? as usize;
             let mut elements = Vec::with_capacity(ne.min(4096));
             for _ in 0..ne {
-                elements.push(Vec::<u8>::decode(&mut inp)?);
+                elements.push(bytes_field(&mut inp, state)?);
             }
             workers.push(WorkerSnapshot {
                 last_seq,
@@ -202,7 +222,7 @@ impl Snapshot {
                 elements,
             });
         }
-        let shared = Vec::<u8>::decode(&mut inp)?;
+        let shared = bytes_field(&mut inp, state)?;
         Ok(Snapshot {
             id,
             next_packet,
@@ -211,6 +231,25 @@ impl Snapshot {
             workers,
             shared,
         })
+    }
+}
+
+/// A length-prefixed byte string: its copy, or nothing (`keep` false)
+/// once its length is checked.
+fn bytes_field(inp: &mut &[u8], keep: bool) -> Result<Vec<u8>, CodecError> {
+    if keep {
+        return Vec::<u8>::decode(inp);
+    }
+    let n = u64::decode(inp)?;
+    match usize::try_from(n).ok().filter(|&n| n <= inp.len()) {
+        Some(n) => {
+            *inp = &inp[n..];
+            Ok(Vec::new())
+        }
+        None => Err(CodecError(format!(
+            "truncated: need {n} bytes, have {}",
+            inp.len()
+        ))),
     }
 }
 
@@ -251,16 +290,30 @@ mod tests {
     #[test]
     fn every_corruption_and_truncation_is_refused() {
         let bytes = sample().encode();
-        for n in 0..bytes.len() {
-            assert!(
-                Snapshot::decode(&bytes[..n]).is_err(),
-                "prefix {n} accepted"
-            );
+        for decode in [Snapshot::decode, Snapshot::decode_summary] {
+            for n in 0..bytes.len() {
+                assert!(decode(&bytes[..n]).is_err(), "prefix {n} accepted");
+            }
+            for i in 0..bytes.len() {
+                let mut b = bytes.clone();
+                b[i] ^= 0x41;
+                assert!(decode(&b).is_err(), "flip at {i} accepted");
+            }
         }
-        for i in 0..bytes.len() {
-            let mut b = bytes.clone();
-            b[i] ^= 0x41;
-            assert!(Snapshot::decode(&b).is_err(), "flip at {i} accepted");
-        }
+    }
+
+    #[test]
+    fn a_summary_has_everything_but_the_state() {
+        let s = sample();
+        let mut buf = vec![1, 2, 3];
+        s.encode_into(&mut buf);
+        assert_eq!(buf, s.encode());
+        let sum = Snapshot::decode_summary(&buf).unwrap();
+        let mut expect = s.clone();
+        expect.shared.clear();
+        expect.workers.iter_mut().for_each(|w| {
+            w.elements.iter_mut().for_each(Vec::clear);
+        });
+        assert_eq!(sum, expect);
     }
 }

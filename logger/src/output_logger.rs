@@ -146,7 +146,9 @@ impl OutputLogger {
     }
 
     /// [`OutputLogger::handle_snapshot`] for a snapshot that arrived
-    /// encoded: the bytes are kept to hand to a replica as they are.
+    /// encoded: the bytes are kept to hand to a replica as they are, so
+    /// `snap` may be a summary without its state
+    /// ([`Snapshot::decode_summary`]).
     pub fn handle_snapshot_encoded(&self, snap: Snapshot, encoded: Arc<Vec<u8>>) -> u64 {
         self.store(snap, Some(encoded))
     }
@@ -160,7 +162,8 @@ impl OutputLogger {
             .collect();
         st.core.handle_snapshot_committed(&cut);
         let next = snap.next_packet;
-        st.snapshot_stalls.push((snap.stall_ns, snap.state_bytes()));
+        let bytes = encoded.as_ref().map_or(snap.state_bytes(), |e| e.len());
+        st.snapshot_stalls.push((snap.stall_ns, bytes));
         st.snapshot = Some(Arc::new(snap));
         st.encoded = encoded;
         st.snapshots += 1;

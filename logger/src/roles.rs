@@ -66,6 +66,9 @@ fn reader(s: &Stream) -> std::io::Result<FrameReader<BufReader<Stream>>> {
 pub struct SocketLink {
     w: Arc<Mutex<Writer>>,
     alive: Arc<AtomicBool>,
+    /// The last snapshot's encoding, kept for the next one's (its pages
+    /// stay mapped: megabytes every snapshot interval otherwise).
+    snapshot_buf: Mutex<Vec<u8>>,
 }
 
 impl SocketLink {
@@ -106,7 +109,11 @@ impl SocketLink {
                     }
                 })?;
         }
-        Ok(SocketLink { w, alive })
+        Ok(SocketLink {
+            w,
+            alive,
+            snapshot_buf: Mutex::new(Vec::new()),
+        })
     }
 
     /// Send the end of the stream and stop heartbeats.
@@ -159,7 +166,8 @@ impl FtLink for SocketLink {
         // In pieces, taking the link for one piece at a time: sent whole,
         // an 11 MB snapshot held every worker's shipments back for 30-130
         // ms on a loaded machine.
-        let payload = snap.encode();
+        let mut payload = self.snapshot_buf.lock();
+        snap.encode_into(&mut payload);
         let total = payload.len() as u64;
         for (i, piece) in payload.chunks(SNAPSHOT_PIECE).enumerate() {
             let mut g = self.w.lock();
@@ -731,6 +739,7 @@ fn spawn_ol_reader(
         let mut sh = Shipment::default();
         let mut worker = 0usize;
         let mut pieces = SnapshotParts::default();
+        let mut previous: Option<Arc<Vec<u8>>> = None;
         let flush = |sh: &mut Shipment, worker: usize| {
             if !sh.records.is_empty() || !sh.outputs.is_empty() {
                 ol.handle_shipment(worker, sh);
@@ -780,9 +789,19 @@ fn spawn_ol_reader(
                             return (false, il_ctl);
                         }
                     };
-                    if let Ok(snap) = Snapshot::decode(&encoded) {
+                    // The bytes are kept; the output logger needs only
+                    // the cut from the decoded snapshot.
+                    if let Ok(snap) = Snapshot::decode_summary(&encoded) {
                         let (id, payload) = (snap.id, Arc::new(encoded));
                         let cut = ol.handle_snapshot_encoded(snap, payload.clone());
+                        // The snapshot before it is no longer the committed
+                        // one: once the standby feed is done with it too,
+                        // its bytes take the next snapshot.
+                        if let Some(old) = previous.replace(payload.clone()) {
+                            if let Ok(buf) = Arc::try_unwrap(old) {
+                                pieces.recycle(buf);
+                            }
+                        }
                         if let Some(f) = &feed {
                             f.offer(id, payload);
                         }
@@ -831,12 +850,24 @@ pub fn await_takeover(s: &Stream, nworkers: usize) -> Result<TakeoverMsg, String
     };
     // Snapshots arrive as they commit, while standing by; only the last
     // one is decoded, at takeover (decoding each would cost the machine
-    // a few ms of CPU every snapshot interval).
-    let mut encoded: Option<Vec<u8>> = None;
+    // a few ms of CPU every snapshot interval). Each is copied into the
+    // same buffer, which keeps its pages from one snapshot to the next.
+    let mut encoded: Vec<u8> = Vec::new();
     loop {
-        match r.next_message() {
-            Ok(Some(Message::Snapshot(m))) => encoded = Some(m.payload),
-            Ok(Some(Message::LogBatch(b))) => {
+        let v = match r.next_frame() {
+            Ok(Some(v)) => v,
+            Ok(None) => return Err("output logger closed the standby link".into()),
+            Err(e) => return Err(format!("output logger: {e}")),
+        };
+        if v.kind() == FrameKind::Snapshot {
+            let (_, _, payload) =
+                SnapshotMsg::parts(&v).map_err(|e| format!("output logger: {e}"))?;
+            encoded.clear();
+            encoded.extend_from_slice(payload);
+            continue;
+        }
+        match Message::from_view(&v) {
+            Ok(Message::LogBatch(b)) => {
                 if let Some(l) = t.logs.get_mut(b.worker as usize) {
                     l.extend(
                         b.records
@@ -846,15 +877,15 @@ pub fn await_takeover(s: &Stream, nworkers: usize) -> Result<TakeoverMsg, String
                     );
                 }
             }
-            Ok(Some(Message::Resume(m))) => {
+            Ok(Message::Resume(m)) => {
                 t.cut = m.packet;
-                if let Some(e) = encoded {
-                    t.snapshot = Some(Snapshot::decode(&e).map_err(|e| format!("snapshot: {e}"))?);
+                if !encoded.is_empty() {
+                    let snap = Snapshot::decode(&encoded).map_err(|e| format!("snapshot: {e}"))?;
+                    t.snapshot = Some(snap);
                 }
                 return Ok(t);
             }
-            Ok(Some(_)) => {}
-            Ok(None) => return Err("output logger closed the standby link".into()),
+            Ok(_) => {}
             Err(e) => return Err(format!("output logger: {e}")),
         }
     }

@@ -719,6 +719,9 @@ impl OutputMsg {
 }
 frame_codec!(OutputMsg, FrameKind::Output);
 
+/// A snapshot frame's id, cut and borrowed payload ([`SnapshotMsg::parts`]).
+pub type SnapshotFrameParts<'a> = (u64, Vec<(u64, u64)>, &'a [u8]);
+
 /// A snapshot with its cut.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SnapshotMsg {
@@ -764,6 +767,17 @@ impl SnapshotMsg {
 
     /// Decode from a validated frame.
     pub fn from_view(v: &FrameView<'_>) -> Result<Self, WireError> {
+        let (id, cut, payload) = Self::parts(v)?;
+        Ok(SnapshotMsg {
+            id,
+            cut,
+            payload: payload.to_vec(),
+        })
+    }
+
+    /// `(id, cut, payload)` of a validated frame, the payload borrowed
+    /// from it (megabytes: the caller copies it where it wants).
+    pub fn parts<'a>(v: &FrameView<'a>) -> Result<SnapshotFrameParts<'a>, WireError> {
         let mut c = Cur::new(v, FrameKind::Snapshot)?;
         let id = c.u64("snapshot id")?;
         let n = c.u16("worker count")?;
@@ -771,11 +785,7 @@ impl SnapshotMsg {
         for _ in 0..n {
             cut.push((c.u64("cut packet id")?, c.u64("cut sequence")?));
         }
-        Ok(SnapshotMsg {
-            id,
-            cut,
-            payload: c.rest().to_vec(),
-        })
+        Ok((id, cut, c.rest()))
     }
 }
 frame_codec!(SnapshotMsg, FrameKind::Snapshot);
@@ -859,9 +869,20 @@ pub struct SnapshotParts {
     id: u64,
     total: u64,
     buf: Vec<u8>,
+    /// A buffer handed back for the next snapshot (see `recycle`).
+    spare: Vec<u8>,
 }
 
 impl SnapshotParts {
+    /// Give back the bytes of an earlier snapshot once nothing else holds
+    /// them: the next snapshot is gathered in them instead of in fresh
+    /// memory (megabytes of page faults every snapshot interval).
+    pub fn recycle(&mut self, buf: Vec<u8>) {
+        if buf.capacity() > self.spare.capacity() {
+            self.spare = buf;
+        }
+    }
+
     /// Add the piece in frame `v`. Returns `(id, encoded snapshot)` once
     /// its last piece is in. A piece that does not continue the snapshot
     /// being assembled (another id, or a gap) drops what was gathered and
@@ -871,6 +892,9 @@ impl SnapshotParts {
         if offset == 0 {
             self.id = id;
             self.total = total;
+            if self.buf.capacity() < self.spare.capacity() {
+                std::mem::swap(&mut self.buf, &mut self.spare);
+            }
             self.buf.clear();
             self.buf
                 .reserve(total.min(DEFAULT_MAX_PAYLOAD as u64 * 4) as usize);

@@ -451,6 +451,19 @@ fn snapshot_pieces_reassemble_and_refuse_gaps() {
     for f in &pieces {
         let _ = parts.add(&FrameView::new_checked(f).unwrap()).unwrap();
     }
+    // A recycled buffer takes the next snapshot, and its contents do
+    // not leak into it.
+    let mut parts = SnapshotParts::default();
+    let spare = vec![0xee; 20_000];
+    let spare_at = spare.as_ptr();
+    parts.recycle(spare);
+    let mut last = None;
+    for f in &pieces {
+        last = parts.add(&FrameView::new_checked(f).unwrap()).unwrap();
+    }
+    let (_, got) = last.unwrap();
+    assert_eq!(got, encoded);
+    assert_eq!(got.as_ptr(), spare_at);
     // A piece past the snapshot's length is malformed.
     let mut f = Vec::new();
     SnapshotPartMsg::encode_parts(5, 10, 8, &[1, 2, 3], &mut f);
