@@ -15,7 +15,7 @@ use ftmb_core::snapshot::Snapshot;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-fn run_ft_report(
+fn run_ft(
     cfg: &str,
     vars: &BTreeMap<String, String>,
     threads: usize,
@@ -47,16 +47,8 @@ fn run_ft_report(
     run(graph, &opts, &mut out, &mut |_| {})
 }
 
-fn run_ft(
-    cfg: &str,
-    vars: &BTreeMap<String, String>,
-    threads: usize,
-    link: Arc<MemoryLink>,
-    replay: Option<ftmb_core::ft::ReplayPlan>,
-    restore: Option<Snapshot>,
-    snapshots: Option<SnapshotTrigger>,
-) -> RunReport {
-    let r = run_ft_report(cfg, vars, threads, link, replay, restore, snapshots);
+/// A run that must end without errors.
+fn ok(r: RunReport) -> RunReport {
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     r
 }
@@ -100,7 +92,15 @@ fn check_replay(name: &str, cfg: &str, trace: &str, threads: usize, from_snapsho
     let vars = example_vars(&s, trace);
     let master = Arc::new(MemoryLink::default());
     let trigger = from_snapshot.then_some(SnapshotTrigger::EveryPackets(1500));
-    let r1 = run_ft(cfg, &vars, threads, master.clone(), None, None, trigger);
+    let r1 = ok(run_ft(
+        cfg,
+        &vars,
+        threads,
+        master.clone(),
+        None,
+        None,
+        trigger,
+    ));
     let snap = if from_snapshot {
         let snaps = master.snapshots.lock().clone();
         assert!(snaps.len() >= 2, "{name}: {} snapshots", snaps.len());
@@ -115,7 +115,15 @@ fn check_replay(name: &str, cfg: &str, trace: &str, threads: usize, from_snapsho
     assert!(!plan.packets.is_empty(), "{name}: no input logged");
     let cut = snap.as_ref().map_or(0, |s| s.next_packet);
     let replica = Arc::new(MemoryLink::default());
-    let r2 = run_ft(cfg, &vars, threads, replica.clone(), Some(plan), snap, None);
+    let r2 = ok(run_ft(
+        cfg,
+        &vars,
+        threads,
+        replica.clone(),
+        Some(plan),
+        snap,
+        None,
+    ));
     assert!(
         r2.divergence.is_empty(),
         "{name}/{threads}: {:?}",
@@ -178,7 +186,7 @@ fn replay_detects_a_tampered_log() {
     .unwrap();
     let vars = example_vars(&s, &trace);
     let master = Arc::new(MemoryLink::default());
-    let r1 = run_ft(&cfg, &vars, 2, master.clone(), None, None, None);
+    let r1 = ok(run_ft(&cfg, &vars, 2, master.clone(), None, None, None));
     let mut plan = master.full_replay_plan(2);
     // Swap the packets of two logged accesses of worker 0: the replay
     // must notice that the log does not match what the workers do.
@@ -198,7 +206,7 @@ fn replay_detects_a_tampered_log() {
         log[a].1 = ftmb_core::pal::LogRecord::Pal(pa);
         log[b].1 = ftmb_core::pal::LogRecord::Pal(pb);
     }
-    let r2 = run_ft(
+    let r2 = ok(run_ft(
         &cfg,
         &vars,
         2,
@@ -206,7 +214,7 @@ fn replay_detects_a_tampered_log() {
         Some(plan),
         None,
         None,
-    );
+    ));
     assert!(
         !r2.divergence.is_empty() || r2.digest != r1.digest,
         "a tampered log went unnoticed"
@@ -250,7 +258,7 @@ fn nat_from_a_snapshot(
     let vars = example_vars(s, &trace);
     let master = Arc::new(MemoryLink::default());
     let trigger = Some(SnapshotTrigger::EveryPackets(1500));
-    let r1 = run_ft(&cfg, &vars, 2, master.clone(), None, None, trigger);
+    let r1 = ok(run_ft(&cfg, &vars, 2, master.clone(), None, None, trigger));
     let snap = master.snapshots.lock()[0].clone();
     (cfg, vars, r1, master, snap)
 }
@@ -264,7 +272,15 @@ fn streamed_replay_reproduces_the_state() {
     assert!(n > 1000);
     stream_packets(&mut plan, n, n as u64);
     let replica = Arc::new(MemoryLink::default());
-    let r2 = run_ft(&cfg, &vars, 2, replica, Some(plan), Some(snap), None);
+    let r2 = ok(run_ft(
+        &cfg,
+        &vars,
+        2,
+        replica,
+        Some(plan),
+        Some(snap),
+        None,
+    ));
     assert!(r2.divergence.is_empty(), "{:?}", r2.divergence);
     assert_eq!(
         r1.digest, r2.digest,
@@ -283,7 +299,7 @@ fn replay_whose_input_ends_early_fails_instead_of_waiting() {
     let n = plan.packets.len();
     stream_packets(&mut plan, n / 2, n as u64);
     let replica = Arc::new(MemoryLink::default());
-    let r = run_ft_report(&cfg, &vars, 2, replica, Some(plan), Some(snap), None);
+    let r = run_ft(&cfg, &vars, 2, replica, Some(plan), Some(snap), None);
     assert!(
         r.errors.iter().any(|e| e.contains("input ended")),
         "{:?}",
