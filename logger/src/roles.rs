@@ -314,7 +314,8 @@ struct IlState {
 }
 
 /// Run the input logger: read `sources` (paced at `pps` packets per
-/// second; 0 = as fast as the consumer takes them), number and log every
+/// second from the moment the first consumer connects; 0 = as fast as
+/// the consumer takes them, from the start), number and log every
 /// packet, and serve consumers on `listen`. Returns when the sources are
 /// exhausted and `until` says so.
 pub fn run_input_logger(
@@ -341,6 +342,14 @@ pub fn run_input_logger(
                         .spawn(move || serve_il_conn(conn, st));
                 }
             })?;
+    }
+    // A paced source (a trace replayed at a rate) starts when the first
+    // consumer, the master, has connected: what it would find already
+    // logged is a backlog it starts behind on, not traffic at the rate.
+    if pps > 0.0 {
+        while st.lock().consumer.is_none() && !until.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
     let start = Instant::now();
     let mut sent: u64 = 0;
