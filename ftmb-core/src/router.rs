@@ -559,6 +559,7 @@ pub fn run(
             vars: Arc::new(shared.vars().to_vec()),
             captures: captures.clone(),
             abort: abort.clone(),
+            restored_id: restore.as_ref().map_or(0, |s| s.id),
         });
         let event_tx = event_tx.clone();
         let input = InputOpts {
@@ -897,6 +898,10 @@ struct InputFt {
     captures: Arc<Captures>,
     /// Set when the replay cannot finish: workers stop waiting for turns.
     abort: Arc<AtomicBool>,
+    /// The id of the snapshot restored (0: none): this run's snapshots
+    /// are numbered after it, so that a standby or output logger holding
+    /// the dead master's snapshots never takes a new one for an old one.
+    restored_id: u64,
 }
 
 /// How the input thread takes packets from the sources.
@@ -926,7 +931,7 @@ fn input_loop(
     let captures = ft
         .as_ref()
         .map_or_else(Default::default, |f| f.captures.clone());
-    let mut snap_id = 0u64;
+    let mut snap_id = ft.as_ref().map_or(0, |f| f.restored_id);
     let mut last_snap_at = Instant::now();
     let mut last_snap_packet = 1u64;
     let nworkers = dispatch.nworkers();

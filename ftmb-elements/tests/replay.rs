@@ -306,3 +306,29 @@ fn replay_whose_input_ends_early_fails_instead_of_waiting() {
         r.errors
     );
 }
+
+#[test]
+fn a_restored_router_numbers_its_snapshots_after_the_restored_one() {
+    // A standby that still holds the dead master's snapshot 3 must never
+    // mistake the new master's third snapshot for it.
+    let s = Scratch::new();
+    let (cfg, vars, _, master, _) = nat_from_a_snapshot(&s);
+    let snaps = master.snapshots.lock().clone();
+    let last = snaps.last().unwrap().clone();
+    assert!(last.id >= 2);
+    let next = Arc::new(MemoryLink::default());
+    let trigger = Some(SnapshotTrigger::EveryPackets(1000));
+    ok(run_ft(
+        &cfg,
+        &vars,
+        2,
+        next.clone(),
+        None,
+        Some(last.clone()),
+        trigger,
+    ));
+    let ids: Vec<u64> = next.snapshots.lock().iter().map(|s| s.id).collect();
+    assert!(!ids.is_empty());
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert!(ids[0] > last.id, "{ids:?} after {}", last.id);
+}
