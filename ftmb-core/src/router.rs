@@ -583,6 +583,7 @@ pub fn run(
     let mut pending_handles = Some(handles);
     let mut finished: Option<Vec<Worker>> = None;
     let mut errors = Vec::new();
+    let mut source_stats: SourceStats = Vec::new();
     let mut exhausted = false;
     let mut replay_elapsed = None;
     let mut tick = Instant::now();
@@ -654,6 +655,7 @@ pub fn run(
                 &mut query_txs,
                 &mut pending_handles,
                 &mut errors,
+                &mut source_stats,
             ));
         }
     }
@@ -664,6 +666,7 @@ pub fn run(
             &mut query_txs,
             &mut pending_handles,
             &mut errors,
+            &mut source_stats,
         ));
     }
     let ws = finished.unwrap_or_default();
@@ -676,7 +679,8 @@ pub fn run(
         }
     }
     let stats_all: Vec<WorkerStats> = ws.iter().map(|w| w.stats()).collect();
-    let stats = stats_json(&names, &classes, &kinds, &stats_all);
+    let mut stats = stats_json(&names, &classes, &kinds, &stats_all);
+    add_io_stats(&mut stats, &names, &classes, &source_stats, sinks.sinks());
     let mut divergence = Vec::new();
     let digest = opts.ft.as_ref().map(|_| {
         let mut bytes = Vec::new();
@@ -713,18 +717,20 @@ pub fn run(
 /// Stop the input thread, close the worker queues and join the workers.
 fn stop_router(
     shared_in: &InputShared,
-    input: &mut Option<std::thread::JoinHandle<(Vec<String>, Option<Worker>)>>,
+    input: &mut Option<std::thread::JoinHandle<InputDone>>,
     query_txs: &mut Option<Vec<Sender<Msg>>>,
     workers: &mut Option<Vec<std::thread::JoinHandle<Worker>>>,
     errors: &mut Vec<String>,
+    sources: &mut SourceStats,
 ) -> Vec<Worker> {
     shared_in.stop.store(true, Ordering::Release);
     let mut ws = Vec::new();
     if let Some(h) = input.take() {
         match h.join() {
-            Ok((errs, w)) => {
-                errors.extend(errs);
-                ws.extend(w);
+            Ok(done) => {
+                errors.extend(done.errors);
+                ws.extend(done.inline);
+                *sources = done.sources;
             }
             Err(_) => errors.push("input thread panicked".into()),
         }
@@ -823,6 +829,45 @@ fn stats_json(
     serde_json::Value::Object(m)
 }
 
+/// The sources' counters (a device's packets, bytes, kernel drops ...) as
+/// entries of their own, and each sink's egress counters under its
+/// element's entry as `egress`.
+fn add_io_stats(
+    stats: &mut serde_json::Value,
+    names: &[String],
+    classes: &[String],
+    sources: &SourceStats,
+    sinks: &[Arc<crate::egress::Sink>],
+) {
+    let Some(m) = stats.as_object_mut() else {
+        return;
+    };
+    for (e, vals) in sources {
+        let (Some(name), Some(class)) = (names.get(*e), classes.get(*e)) else {
+            continue;
+        };
+        let mut o = serde_json::Map::new();
+        o.insert("class".into(), serde_json::json!(class));
+        for (k, v) in vals {
+            o.insert((*k).into(), v.to_json());
+        }
+        m.insert(name.clone(), serde_json::Value::Object(o));
+    }
+    for s in sinks {
+        let vals = s.egress.lock().stats();
+        if vals.is_empty() {
+            continue;
+        }
+        let egress: serde_json::Map<String, serde_json::Value> = vals
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect();
+        if let Some(serde_json::Value::Object(o)) = m.get_mut(&s.element) {
+            o.insert("egress".into(), serde_json::Value::Object(egress));
+        }
+    }
+}
+
 /// Where the input loop hands batches. Worker 0 runs on the input thread
 /// itself unless a pipeline was asked for (no queue, no cross-thread
 /// hand-off: its packets are still in cache when processed); the other
@@ -919,7 +964,7 @@ fn input_loop(
     input: InputOpts,
     ft: Option<InputFt>,
     external: Option<Box<dyn crate::element::Source>>,
-) -> (Vec<String>, Option<Worker>) {
+) -> InputDone {
     let batch = input.batch;
     let paced_from = Instant::now();
     let mut offered: u64 = 0;
@@ -1129,8 +1174,28 @@ fn input_loop(
             std::thread::sleep(Duration::from_millis(1));
         }
     }
-    (errors, dispatch.inline.map(|(w, _)| *w))
+    InputDone {
+        errors,
+        inline: dispatch.inline.map(|(w, _)| *w),
+        sources: sources
+            .iter()
+            .filter(|(e, _)| *e != usize::MAX)
+            .map(|(e, s)| (*e, s.stats()))
+            .collect(),
+    }
 }
+
+/// What the input thread leaves when it stops.
+struct InputDone {
+    errors: Vec<String>,
+    /// The worker it ran inline, if any.
+    inline: Option<Worker>,
+    /// Each source's counters, by element index.
+    sources: SourceStats,
+}
+
+/// Counters of the sources, by element index.
+type SourceStats = Vec<(usize, Vec<(&'static str, Value)>)>;
 
 /// The worker a packet goes to: its direction-symmetric flow hash.
 fn worker_of(p: &Packet, framing: crate::headers::Framing, nworkers: usize) -> usize {

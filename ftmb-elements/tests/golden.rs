@@ -38,12 +38,20 @@ fn strip_unstrip_todump_round_trip_is_identity() {
         "FromDump($IN, STOP true) -> Strip(14) -> Unstrip(14) -> c :: Counter -> ToDump($OUT);
         DriverManager(wait, print c.count, print c.byte_count)";
     for threads in [1, 2] {
-        let (lines, _) = run_config(cfg, &[("IN", &t), ("OUT", &out)], threads);
+        let (lines, r) = run_config(cfg, &[("IN", &t), ("OUT", &out)], threads);
         let inp = read_packets(&t);
         let got = read_packets(&out);
         assert_eq!(lines[0], "3000");
         let bytes: usize = inp.iter().map(|p| p.len()).sum();
         assert_eq!(lines[1], bytes.to_string());
+        // The source's and the sink's own counters are in the statistics.
+        let els = r.stats.as_object().expect("stats by element");
+        let src = els.get("FromDump@1").expect("source entry");
+        assert_eq!(src["class"], "FromDump");
+        assert_eq!(src["count"], 3000);
+        let sink = els.get("ToDump@5").expect("sink entry");
+        assert_eq!(sink["egress"]["packets"], 3000);
+        assert_eq!(sink["egress"]["bytes"], bytes as u64);
         if threads == 1 {
             assert_eq!(got, inp, "one worker keeps trace order");
         } else {
