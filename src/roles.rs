@@ -182,6 +182,7 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     let plan = ReplayPlan {
         packets: Vec::new(),
         streamed: Some(streamed),
+        next_seq: take.next_seq,
         logs: take.logs,
         first_seq,
         then_sources: true,

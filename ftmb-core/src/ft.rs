@@ -218,6 +218,12 @@ pub trait FtLink: Send + Sync {
     fn spare(&self) -> Option<Shipment> {
         None
     }
+    /// A replica cut worker `worker`'s replay after sequence `after`: the
+    /// stored records `after+1..=through` (the dead master's, past a
+    /// record it never shipped) were not followed, their packets ran again
+    /// and are logged anew after `through`. Sent before anything else, so
+    /// that a later replica does not follow them. Default: nothing kept.
+    fn void_records(&self, _worker: usize, _after: u64, _through: u64) {}
 }
 
 /// When the master takes snapshots.
@@ -244,6 +250,11 @@ pub struct ReplayPlan {
     pub logs: Vec<Vec<(u64, LogRecord)>>,
     /// Per worker: the first sequence number after the cut.
     pub first_seq: Vec<u64>,
+    /// Per worker: the replay numbers its new records from at least this,
+    /// the output logger's frontier plus one (it may have received
+    /// records it no longer holds, voided by an earlier replica; their
+    /// numbers are never reused). Empty: no bound.
+    pub next_seq: Vec<u64>,
     /// After the plan, go on with the configuration's own sources (a
     /// replica taking over live traffic) or stop (a replay check).
     pub then_sources: bool,
@@ -362,6 +373,7 @@ impl MemoryLink {
         ReplayPlan {
             packets,
             streamed: None,
+            next_seq: Vec::new(),
             logs,
             first_seq: ReplayPlan::first_seqs(snap, nworkers),
             then_sources: false,

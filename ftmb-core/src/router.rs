@@ -451,6 +451,17 @@ pub fn run(
         let start: Vec<u64> = shared.vars().iter().flat_map(|v| v.counters()).collect();
         let mut logs = p.logs.clone();
         trim_to_gap_free(&mut logs, &start);
+        // Tell the output logger which of its records this replay does not
+        // follow: it re-runs their packets and logs them anew.
+        if let Some(f) = &opts.ft {
+            for (w, (held, kept)) in p.logs.iter().zip(&logs).enumerate() {
+                let first = p.first_seq.get(w).copied().unwrap_or(1);
+                let after = kept.last().map_or(first.saturating_sub(1), |r| r.0);
+                if let Some(&(through, _)) = held.last().filter(|r| r.0 > after) {
+                    f.link.void_records(w, after, through);
+                }
+            }
+        }
         Arc::new(logs)
     });
     let abort = Arc::new(AtomicBool::new(false));
@@ -502,10 +513,11 @@ pub fn run(
                     // none of its sequence numbers is reused.
                     let held_last = p.logs.get(w).and_then(|l| l.last()).map_or(0, |r| r.0);
                     let first_seq = p.first_seq.get(w).copied().unwrap_or(1);
+                    let next_seq = p.next_seq.get(w).copied().unwrap_or(0);
                     LoggedAccess::replaying(
                         logs.get(w).cloned().unwrap_or_default(),
                         last_logged.clone(),
-                        first_seq.max(held_last + 1),
+                        first_seq.max(held_last + 1).max(next_seq),
                         abort.clone(),
                     )
                 }

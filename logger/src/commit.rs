@@ -509,6 +509,19 @@ impl CommitCore {
         n
     }
 
+    /// Forget worker `worker`'s stored records with sequence numbers in
+    /// `after+1..=through`: a replica did not follow them (see
+    /// `FtLink::void_records`). `MAX` stays: they were received, and the
+    /// replica numbers its own records after them. Returns how many went.
+    pub fn void_records(&mut self, worker: usize, after: u64, through: u64) -> usize {
+        let Some(log) = self.logs.get_mut(worker) else {
+            return 0;
+        };
+        let before = log.len();
+        log.retain(|(seq, _)| *seq <= after || *seq > through);
+        before - log.len()
+    }
+
     /// True if output (packet id, ordinal) was released, or belongs to a
     /// packet at or below the last cut's smallest packet id (those are no
     /// longer remembered and can never be replayed).

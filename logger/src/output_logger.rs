@@ -41,6 +41,9 @@ pub struct Takeover {
     pub logs: Vec<Vec<(u64, LogRecord)>>,
     /// Outputs of the dead master dropped because they could never commit.
     pub dropped: usize,
+    /// Per worker: the highest sequence number received (`MAX`); a replica
+    /// numbers its records after it (see `ReplayPlan::next_seq`).
+    pub frontier: Vec<u64>,
 }
 
 /// Counters of an output logger.
@@ -186,6 +189,7 @@ impl OutputLogger {
                 .map(|w| st.core.logs_since_cut(w).collect())
                 .collect(),
             dropped,
+            frontier: st.core.frontier().to_vec(),
         }
     }
 
@@ -316,6 +320,9 @@ impl State {
 }
 
 impl FtLink for OutputLogger {
+    fn void_records(&self, worker: usize, after: u64, through: u64) {
+        self.state.lock().core.void_records(worker, after, through);
+    }
     fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>) {
         let mut st = self.state.lock();
         st.log_numbered(worker, &records);

@@ -28,7 +28,7 @@ use crate::transport::{Listener, Stream};
 use crate::wire::{
     FrameKind, FrameReader, FrameWriter, HeartbeatMsg, LogBatchMsg, LogBatchView, Message,
     OutputMsg, PacketMsg, ResumeMsg, SnapshotCommittedMsg, SnapshotMsg, SnapshotPartMsg,
-    SnapshotParts,
+    SnapshotParts, VoidMsg,
 };
 use ftmb_core::element::{Source, SourceStatus};
 use ftmb_core::ft::{FtLink, OutputBatch, Shipment};
@@ -132,6 +132,19 @@ impl Drop for SocketLink {
 }
 
 impl FtLink for SocketLink {
+    fn void_records(&self, worker: usize, after: u64, through: u64) {
+        let Ok(worker) = u16::try_from(worker) else {
+            return;
+        };
+        let mut g = self.w.lock();
+        let _ = g
+            .send(&Message::Void(VoidMsg {
+                worker,
+                after,
+                through,
+            }))
+            .and_then(|_| g.flush());
+    }
     fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>) {
         self.ship(
             worker,
@@ -635,6 +648,17 @@ pub fn run_output_logger(
         }
         for (wk, recs) in take.logs.iter().enumerate() {
             w.send_with(|buf| LogBatchMsg::encode_numbered(wk as u16, recs, buf))?;
+            // Records it received but no longer holds (voided by an
+            // earlier replica): the standby numbers its own after them.
+            let held = recs.last().map_or(0, |r| r.0);
+            let max = take.frontier.get(wk).copied().unwrap_or(0);
+            if max > held {
+                w.send(&Message::Void(VoidMsg {
+                    worker: wk as u16,
+                    after: held,
+                    through: max,
+                }))?;
+            }
         }
         w.send(&Message::Resume(ResumeMsg { packet: cut }))?;
         w.flush()?;
@@ -824,6 +848,13 @@ fn spawn_ol_reader(
                         }
                     }
                 }
+                FrameKind::Void => {
+                    flush(&mut sh, worker);
+                    let Ok(m) = VoidMsg::from_view(&v) else {
+                        return (false, il_ctl);
+                    };
+                    ol.void_records(usize::from(m.worker), m.after, m.through);
+                }
                 FrameKind::Heartbeat => flush(&mut sh, worker),
                 FrameKind::EndOfStream => {
                     flush(&mut sh, worker);
@@ -843,6 +874,9 @@ pub struct TakeoverMsg {
     pub logs: Vec<Vec<(u64, LogRecord)>>,
     /// The cut: first input id to replay.
     pub cut: u64,
+    /// Per worker: number new records from at least this (see
+    /// `ReplayPlan::next_seq`).
+    pub next_seq: Vec<u64>,
 }
 
 /// As a standby, wait on the output logger for a takeover.
@@ -856,6 +890,7 @@ pub fn await_takeover(s: &Stream, nworkers: usize) -> Result<TakeoverMsg, String
         snapshot: None,
         logs: vec![Vec::new(); nworkers],
         cut: 1,
+        next_seq: vec![0; nworkers],
     };
     // Snapshots arrive as they commit, while standing by; only the last
     // one is decoded, at takeover (decoding each would cost the machine
@@ -884,6 +919,11 @@ pub fn await_takeover(s: &Stream, nworkers: usize) -> Result<TakeoverMsg, String
                             .enumerate()
                             .map(|(i, r)| (b.first_seq + i as u64, r)),
                     );
+                }
+            }
+            Ok(Message::Void(m)) => {
+                if let Some(n) = t.next_seq.get_mut(usize::from(m.worker)) {
+                    *n = m.through.saturating_add(1);
                 }
             }
             Ok(Message::Resume(m)) => {

@@ -11,7 +11,7 @@
 //!   without allocating.
 //! - Plain structs ([`PacketMsg`], [`LogBatchMsg`], [`OutputMsg`],
 //!   [`SnapshotMsg`], [`SnapshotPartMsg`], [`SnapshotCommittedMsg`],
-//!   [`HeartbeatMsg`]) and the
+//!   [`HeartbeatMsg`], [`ResumeMsg`], [`VoidMsg`]) and the
 //!   [`Message`] enum with `encode(&self, out)` (appends one whole frame) and
 //!   `decode(&[u8])` (exactly one whole frame, every error reported).
 //!
@@ -80,6 +80,9 @@ pub enum FrameKind {
     /// A piece of a snapshot's payload (master -> output logger), so that
     /// an 11 MB snapshot does not hold the link for its whole length.
     SnapshotPart = 9,
+    /// Records a replica could not follow and ran again, logging anew
+    /// (replica -> output logger, first on its link; see [`VoidMsg`]).
+    Void = 10,
 }
 
 impl FrameKind {
@@ -95,6 +98,7 @@ impl FrameKind {
             7 => FrameKind::EndOfStream,
             8 => FrameKind::Resume,
             9 => FrameKind::SnapshotPart,
+            10 => FrameKind::Void,
             _ => return None,
         })
     }
@@ -937,6 +941,47 @@ impl SnapshotCommittedMsg {
 }
 frame_codec!(SnapshotCommittedMsg, FrameKind::SnapshotCommitted);
 
+/// One worker's stored records with sequence numbers in `after+1..=through`
+/// are void: a replica cut its replay there (past a record the dead master
+/// never shipped) and re-ran those packets, logging its own records after
+/// `through`. A later replica must not follow the void ones.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VoidMsg {
+    /// Worker.
+    pub worker: u16,
+    /// Last sequence number kept.
+    pub after: u64,
+    /// Last sequence number voided.
+    pub through: u64,
+}
+
+impl VoidMsg {
+    // Payload (kind 10, 18 bytes):
+    //   0   2  worker   u16
+    //   2   8  after    u64
+    //  10   8  through  u64
+    fn encode_payload(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.worker.to_le_bytes());
+        out.extend_from_slice(&self.after.to_le_bytes());
+        out.extend_from_slice(&self.through.to_le_bytes());
+    }
+
+    /// Decode from a validated frame.
+    pub fn from_view(v: &FrameView<'_>) -> Result<Self, WireError> {
+        let mut c = Cur::new(v, FrameKind::Void)?;
+        let worker = c.u16("worker")?;
+        let after = c.u64("last kept sequence")?;
+        let through = c.u64("last void sequence")?;
+        c.finish()?;
+        Ok(VoidMsg {
+            worker,
+            after,
+            through,
+        })
+    }
+}
+frame_codec!(VoidMsg, FrameKind::Void);
+
 /// Liveness from the master.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HeartbeatMsg {
@@ -1011,6 +1056,8 @@ pub enum Message {
     Resume(ResumeMsg),
     /// See [`SnapshotPartMsg`].
     SnapshotPart(SnapshotPartMsg),
+    /// See [`VoidMsg`].
+    Void(VoidMsg),
 }
 
 impl Message {
@@ -1026,6 +1073,7 @@ impl Message {
             Message::EndOfStream => FrameKind::EndOfStream,
             Message::Resume(_) => FrameKind::Resume,
             Message::SnapshotPart(_) => FrameKind::SnapshotPart,
+            Message::Void(_) => FrameKind::Void,
         }
     }
 
@@ -1040,6 +1088,7 @@ impl Message {
             Message::Heartbeat(m) => m.encode(out),
             Message::Resume(m) => m.encode(out),
             Message::SnapshotPart(m) => m.encode(out),
+            Message::Void(m) => m.encode(out),
             Message::EndOfStream => {
                 // Payload (kind 7): empty.
                 let start = begin_frame(out, FrameKind::EndOfStream);
@@ -1066,6 +1115,7 @@ impl Message {
             FrameKind::Heartbeat => Message::Heartbeat(HeartbeatMsg::from_view(v)?),
             FrameKind::Resume => Message::Resume(ResumeMsg::from_view(v)?),
             FrameKind::SnapshotPart => Message::SnapshotPart(SnapshotPartMsg::from_view(v)?),
+            FrameKind::Void => Message::Void(VoidMsg::from_view(v)?),
             FrameKind::EndOfStream => {
                 if !v.payload().is_empty() {
                     return Err(WireError::Malformed {

@@ -59,6 +59,11 @@ impl FtLink for CrashingLink {
             self.ol.store_snapshot(snapshot);
         }
     }
+    fn void_records(&self, worker: usize, after: u64, through: u64) {
+        if self.alive(None) {
+            self.ol.void_records(worker, after, through);
+        }
+    }
 }
 
 /// Write a generated NAT trace of `(packets, flows, concurrent flows)`
@@ -160,6 +165,35 @@ fn kill_and_recover(
     budget: (i64, i64),
     batches: (usize, usize),
 ) -> (usize, usize) {
+    kill_and_recover_twice(v, threads, budget, batches, None)
+}
+
+/// A run that takes `opts` to the end, or panics after a generous
+/// deadline (a replay that waits for an access nobody will make never
+/// ends).
+fn run_bounded(g: ftmb_core::graph::Graph, opts: RunOptions, what: String) {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let r = run(g, &opts, &mut Vec::new(), &mut |_| {});
+        let _ = done_tx.send(r);
+    });
+    let r = done_rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("replay did not finish ({what})"));
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(r.divergence.is_empty(), "{what}: {:?}", r.divergence);
+}
+
+/// [`kill_and_recover`], and with `replica_budget` the first replica dies
+/// too, after that many messages and before any snapshot of its own, and
+/// a second replica takes over from the same output logger.
+fn kill_and_recover_twice(
+    v: &BTreeMap<String, String>,
+    threads: usize,
+    budget: (i64, i64),
+    batches: (usize, usize),
+    replica_budget: Option<i64>,
+) -> (usize, usize) {
     let g = graph(v, threads);
     let ol = Arc::new(OutputLogger::new(threads, g.sinks.sinks().to_vec()));
     ol.record_releases();
@@ -187,22 +221,33 @@ fn kill_and_recover(
     // logger.
     let mut plan = link.il.replay_plan_after(take.snapshot.as_deref(), threads);
     plan.logs = take.logs.clone();
+    plan.next_seq = take.frontier.iter().map(|m| m + 1).collect();
+    let what = format!("budget {budget:?}, batches {batches:?}, replica {replica_budget:?}");
+    let replica_link: Arc<dyn FtLink> = match replica_budget {
+        Some(b) => Arc::new(CrashingLink {
+            ol: ol.clone(),
+            il: MemoryLink::default(),
+            budget: b,
+            w1_budget: b,
+            sent: AtomicI64::new(0),
+        }),
+        None => ol.clone(),
+    };
     let g = graph(v, threads);
-    let opts = options(ol.clone(), Some(plan), take.snapshot.clone(), batches.1);
-    // A replay that waits for an access nobody will make never ends: give
-    // it a generous deadline rather than hang the test suite.
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let r = run(g, &opts, &mut Vec::new(), &mut |_| {});
-        let _ = done_tx.send(r);
-    });
-    let r = done_rx
-        .recv_timeout(std::time::Duration::from_secs(60))
-        .unwrap_or_else(|_| {
-            panic!("replay did not finish (budget {budget:?}, batches {batches:?})")
-        });
-    assert!(r.errors.is_empty(), "{:?}", r.errors);
-    assert!(r.divergence.is_empty(), "{:?}", r.divergence);
+    let opts = options(replica_link, Some(plan), take.snapshot.clone(), batches.1);
+    run_bounded(g, opts, what.clone());
+    if replica_budget.is_some() {
+        // The first replica is dead too: a second one takes over from the
+        // same snapshot, under the dead master's records and the first
+        // replica's.
+        let take = ol.begin_failover();
+        let mut plan = link.il.replay_plan_after(take.snapshot.as_deref(), threads);
+        plan.logs = take.logs.clone();
+        plan.next_seq = take.frontier.iter().map(|m| m + 1).collect();
+        let g = graph(v, threads);
+        let opts = options(ol.clone(), Some(plan), take.snapshot.clone(), batches.1);
+        run_bounded(g, opts, what);
+    }
     assert!(ol.errors().is_empty(), "{:?}", ol.errors());
 
     // Nothing lost, nothing twice.
@@ -332,5 +377,29 @@ fn replay_past_a_lost_record_finishes_whatever_the_batching() {
         let w1 = budget - (xorshift(&mut rng) % 40) as i64;
         let b = if t % 2 == 0 { (64, 3) } else { (3, 64) };
         kill_and_recover(&v, 2, (budget, w1), b);
+    }
+}
+
+/// A second failure before the first replica's first snapshot: the output
+/// logger then holds the dead master's records, among them those the
+/// first replica could not follow (past a lost record) and ran again
+/// unlogged, and the first replica's own records of those runs. The
+/// second replica must follow the first replica's records, not the dead
+/// master's, or it contradicts what the first replica released.
+#[test]
+fn a_second_failure_right_after_a_takeover_is_recovered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let v = nat_trace(dir.path(), (12_000, 2_000, 2_000), 120, 21);
+    let mut rng = 0xbeef_u64;
+    let trials: usize = std::env::var("FTMB_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(40);
+    for t in 0..trials {
+        let budget = (xorshift(&mut rng) % 600) as i64;
+        let w1 = budget - (xorshift(&mut rng) % 40) as i64;
+        let b = if t % 2 == 0 { (64, 3) } else { (3, 64) };
+        let replica = (xorshift(&mut rng) % 400) as i64;
+        kill_and_recover_twice(&v, 2, (budget, w1), b, Some(replica));
     }
 }

@@ -110,6 +110,11 @@ fn samples() -> Vec<Message> {
             payload: vec![1, 2, 3, 4, 5],
         }),
         Message::SnapshotCommitted(SnapshotCommittedMsg { id: 9 }),
+        Message::Void(VoidMsg {
+            worker: 1,
+            after: 40,
+            through: 77,
+        }),
         Message::Heartbeat(hb()),
         Message::EndOfStream,
         Message::Resume(ResumeMsg { packet: 77 }),
