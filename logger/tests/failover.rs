@@ -365,18 +365,26 @@ fn threaded_output_logger_releases_every_output_once() {
 /// nothing is released twice and every flow keeps one mapping.
 #[test]
 fn replay_past_a_lost_record_finishes_whatever_the_batching() {
+    lost_record_trials(0xfeed, 120, false);
+}
+
+/// `FTMB_TRIALS` (or `default`) seeded crash points on 2 workers where
+/// worker 1's last shipments are lost, master and replica batches 64/3
+/// and 3/64; with `second`, the first replica dies too.
+fn lost_record_trials(seed: u64, default: usize, second: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let v = nat_trace(dir.path(), (12_000, 2_000, 2_000), 120, 21);
-    let mut rng = 0xfeed_u64;
+    let mut rng = seed;
     let trials: usize = std::env::var("FTMB_TRIALS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(120);
+        .unwrap_or(default);
     for t in 0..trials {
         let budget = (xorshift(&mut rng) % 600) as i64;
         let w1 = budget - (xorshift(&mut rng) % 40) as i64;
         let b = if t % 2 == 0 { (64, 3) } else { (3, 64) };
-        kill_and_recover(&v, 2, (budget, w1), b);
+        let replica = second.then(|| (xorshift(&mut rng) % 400) as i64);
+        kill_and_recover_twice(&v, 2, (budget, w1), b, replica);
     }
 }
 
@@ -388,18 +396,5 @@ fn replay_past_a_lost_record_finishes_whatever_the_batching() {
 /// master's, or it contradicts what the first replica released.
 #[test]
 fn a_second_failure_right_after_a_takeover_is_recovered() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let v = nat_trace(dir.path(), (12_000, 2_000, 2_000), 120, 21);
-    let mut rng = 0xbeef_u64;
-    let trials: usize = std::env::var("FTMB_TRIALS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(40);
-    for t in 0..trials {
-        let budget = (xorshift(&mut rng) % 600) as i64;
-        let w1 = budget - (xorshift(&mut rng) % 40) as i64;
-        let b = if t % 2 == 0 { (64, 3) } else { (3, 64) };
-        let replica = (xorshift(&mut rng) % 400) as i64;
-        kill_and_recover_twice(&v, 2, (budget, w1), b, Some(replica));
-    }
+    lost_record_trials(0xbeef, 40, true);
 }
