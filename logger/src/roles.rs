@@ -14,12 +14,17 @@
 //! deadline (or its stream ends without `EndOfStream`), drops the outputs
 //! that can never commit, and sends the standby replica the last committed
 //! snapshot (unless it was pushed to it already), the log records after its
-//! cut and a `Resume{cut}` marker. The
-//! replica asks the input logger for the packets from the cut on, which
-//! answers with `Resume{live}`: packets before `live` are replay of its log.
-//! The replica restores, replays in the master's batches under the logged
+//! cut, a `Void` per worker whose frontier is past the records it holds
+//! (the standby numbers its own records after it) and a `Resume{cut}`
+//! marker. The replica asks the input logger for the packets from the cut
+//! on, which answers with `Resume{live}`: packets before `live` are replay
+//! of its log, replayed as they stream in while the snapshot loads. The
+//! replica restores, replays in the master's batches under the logged
 //! access order, then runs live traffic and ships to the output logger on
-//! the same connection, which suppresses outputs that already left.
+//! the same connection, which suppresses outputs that already left. The
+//! first frame it ships is a `Void` for the records it could not follow
+//! (past one the dead master never shipped): the output logger forgets
+//! them, so that a replica after it does not follow them either.
 
 use crate::input_log::InputLog;
 use crate::output_logger::OutputLogger;
