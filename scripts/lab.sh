@@ -434,10 +434,11 @@ if not as_json:
     at = "failover (gap across the SIGKILL)" if mode == "ft" else "baseline (gap across the same instant, nothing killed)"
     print("lab: %s: %d TCP connections + %d UDP flows, resets %d, reconnects %d; %s stall: max %.1f ms, "
           "p99 %.1f ms; longest gap after the first second: max %.1f ms, p99 %.1f ms; unanswered messages %d "
-          "(UDP %d); TCP retransmissions %s/%s (client/server); "
+          "(UDP %d); TCP retransmissions %s/%s (client/server); round trip p50 %.3f ms, p99 %.3f ms; "
           "same translated address:port throughout: %s"
           % (c["mode"], c["tcp_connections"], c["udp_flows"], c["resets"], c["reconnects"], at,
              m.get("max", 0), m.get("p99", 0), c["max_stall_ms"], c["p99_stall_ms"], c["unanswered"], c["udp_lost"], c["tcp_retransmits"]["client"], c["tcp_retransmits"]["server"],
+             c["rtt_ms"]["p50"], c["rtt_ms"]["p99"],
              "yes" if c["endpoint_changes"] == 0 else "NO (%d flows changed)" % c["endpoint_changes"]),
           file=sys.stderr)
     if mode == "ft" and c.get("mark_ns"):

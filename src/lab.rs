@@ -1,8 +1,9 @@
 //! `ftmb lab-server` and `ftmb lab-client`: long-lived TCP connections and
 //! UDP flows through a middlebox, each echoing small messages at a steady
 //! rate, measuring per flow the longest gap between successive echoes (the
-//! stall a failover causes), resets and reconnects, and which translated
-//! address and port the server saw (the server puts it in every echo).
+//! stall a failover causes), each echo's round trip (from the send time it
+//! carries), resets and reconnects, and which translated address and port
+//! the server saw (the server puts it in every echo).
 //! `scripts/lab.sh` runs them across a NAT in network namespaces.
 //!
 //! Messages (client to server, 32 bytes): magic `FTLB`, flow id (u32), seq
@@ -142,6 +143,10 @@ pub struct FlowReport {
     /// Every distinct translated address:port the server reported, in
     /// order of first sight.
     pub endpoints: Vec<String>,
+    /// Round trip of every echo after the warm-up, microseconds (summed up
+    /// over all flows in the report, not listed per flow).
+    #[serde(skip)]
+    pub rtt_us: Vec<u32>,
 }
 
 impl FlowReport {
@@ -190,8 +195,15 @@ impl Gaps {
         }
     }
 
-    fn echo(&mut self, r: &mut FlowReport) {
+    /// An echo `e` came back (its message carries its send time).
+    fn echo(&mut self, r: &mut FlowReport, e: &[u8]) {
         let now = wall_ns();
+        if let Some(sent) = e.get(16..24).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
+            let rtt = now.saturating_sub(u64::from_be_bytes(sent)) / 1_000;
+            if now >= self.counted_from {
+                r.rtt_us.push(u32::try_from(rtt).unwrap_or(u32::MAX));
+            }
+        }
         if let Some(l) = self.last {
             let g = now.saturating_sub(l) as f64 / 1e6;
             if g > r.max_gap_ms && now >= self.counted_from {
@@ -313,7 +325,7 @@ fn tcp_flow(plan: FlowPlan) -> FlowReport {
                         }
                         expect = seq_of(e) + 1;
                         rep.saw(endpoint(&e[MSG..]));
-                        gaps.echo(&mut rep);
+                        gaps.echo(&mut rep, e);
                         off += ECHO;
                     }
                     acc.drain(..off);
@@ -389,7 +401,7 @@ fn udp_flow(plan: FlowPlan) -> FlowReport {
                     best = Some(q);
                 }
                 r.saw(endpoint(&buf[MSG..]));
-                gaps.echo(&mut r);
+                gaps.echo(&mut r, &buf[..n]);
             }
             _ => {}
         }
@@ -486,6 +498,11 @@ pub fn client(a: &ClientArgs) -> Result<()> {
     let mut mark_gaps: Vec<f64> = flows.iter().filter_map(|r| r.mark_gap_ms).collect();
     mark_gaps.sort_by(f64::total_cmp);
     let marked = mark.load(Ordering::Acquire);
+    let mut rtt: Vec<f64> = flows
+        .iter()
+        .flat_map(|r| r.rtt_us.iter().map(|&u| f64::from(u) / 1e3))
+        .collect();
+    rtt.sort_by(f64::total_cmp);
     let mut eps: Vec<&String> = flows.iter().flat_map(|r| r.endpoints.first()).collect();
     eps.sort();
     eps.dedup();
@@ -515,6 +532,12 @@ pub fn client(a: &ClientArgs) -> Result<()> {
         "max_stall_ms": gaps.last().copied().unwrap_or(0.0),
         "p99_stall_ms": percentile(&gaps, 99.0),
         "p50_stall_ms": percentile(&gaps, 50.0),
+        "rtt_ms": {
+            "p50": percentile(&rtt, 50.0),
+            "p99": percentile(&rtt, 99.0),
+            "max": rtt.last().copied().unwrap_or(0.0),
+            "echoes": rtt.len(),
+        },
         "distinct_translated_endpoints": eps.len(),
         "endpoint_changes": changed,
         "same_translation": changed == 0,
@@ -531,7 +554,8 @@ pub fn client(a: &ClientArgs) -> Result<()> {
     };
     eprintln!(
         "lab-client: {} tcp + {} udp flows, {} resets, {} reconnects, longest gap between echoes \
-         max {:.1} ms p99 {:.1} ms ({} ms interval){mark_txt}, udp lost {}, translated endpoints kept: {}",
+         max {:.1} ms p99 {:.1} ms ({} ms interval){mark_txt}, round trip p50 {:.3} ms p99 {:.3} ms, \
+         udp lost {}, translated endpoints kept: {}",
         tcp.len(),
         udp.len(),
         resets,
@@ -539,6 +563,8 @@ pub fn client(a: &ClientArgs) -> Result<()> {
         report["max_stall_ms"].as_f64().unwrap_or(0.0),
         report["p99_stall_ms"].as_f64().unwrap_or(0.0),
         a.interval_ms,
+        percentile(&rtt, 50.0),
+        percentile(&rtt, 99.0),
         report["udp_lost"],
         changed == 0
     );
