@@ -15,6 +15,7 @@
 
 use crate::context::Ctx;
 use crate::depvec::DepVector;
+use crate::headers::FlowId;
 use crate::packet::Packet;
 use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
@@ -44,7 +45,8 @@ pub trait StateCodec: Sized + Send + 'static {
 #[error("state decode error: {0}")]
 pub struct CodecError(pub String);
 
-fn take<'a>(inp: &mut &'a [u8], n: usize) -> Result<&'a [u8], CodecError> {
+/// The next `n` bytes of `inp`, advancing it; an error when fewer are left.
+pub(crate) fn take<'a>(inp: &mut &'a [u8], n: usize) -> Result<&'a [u8], CodecError> {
     if inp.len() < n {
         return Err(CodecError(format!(
             "truncated: need {n} bytes, have {}",
@@ -102,15 +104,13 @@ impl<const N: usize> StateCodec for [u8; N] {
 
 impl<T: StateCodec> StateCodec for Vec<T> {
     fn encode(&self, out: &mut Vec<u8>) {
-        (self.len() as u64).encode(out);
         // Bytes (a snapshot's encoded state, megabytes of it) in one copy.
         if let Some(bytes) = (self as &dyn std::any::Any).downcast_ref::<Vec<u8>>() {
+            (bytes.len() as u64).encode(out);
             out.extend_from_slice(bytes);
             return;
         }
-        for x in self {
-            x.encode(out);
-        }
+        encode_seq(self, out);
     }
     fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
         let n = u64::decode(inp)? as usize;
@@ -125,6 +125,15 @@ impl<T: StateCodec> StateCodec for Vec<T> {
             v.push(T::decode(inp)?);
         }
         Ok(v)
+    }
+}
+
+/// A sequence as `Vec<T>` encodes it (length, then each item), from a
+/// slice: no `Vec` needed to write one.
+pub(crate) fn encode_seq<T: StateCodec>(xs: &[T], out: &mut Vec<u8>) {
+    (xs.len() as u64).encode(out);
+    for x in xs {
+        x.encode(out);
     }
 }
 
@@ -191,16 +200,13 @@ where
 /// hash-flooding material here: a slot holds a bounded number of flows).
 pub type FlowMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
-/// A flow id in 13 bytes ([`crate::headers::FlowId::to_bytes`]).
-impl StateCodec for crate::headers::FlowId {
+/// A flow id in 13 bytes ([`FlowId::to_bytes`]).
+impl StateCodec for FlowId {
     fn encode(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_bytes());
     }
     fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
-        Ok(crate::headers::FlowId::from_bytes(&<[u8;
-            crate::headers::FlowId::BYTES]>::decode(
-            inp
-        )?))
+        Ok(FlowId::from_bytes(&<[u8; FlowId::BYTES]>::decode(inp)?))
     }
 }
 
@@ -223,11 +229,7 @@ impl<T: StateCodec> Slot<T> {
     /// (`canonical`), in any order for snapshots.
     fn encode(&self, out: &mut Vec<u8>, canonical: bool) {
         self.counter.encode(out);
-        let clock = self.clock.entries();
-        (clock.len() as u64).encode(out);
-        for x in clock {
-            x.encode(out);
-        }
+        encode_seq(self.clock.entries(), out);
         if canonical {
             self.value.encode(out);
         } else {

@@ -27,7 +27,7 @@
 //! A snapshot whose magic, version, length or checksum does not match is
 //! refused with [`SnapshotError`], never restored.
 
-use crate::shared::{CodecError, StateCodec};
+use crate::shared::{take, CodecError, StateCodec};
 
 const MAGIC: &[u8; 4] = b"FTSN";
 const VERSION: u16 = 2;
@@ -240,17 +240,9 @@ fn bytes_field(inp: &mut &[u8], keep: bool) -> Result<Vec<u8>, CodecError> {
     if keep {
         return Vec::<u8>::decode(inp);
     }
-    let n = u64::decode(inp)?;
-    match usize::try_from(n).ok().filter(|&n| n <= inp.len()) {
-        Some(n) => {
-            *inp = &inp[n..];
-            Ok(Vec::new())
-        }
-        None => Err(CodecError(format!(
-            "truncated: need {n} bytes, have {}",
-            inp.len()
-        ))),
-    }
+    let n = u64::decode(inp)? as usize;
+    take(inp, n)?;
+    Ok(Vec::new())
 }
 
 #[cfg(test)]
