@@ -691,8 +691,14 @@ pub fn run(
         }
     }
     let stats_all: Vec<WorkerStats> = ws.iter().map(|w| w.stats()).collect();
-    let mut stats = stats_json(&names, &classes, &kinds, &stats_all);
-    add_io_stats(&mut stats, &names, &classes, &source_stats, sinks.sinks());
+    let stats = stats_json(
+        &names,
+        &classes,
+        &kinds,
+        &stats_all,
+        &source_stats,
+        sinks.sinks(),
+    );
     let mut divergence = Vec::new();
     let digest = opts.ft.as_ref().map(|_| {
         let mut bytes = Vec::new();
@@ -812,72 +818,56 @@ fn handler_value(
     }
 }
 
+/// Every node's counters by name: a packet element's summed over the
+/// workers (with its drop reasons), a source's own (a device's packets,
+/// bytes, kernel drops ...), and under a sink's element its egress
+/// counters as `egress`.
 fn stats_json(
     names: &[String],
     classes: &[String],
     kinds: &[NodeKind],
     stats: &[WorkerStats],
+    sources: &SourceStats,
+    sinks: &[Arc<crate::egress::Sink>],
 ) -> serde_json::Value {
     let mut m = serde_json::Map::new();
     for (i, name) in names.iter().enumerate() {
-        if kinds[i] != NodeKind::Element {
-            continue;
-        }
+        let (vals, drops) = match kinds[i] {
+            NodeKind::Element => (combined(stats, i), combined_drops(stats, i)),
+            NodeKind::Source(_) => match sources.iter().find(|(e, _)| *e == i) {
+                Some((_, v)) => (v.clone(), Vec::new()),
+                None => continue,
+            },
+            NodeKind::Driver => continue,
+        };
         let mut o = serde_json::Map::new();
         o.insert("class".into(), serde_json::json!(classes[i]));
-        for (k, v) in combined(stats, i) {
+        for (k, v) in vals {
             o.insert(k.into(), v.to_json());
         }
-        let drops = combined_drops(stats, i);
         if !drops.is_empty() {
-            let d: serde_json::Map<String, serde_json::Value> = drops
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
-                .collect();
-            o.insert("drops".into(), serde_json::Value::Object(d));
+            o.insert("drops".into(), counters_json(drops));
+        }
+        let egress = sinks
+            .iter()
+            .find(|s| s.element == *name)
+            .map(|s| s.egress.lock().stats())
+            .unwrap_or_default();
+        if !egress.is_empty() {
+            o.insert("egress".into(), counters_json(egress));
         }
         m.insert(name.clone(), serde_json::Value::Object(o));
     }
     serde_json::Value::Object(m)
 }
 
-/// The sources' counters (a device's packets, bytes, kernel drops ...) as
-/// entries of their own, and each sink's egress counters under its
-/// element's entry as `egress`.
-fn add_io_stats(
-    stats: &mut serde_json::Value,
-    names: &[String],
-    classes: &[String],
-    sources: &SourceStats,
-    sinks: &[Arc<crate::egress::Sink>],
-) {
-    let Some(m) = stats.as_object_mut() else {
-        return;
-    };
-    for (e, vals) in sources {
-        let (Some(name), Some(class)) = (names.get(*e), classes.get(*e)) else {
-            continue;
-        };
-        let mut o = serde_json::Map::new();
-        o.insert("class".into(), serde_json::json!(class));
-        for (k, v) in vals {
-            o.insert((*k).into(), v.to_json());
-        }
-        m.insert(name.clone(), serde_json::Value::Object(o));
-    }
-    for s in sinks {
-        let vals = s.egress.lock().stats();
-        if vals.is_empty() {
-            continue;
-        }
-        let egress: serde_json::Map<String, serde_json::Value> = vals
-            .into_iter()
+/// Named counters as a JSON object.
+fn counters_json(c: Vec<(&'static str, u64)>) -> serde_json::Value {
+    serde_json::Value::Object(
+        c.into_iter()
             .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
-            .collect();
-        if let Some(serde_json::Value::Object(o)) = m.get_mut(&s.element) {
-            o.insert("egress".into(), serde_json::Value::Object(egress));
-        }
-    }
+            .collect(),
+    )
 }
 
 /// Where the input loop hands batches. Worker 0 runs on the input thread
