@@ -177,6 +177,13 @@ fn seq_of(e: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// When the message was sent (ns since the epoch), from its echo.
+fn sent_ns_of(e: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&e[16..24]);
+    u64::from_be_bytes(b)
+}
+
 /// Gap bookkeeping for one flow.
 struct Gaps {
     last: Option<u64>,
@@ -195,14 +202,12 @@ impl Gaps {
         }
     }
 
-    /// An echo `e` came back (its message carries its send time).
+    /// A whole echo `e` came back (its message carries its send time).
     fn echo(&mut self, r: &mut FlowReport, e: &[u8]) {
         let now = wall_ns();
-        if let Some(sent) = e.get(16..24).and_then(|b| <[u8; 8]>::try_from(b).ok()) {
-            let rtt = now.saturating_sub(u64::from_be_bytes(sent)) / 1_000;
-            if now >= self.counted_from {
-                r.rtt_us.push(u32::try_from(rtt).unwrap_or(u32::MAX));
-            }
+        if now >= self.counted_from {
+            let rtt = now.saturating_sub(sent_ns_of(e)) / 1_000;
+            r.rtt_us.push(u32::try_from(rtt).unwrap_or(u32::MAX));
         }
         if let Some(l) = self.last {
             let g = now.saturating_sub(l) as f64 / 1e6;
@@ -563,8 +568,8 @@ pub fn client(a: &ClientArgs) -> Result<()> {
         report["max_stall_ms"].as_f64().unwrap_or(0.0),
         report["p99_stall_ms"].as_f64().unwrap_or(0.0),
         a.interval_ms,
-        percentile(&rtt, 50.0),
-        percentile(&rtt, 99.0),
+        report["rtt_ms"]["p50"].as_f64().unwrap_or(0.0),
+        report["rtt_ms"]["p99"].as_f64().unwrap_or(0.0),
         report["udp_lost"],
         changed == 0
     );
