@@ -46,6 +46,14 @@ pub struct Takeover {
     pub frontier: Vec<u64>,
 }
 
+impl Takeover {
+    /// Per worker: where a replica numbers its new records from
+    /// (`ReplayPlan::next_seq`): after the frontier.
+    pub fn next_seq(&self) -> Vec<u64> {
+        self.frontier.iter().map(|m| m + 1).collect()
+    }
+}
+
 /// Counters of an output logger.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OlStats {

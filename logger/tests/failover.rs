@@ -34,6 +34,18 @@ struct CrashingLink {
 }
 
 impl CrashingLink {
+    /// A link to `ol` that dies after `budget.0` messages (worker 1's
+    /// after `budget.1`).
+    fn new(ol: Arc<OutputLogger>, budget: (i64, i64)) -> CrashingLink {
+        CrashingLink {
+            ol,
+            il: MemoryLink::default(),
+            budget: budget.0,
+            w1_budget: budget.1,
+            sent: AtomicI64::new(0),
+        }
+    }
+
     fn alive(&self, worker: Option<usize>) -> bool {
         let n = self.sent.fetch_add(1, Ordering::AcqRel);
         n < self.budget && (worker != Some(1) || n < self.w1_budget)
@@ -197,13 +209,7 @@ fn kill_and_recover_twice(
     let g = graph(v, threads);
     let ol = Arc::new(OutputLogger::new(threads, g.sinks.sinks().to_vec()));
     ol.record_releases();
-    let link = Arc::new(CrashingLink {
-        ol: ol.clone(),
-        il: MemoryLink::default(),
-        budget: budget.0,
-        w1_budget: budget.1,
-        sent: AtomicI64::new(0),
-    });
+    let link = Arc::new(CrashingLink::new(ol.clone(), budget));
     let mut out = Vec::new();
     let r = run(
         g,
@@ -214,40 +220,25 @@ fn kill_and_recover_twice(
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let before = ol.stats().released as usize;
 
-    // Failover: the replica takes the last committed snapshot and the logs
-    // after it; the input logger replays its log from the cut.
-    let take = ol.begin_failover();
-    // The input logger's log from the cut; the records from the output
-    // logger.
-    let mut plan = link.il.replay_plan_after(take.snapshot.as_deref(), threads);
-    plan.logs = take.logs.clone();
-    plan.next_seq = take.frontier.iter().map(|m| m + 1).collect();
+    // Failover: a replica takes the last committed snapshot and the logs
+    // after it; the input logger replays its log from the cut. With a
+    // replica budget the first replica dies too, and a second one takes
+    // over from the same snapshot, under the dead master's records and the
+    // first replica's.
     let what = format!("budget {budget:?}, batches {batches:?}, replica {replica_budget:?}");
-    let replica_link: Arc<dyn FtLink> = match replica_budget {
-        Some(b) => Arc::new(CrashingLink {
-            ol: ol.clone(),
-            il: MemoryLink::default(),
-            budget: b,
-            w1_budget: b,
-            sent: AtomicI64::new(0),
-        }),
-        None => ol.clone(),
-    };
-    let g = graph(v, threads);
-    let opts = options(replica_link, Some(plan), take.snapshot.clone(), batches.1);
-    run_bounded(g, opts, what.clone());
-    if replica_budget.is_some() {
-        // The first replica is dead too: a second one takes over from the
-        // same snapshot, under the dead master's records and the first
-        // replica's.
+    let take_over = |replica_link: Arc<dyn FtLink>| {
         let take = ol.begin_failover();
         let mut plan = link.il.replay_plan_after(take.snapshot.as_deref(), threads);
         plan.logs = take.logs.clone();
-        plan.next_seq = take.frontier.iter().map(|m| m + 1).collect();
+        plan.next_seq = take.next_seq();
         let g = graph(v, threads);
-        let opts = options(ol.clone(), Some(plan), take.snapshot.clone(), batches.1);
-        run_bounded(g, opts, what);
+        let opts = options(replica_link, Some(plan), take.snapshot.clone(), batches.1);
+        run_bounded(g, opts, what.clone());
+    };
+    if let Some(b) = replica_budget {
+        take_over(Arc::new(CrashingLink::new(ol.clone(), (b, b))));
     }
+    take_over(ol.clone());
     assert!(ol.errors().is_empty(), "{:?}", ol.errors());
 
     // Nothing lost, nothing twice.
