@@ -20,6 +20,7 @@
 //! original client address:port.
 
 use anyhow::{bail, Context, Result};
+use ftmb_core::headers::{be16, be32};
 use ftmb_core::trace::{ipv4_checksum, l4_checksum_v4, LinkType, TraceReader};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -183,21 +184,18 @@ struct Pkt {
     l4_ok: bool,
 }
 
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
-}
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
 impl Pkt {
     /// Parses a captured frame; `Err` says what it is instead (for the
     /// report, not a failure of the tool).
     fn parse(frame: &[u8]) -> std::result::Result<Pkt, String> {
+        // The lengths are checked below before each header is read; a
+        // field past the end is still an error, never a panic.
+        let u16_at = |b: &[u8], at| be16(b, at).ok_or_else(|| format!("no 16-bit field at {at}"));
+        let u32_at = |b: &[u8], at| be32(b, at).ok_or_else(|| format!("no 32-bit field at {at}"));
         if frame.len() < 14 {
             return Err(format!("runt frame ({} bytes)", frame.len()));
         }
-        let eth_type = be16(frame, 12);
+        let eth_type = u16_at(frame, 12)?;
         if eth_type != 0x0800 {
             return Err(format!("ethertype {eth_type:#06x}"));
         }
@@ -206,12 +204,12 @@ impl Pkt {
             return Err("not IPv4".into());
         }
         let hl = usize::from(ip[0] & 0x0f) * 4;
-        let total = usize::from(be16(ip, 2));
+        let total = usize::from(u16_at(ip, 2)?);
         if hl < 20 || total < hl || total > ip.len() {
             return Err("bad IPv4 lengths (truncated capture?)".into());
         }
         let ip = &ip[..total];
-        let (proto, frag) = (ip[9], be16(ip, 6));
+        let (proto, frag) = (ip[9], u16_at(ip, 6)?);
         if frag & 0x3fff != 0 {
             return Err("IP fragment".into());
         }
@@ -226,12 +224,12 @@ impl Pkt {
             eth_src: [frame[6], frame[7], frame[8], frame[9], frame[10], frame[11]],
             eth_type,
             tos: ip[1],
-            ip_len: be16(ip, 2),
-            id: be16(ip, 4),
+            ip_len: u16_at(ip, 2)?,
+            id: u16_at(ip, 4)?,
             frag,
             ttl: ip[8],
             proto,
-            ip_csum: be16(ip, 10),
+            ip_csum: u16_at(ip, 10)?,
             src,
             dst,
             ip_opts: ip[20..hl].to_vec(),
@@ -259,15 +257,15 @@ impl Pkt {
                 if thl < 20 || thl > seg.len() {
                     return Err("bad TCP header length".into());
                 }
-                p.sport = be16(seg, 0);
-                p.dport = be16(seg, 2);
-                p.seq = be32(seg, 4);
-                p.ack = be32(seg, 8);
+                p.sport = u16_at(seg, 0)?;
+                p.dport = u16_at(seg, 2)?;
+                p.seq = u32_at(seg, 4)?;
+                p.ack = u32_at(seg, 8)?;
                 p.tcp_hlen = thl as u8;
-                p.tcp_flags = be16(seg, 12) & 0x0fff;
-                p.window = be16(seg, 14);
-                p.l4_csum = be16(seg, 16);
-                p.urg = be16(seg, 18);
+                p.tcp_flags = u16_at(seg, 12)? & 0x0fff;
+                p.window = u16_at(seg, 14)?;
+                p.l4_csum = u16_at(seg, 16)?;
+                p.urg = u16_at(seg, 18)?;
                 p.tcp_opts = seg[20..thl].to_vec();
                 p.payload = seg[thl..].to_vec();
                 p.l4_ok = l4_checksum_v4(src, dst, proto, seg) == 0;
@@ -276,10 +274,10 @@ impl Pkt {
                 if seg.len() < 8 {
                     return Err("short UDP header".into());
                 }
-                p.sport = be16(seg, 0);
-                p.dport = be16(seg, 2);
-                p.udp_len = be16(seg, 4);
-                p.l4_csum = be16(seg, 6);
+                p.sport = u16_at(seg, 0)?;
+                p.dport = u16_at(seg, 2)?;
+                p.udp_len = u16_at(seg, 4)?;
+                p.l4_csum = u16_at(seg, 6)?;
                 p.payload = seg[8..].to_vec();
                 p.l4_ok = p.l4_csum == 0 || l4_checksum_v4(src, dst, proto, seg) == 0;
             }
@@ -1034,7 +1032,11 @@ mod tests {
     fn dec_ttl(ip: &mut [u8]) {
         let old = u16::from_be_bytes([ip[8], ip[9]]);
         ip[8] -= 1;
-        let ck = checksum_update16(be16(ip, 10), old, u16::from_be_bytes([ip[8], ip[9]]));
+        let ck = checksum_update16(
+            be16(ip, 10).unwrap(),
+            old,
+            u16::from_be_bytes([ip[8], ip[9]]),
+        );
         ip[10..12].copy_from_slice(&ck.to_be_bytes());
     }
 
@@ -1122,7 +1124,7 @@ mod tests {
     }
 
     fn ports_kept(frames: &[Vec<u8>]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-        let sports: Vec<u16> = frames.iter().map(|f| be16(f, 34)).collect();
+        let sports: Vec<u16> = frames.iter().map(|f| be16(f, 34).unwrap()).collect();
         nat(frames, |_, k| sports[k])
     }
 
@@ -1163,7 +1165,11 @@ mod tests {
             let ip = &mut v[7][14..];
             let old = u16::from_be_bytes([ip[8], ip[9]]);
             ip[8] += 1;
-            let ck = checksum_update16(be16(ip, 10), old, u16::from_be_bytes([ip[8], ip[9]]));
+            let ck = checksum_update16(
+                be16(ip, 10).unwrap(),
+                old,
+                u16::from_be_bytes([ip[8], ip[9]]),
+            );
             ip[10..12].copy_from_slice(&ck.to_be_bytes());
         }
         let l = lab(&t, &ours, &kernel);
