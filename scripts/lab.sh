@@ -281,6 +281,7 @@ EOF
     done
     wait "$tp" || die "no path through the $1 NAT and the reflector"
   }
+  captured() { tcpdump -n -r "$1" 2>/dev/null | wc -l; } # packets in a capture so far
   replay() { # replay LABEL: capture both ends while tcpreplay sends the trace
     local l=$1 c
     bg_ns "$NS" "$TMP/cap-$l-out" tcpdump -n -i s0 -Q in -U --immediate-mode -w "$TMP/$l-out.pcap" 'not (udp and port 9)'
@@ -291,7 +292,14 @@ EOF
     wait_listening "$TMP/cap-$l-in.log"
     in_ns "$NC" tcpreplay -i c0 --pps "$PPS" "$T" >"$TMP/tcpreplay-$l.log" 2>&1 \
       || die "tcpreplay ($l) failed"
-    sleep 0.5 # the last packets' way back
+    # The last packets' way back: wait until both ends captured every
+    # packet sent (at most 10 s; past that the comparison reports what
+    # is missing).
+    local i=0
+    until [ "$(captured "$TMP/$l-out.pcap")" -ge "$SENT" ] && [ "$(captured "$TMP/$l-in.pcap")" -ge "$SENT" ]; do
+      i=$((i + 1)); [ $i -gt 200 ] && break
+      sleep 0.05
+    done
     kill -INT "$co" "$ci"
     wait "$co" || true
     wait "$ci" || true
