@@ -87,11 +87,15 @@ impl WorkerLog {
         &self.pending
     }
 
-    /// Hand the records appended since the last call over in `into`
-    /// (which must be empty) and keep its memory for the next ones.
-    pub fn swap_pending(&mut self, into: &mut Vec<(u64, LogRecord)>) {
-        debug_assert!(into.is_empty());
-        std::mem::swap(&mut self.pending, into);
+    /// Append the records appended since the last call to `into`. When
+    /// `into` is empty the two vectors are swapped, so each keeps its
+    /// memory for the next records.
+    pub fn take_pending(&mut self, into: &mut Vec<(u64, LogRecord)>) {
+        if into.is_empty() {
+            std::mem::swap(&mut self.pending, into);
+        } else {
+            into.append(&mut self.pending);
+        }
     }
 }
 

@@ -23,7 +23,7 @@
 use crate::context::{AccessMode, Ctx};
 use crate::driver::Insn;
 use crate::element::{Backpressure, Element, Out, SourceStatus, Value};
-use crate::ft::{FtLink, FtOptions, ReplayPlan, SnapshotTrigger};
+use crate::ft::{FtLink, FtOptions, ReplayPlan, Shipment, SnapshotTrigger};
 use crate::graph::{Graph, NodeKind};
 use crate::headers::{ip_offset, symmetric_hash};
 use crate::packet::Packet;
@@ -137,10 +137,16 @@ pub struct RunReport {
 
 enum Msg {
     Batch(u16, Vec<Packet>),
+    /// Several batches in a row, each run as its own batch (a replay hands
+    /// the master's small batches over in groups: see [`feed_replay`]).
+    Batches(BatchGroup),
     Barrier(Arc<Barrier>),
     Query(Sender<WorkerStats>),
     Snapshot(Arc<SnapshotRound>),
 }
+
+/// Batches in a row, each with its source.
+type BatchGroup = Vec<(u16, Vec<Packet>)>;
 
 /// One snapshot being taken: every worker stops at it (see
 /// [`crate::snapshot`]).
@@ -203,10 +209,25 @@ struct Worker {
     ft: Option<Arc<dyn FtLink>>,
     /// Outputs so far per input packet id, within the current batch.
     ordinals: crate::shared::FlowMap<u64, u32>,
+    /// Records and outputs of batches processed but not yet shipped: while
+    /// more batches wait in its queue, a worker ships several together
+    /// (see [`Worker::process`]).
+    unshipped: Option<Shipment>,
 }
 
+/// A worker ships what it holds once it holds this many outputs, even with
+/// more batches queued.
+const SHIP_MAX_OUTPUTS: usize = 1024;
+
 impl Worker {
-    fn process(&mut self, source: u16, batch: Vec<Packet>, now: u64) {
+    /// Run one batch through the graph. With fault tolerance, its log
+    /// records and outputs are shipped at once unless `more` says another
+    /// batch is already queued for this worker: then they wait (up to
+    /// [`SHIP_MAX_OUTPUTS`]) and go with the next batches' in one
+    /// shipment. A backlog (a replay, a burst) then costs one hand-over to
+    /// the output logger per many batches, not one per batch, while a
+    /// worker that keeps up ships every batch as soon as it is done.
+    fn process(&mut self, source: u16, batch: Vec<Packet>, now: u64, more: bool) {
         let Some(&(e0, p0)) = self.entries.get(source as usize) else {
             return;
         };
@@ -247,9 +268,13 @@ impl Worker {
             None => self.ctx.sinks.write_to(&self.sinks),
             Some(link) => {
                 let w = self.ctx.worker();
-                let mut sh = link.spare().unwrap_or_default();
+                let mut sh = self
+                    .unshipped
+                    .take()
+                    .or_else(|| link.spare())
+                    .unwrap_or_default();
                 if let AccessMode::Logged(l) = &mut self.ctx.mode {
-                    l.log.swap_pending(&mut sh.records);
+                    l.log.take_pending(&mut sh.records);
                 }
                 let outs = &mut sh.outputs;
                 let ordinals = &mut self.ordinals;
@@ -263,9 +288,20 @@ impl Worker {
                     }
                 });
                 ordinals.clear();
-                if !sh.records.is_empty() || !sh.outputs.is_empty() {
+                if more && sh.outputs.len() < SHIP_MAX_OUTPUTS {
+                    self.unshipped = Some(sh);
+                } else if !sh.records.is_empty() || !sh.outputs.is_empty() {
                     link.ship(w, sh);
                 }
+            }
+        }
+    }
+
+    /// Ship what earlier batches left unshipped.
+    fn ship_held(&mut self) {
+        if let (Some(sh), Some(link)) = (self.unshipped.take(), &self.ft) {
+            if !sh.records.is_empty() || !sh.outputs.is_empty() {
+                link.ship(self.ctx.worker(), sh);
             }
         }
     }
@@ -285,8 +321,21 @@ impl Worker {
 
     fn run(mut self, rx: Receiver<Msg>) -> Worker {
         while let Ok(msg) = rx.recv() {
+            if !matches!(msg, Msg::Batch(..) | Msg::Batches(..)) {
+                self.ship_held();
+            }
             match msg {
-                Msg::Batch(src, b) => self.process(src, b, wall_ns()),
+                Msg::Batch(src, b) => {
+                    let more = !rx.is_empty();
+                    self.process(src, b, wall_ns(), more)
+                }
+                Msg::Batches(group) => {
+                    let n = group.len();
+                    for (i, (src, b)) in group.into_iter().enumerate() {
+                        let more = i + 1 < n || !rx.is_empty();
+                        self.process(src, b, wall_ns(), more);
+                    }
+                }
                 Msg::Barrier(bar) => {
                     if bar.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                         let _ = bar.done.send(bar.event);
@@ -298,6 +347,7 @@ impl Worker {
                 Msg::Snapshot(round) => self.snapshot(&round),
             }
         }
+        self.ship_held();
         self
     }
 
@@ -538,6 +588,7 @@ pub fn run(
             processed: 0,
             ft: opts.ft.as_ref().map(|f| f.link.clone()),
             ordinals: Default::default(),
+            unshipped: None,
         };
         if w == 0 && !opts.pipeline && replay.is_none() {
             inline = Some((Box::new(worker), rx));
@@ -888,7 +939,22 @@ impl Dispatcher {
     fn send(&mut self, w: usize, src: u16, b: Vec<Packet>, lossy: bool, shared: &InputShared) {
         match (&mut self.inline, self.queues.get(w)) {
             (_, Some(Some(tx))) => send(tx, src, b, lossy, shared),
-            (Some((worker, _)), _) => worker.process(src, b, wall_ns()),
+            (Some((worker, _)), _) => worker.process(src, b, wall_ns(), false),
+            (None, _) => {}
+        }
+    }
+
+    /// Hand worker `w` several batches at once (never lossy).
+    fn send_group(&mut self, w: usize, group: BatchGroup) {
+        match (&mut self.inline, self.queues.get(w)) {
+            (_, Some(Some(tx))) => {
+                let _ = tx.send(Msg::Batches(group));
+            }
+            (Some((worker, _)), _) => {
+                for (src, b) in group {
+                    worker.process(src, b, wall_ns(), false);
+                }
+            }
             (None, _) => {}
         }
     }
@@ -1241,23 +1307,70 @@ fn feed_replay(
     // must reach (the logged size, or `batch` past the log).
     let mut pending: Vec<(u16, Vec<Packet>, usize)> =
         (0..n).map(|_| (0, Vec::new(), batch)).collect();
+    // Per worker: whole batches not yet handed over. The master's batches
+    // are as small as its input was slow (a packet or two at 200k
+    // packets/s); handed over one by one, each would cost a queue
+    // operation and often a wake-up of the worker. They go in groups of at
+    // least `batch` packets, or sooner when the input pauses.
+    let mut outbox: Vec<(BatchGroup, usize)> = (0..n).map(|_| (Vec::new(), 0)).collect();
     let mut next_id = 1;
     let mut fed = 0u64;
-    let streamed = plan
+    let mut preloaded = plan.packets.iter().cloned();
+    let mut streamed = plan
         .streamed
-        .iter()
-        .flat_map(|(rx, n)| rx.iter().take(usize::try_from(*n).unwrap_or(usize::MAX)));
-    for p in plan.packets.iter().cloned().chain(streamed) {
+        .as_ref()
+        .map(|(rx, n)| (rx, usize::try_from(*n).unwrap_or(usize::MAX)));
+    let mut ship = |w: usize, src: u16, b: Vec<Packet>, dispatch: &mut Dispatcher, force: bool| {
+        let (group, npkts) = &mut outbox[w];
+        if !b.is_empty() {
+            *npkts += b.len();
+            group.push((src, b));
+        }
+        if !group.is_empty() && (force || *npkts >= batch) {
+            *npkts = 0;
+            dispatch.send_group(w, std::mem::take(group));
+        }
+    };
+    loop {
+        let p = match preloaded.next() {
+            Some(p) => p,
+            None => match &mut streamed {
+                Some((rx, left)) if *left > 0 => {
+                    let p = match rx.try_recv() {
+                        Ok(p) => Some(p),
+                        Err(crossbeam_channel::TryRecvError::Empty) => {
+                            // About to wait for the input: what is gathered
+                            // goes now.
+                            for w in 0..n {
+                                ship(w, 0, Vec::new(), dispatch, true);
+                            }
+                            rx.recv().ok()
+                        }
+                        Err(crossbeam_channel::TryRecvError::Disconnected) => None,
+                    };
+                    match p {
+                        Some(p) => {
+                            *left -= 1;
+                            p
+                        }
+                        None => break,
+                    }
+                }
+                _ => break,
+            },
+        };
         let (src, id) = (p.anno.source, p.anno.id);
         let framing = framings
             .get(src as usize)
             .copied()
             .unwrap_or(crate::headers::Framing::Unknown);
         let w = worker_of(&p, framing, n);
-        let (psrc, pb, target) = &mut pending[w];
+        let (psrc, pb, _) = &mut pending[w];
         if !pb.is_empty() && *psrc != src {
-            dispatch.send(w, *psrc, std::mem::take(pb), false, shared);
+            let (s, b) = (*psrc, std::mem::take(pb));
+            ship(w, s, b, dispatch, false);
         }
+        let (psrc, pb, target) = &mut pending[w];
         if pb.is_empty() {
             *target = match logged[w].front() {
                 Some(&(first, count)) if first == p.anno.id => {
@@ -1270,16 +1383,15 @@ fn feed_replay(
         *psrc = src;
         pb.push(p);
         if pb.len() >= *target {
-            dispatch.send(w, src, std::mem::take(pb), false, shared);
+            let b = std::mem::take(pb);
+            ship(w, src, b, dispatch, false);
         }
         next_id = next_id.max(id + 1);
         fed += 1;
         shared.packets.fetch_add(1, Ordering::Relaxed);
     }
     for (w, (src, pb, _)) in pending.into_iter().enumerate() {
-        if !pb.is_empty() {
-            dispatch.send(w, src, pb, false, shared);
-        }
+        ship(w, src, pb, dispatch, true);
     }
     if fed < plan.len() {
         return Err(format!(

@@ -298,17 +298,34 @@ fn kill_and_recover_twice(
     (before, rel.len())
 }
 
+/// How many messages a master of `threads` workers sends over a whole run
+/// without failure (workers ship several batches at once when they fall
+/// behind, so the count depends on the run's timing).
+fn messages_of_a_whole_run(v: &BTreeMap<String, String>, threads: usize) -> i64 {
+    let g = graph(v, threads);
+    let ol = Arc::new(OutputLogger::new(threads, g.sinks.sinks().to_vec()));
+    let link = Arc::new(CrashingLink::new(ol, (i64::MAX, i64::MAX)));
+    let r = run(
+        g,
+        &options(link.clone(), None, None, BATCH),
+        &mut Vec::new(),
+        &mut |_| {},
+    );
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    link.sent.load(Ordering::Acquire)
+}
+
 #[test]
 fn kill_anywhere_loses_and_duplicates_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let v = nat_trace(dir.path(), (5_000, 400, 200), 200, 8);
+    let whole = [1, 2].map(|t| messages_of_a_whole_run(&v, t).max(1) as u64);
     let mut rng = 0x5eed_u64;
     let mut mid_run = 0;
     for trial in 0..16 {
         let threads = 1 + trial % 2;
-        // Budgets across the whole run: messages per run are in the
-        // hundreds to low thousands.
-        let budget = (xorshift(&mut rng) % 1_200) as i64;
+        // Budgets across the whole run, as long as a run without failure.
+        let budget = (xorshift(&mut rng) % whole[threads - 1]) as i64;
         let (before, total) = kill_and_recover(&v, threads, (budget, budget), (BATCH, BATCH));
         if before > 0 && before < total {
             mid_run += 1;
