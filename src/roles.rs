@@ -206,6 +206,7 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         "{}",
         serde_json::json!({
             "took_over_ns": took_ns,
+            "takeover_received_ns": take.received_ns,
             "input_resumed_ns": input_resumed_ns,
             "loaded_ns": loaded_ns,
             "run_start_ns": run_start_ns,

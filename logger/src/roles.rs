@@ -190,8 +190,7 @@ impl FtLink for SocketLink {
         for (i, piece) in payload.chunks(SNAPSHOT_PIECE).enumerate() {
             let mut g = self.w.lock();
             let offset = (i * SNAPSHOT_PIECE) as u64;
-            let sent = g
-                .send_with(|buf| SnapshotPartMsg::encode_parts(snap.id, total, offset, piece, buf))
+            let sent = SnapshotPartMsg::write_parts(snap.id, total, offset, piece, &mut g)
                 .and_then(|_| g.flush());
             if sent.is_err() {
                 return;
@@ -649,7 +648,7 @@ pub fn run_output_logger(
                 Some(b) => b.as_slice(),
                 None => &snap.encode(),
             };
-            w.send_with(|buf| SnapshotMsg::encode_parts(snap.id, &[], payload, buf))?;
+            SnapshotMsg::write_parts(snap.id, &[], payload, &mut w)?;
         }
         for (wk, recs) in take.logs.iter().enumerate() {
             w.send_with(|buf| LogBatchMsg::encode_numbered(wk as u16, recs, buf))?;
@@ -735,9 +734,7 @@ impl StandbyFeed {
                     l.take()
                 };
                 let Some((id, payload)) = next else { continue };
-                let r = w
-                    .send_with(|buf| SnapshotMsg::encode_parts(id, &[], &payload, buf))
-                    .and_then(|_| w.flush());
+                let r = SnapshotMsg::write_parts(id, &[], &payload, &mut w).and_then(|_| w.flush());
                 if r.is_err() {
                     break;
                 }
@@ -882,6 +879,9 @@ pub struct TakeoverMsg {
     /// Per worker: number new records from at least this (see
     /// `ReplayPlan::next_seq`).
     pub next_seq: Vec<u64>,
+    /// When the takeover's last frame arrived (ns since the epoch), before
+    /// the snapshot was decoded.
+    pub received_ns: u64,
 }
 
 /// As a standby, wait on the output logger for a takeover.
@@ -896,12 +896,16 @@ pub fn await_takeover(s: &Stream, nworkers: usize) -> Result<TakeoverMsg, String
         logs: vec![Vec::new(); nworkers],
         cut: 1,
         next_seq: vec![0; nworkers],
+        received_ns: 0,
     };
     // Snapshots arrive as they commit, while standing by; only the last
     // one is decoded, at takeover (decoding each would cost the machine
-    // a few ms of CPU every snapshot interval). Each is copied into the
-    // same buffer, which keeps its pages from one snapshot to the next.
-    let mut encoded: Vec<u8> = Vec::new();
+    // a few ms of CPU every snapshot interval). The frame holding the last
+    // one is kept as read (the reader's buffer is swapped for the one of
+    // the snapshot before, which the next frames reuse): no copy, and no
+    // fresh pages, per snapshot.
+    let mut last_frame: Vec<u8> = Vec::new();
+    let mut encoded = 0..0;
     loop {
         let v = match r.next_frame() {
             Ok(Some(v)) => v,
@@ -911,8 +915,9 @@ pub fn await_takeover(s: &Stream, nworkers: usize) -> Result<TakeoverMsg, String
         if v.kind() == FrameKind::Snapshot {
             let (_, _, payload) =
                 SnapshotMsg::parts(&v).map_err(|e| format!("output logger: {e}"))?;
-            encoded.clear();
-            encoded.extend_from_slice(payload);
+            let start = payload.as_ptr() as usize - v.as_bytes().as_ptr() as usize;
+            encoded = start..start + payload.len();
+            r.swap_buffer(&mut last_frame);
             continue;
         }
         match Message::from_view(&v) {
@@ -933,8 +938,9 @@ pub fn await_takeover(s: &Stream, nworkers: usize) -> Result<TakeoverMsg, String
             }
             Ok(Message::Resume(m)) => {
                 t.cut = m.packet;
-                if !encoded.is_empty() {
-                    let snap = Snapshot::decode(&encoded).map_err(|e| format!("snapshot: {e}"))?;
+                t.received_ns = wall_ns();
+                if let Some(encoded) = last_frame.get(encoded).filter(|e| !e.is_empty()) {
+                    let snap = Snapshot::decode(encoded).map_err(|e| format!("snapshot: {e}"))?;
                     t.snapshot = Some(snap);
                 }
                 return Ok(t);

@@ -297,6 +297,21 @@ fn end_frame(out: &mut [u8], start: usize) {
     out[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// [`end_frame`] for a frame whose payload goes on past `out` with
+/// `tail`: length and checksum cover both; the caller writes `tail` right
+/// after `out`'s bytes.
+///
+/// # Panics
+/// If the payload is 4 GiB or larger (the sender's own data).
+fn end_frame_with_tail(out: &mut [u8], start: usize, tail: &[u8]) {
+    let len = out.len() - start - HEADER_LEN + tail.len();
+    let len32 = u32::try_from(len).expect("frame payload of 4 GiB or more");
+    out[start + 8..start + 12].copy_from_slice(&len32.to_le_bytes());
+    let f = &out[start..];
+    let crc = crc32c::crc32c_append(frame_crc(f, &f[HEADER_LEN..]), tail);
+    out[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
+}
+
 /// A bounds-checked cursor over a payload.
 struct Cur<'a> {
     buf: &'a [u8],
@@ -769,6 +784,25 @@ impl SnapshotMsg {
         end_frame(out, start);
     }
 
+    /// Send a snapshot frame from borrowed parts on `w` without copying
+    /// `payload` into the writer's buffer (tens of megabytes): the same
+    /// bytes as [`SnapshotMsg::encode_parts`], written in two pieces.
+    pub fn write_parts<W: Write>(
+        id: u64,
+        cut: &[(u64, u64)],
+        payload: &[u8],
+        w: &mut FrameWriter<W>,
+    ) -> io::Result<()> {
+        w.send_with_tail(
+            |out| {
+                let start = begin_frame(out, FrameKind::Snapshot);
+                Self::encode_payload_of(id, cut, &[], out);
+                end_frame_with_tail(out, start, payload);
+            },
+            payload,
+        )
+    }
+
     /// Decode from a validated frame.
     pub fn from_view(v: &FrameView<'_>) -> Result<Self, WireError> {
         let (id, cut, payload) = Self::parts(v)?;
@@ -832,6 +866,25 @@ impl SnapshotPartMsg {
         let start = begin_frame(out, FrameKind::SnapshotPart);
         Self::encode_payload_of(id, total, offset, data, out);
         end_frame(out, start);
+    }
+
+    /// Send one piece on `w`, `data` written from the caller's memory (the
+    /// bytes of [`SnapshotPartMsg::encode_parts`]).
+    pub fn write_parts<W: Write>(
+        id: u64,
+        total: u64,
+        offset: u64,
+        data: &[u8],
+        w: &mut FrameWriter<W>,
+    ) -> io::Result<()> {
+        w.send_with_tail(
+            |out| {
+                let start = begin_frame(out, FrameKind::SnapshotPart);
+                Self::encode_payload_of(id, total, offset, &[], out);
+                end_frame_with_tail(out, start, data);
+            },
+            data,
+        )
     }
 
     /// `(id, total, offset, data)` of a validated frame, without copying.
@@ -1183,6 +1236,13 @@ impl<R: Read> FrameReader<R> {
         &self.inner
     }
 
+    /// Exchange the buffer holding the last frame read for `other`, whose
+    /// memory the next frames are read into: a caller keeps a large frame
+    /// (a snapshot) without copying it.
+    pub fn swap_buffer(&mut self, other: &mut Vec<u8>) {
+        std::mem::swap(&mut self.buf, other);
+    }
+
     /// The next whole, validated frame; `None` at a clean end of stream.
     pub fn next_frame(&mut self) -> Result<Option<FrameView<'_>>, WireError> {
         self.buf.resize(HEADER_LEN, 0);
@@ -1197,8 +1257,12 @@ impl<R: Read> FrameReader<R> {
             });
         }
         let len = check_header(&self.buf, self.max_payload)?;
-        self.buf.resize(HEADER_LEN + len, 0);
-        let got = read_full(&mut self.inner, &mut self.buf[HEADER_LEN..])?;
+        // Appended as read, not into zeroed space: a snapshot frame is tens
+        // of megabytes, and zeroing it first cost as long as reading it.
+        self.buf.reserve(len);
+        let got = (&mut self.inner)
+            .take(len as u64)
+            .read_to_end(&mut self.buf)?;
         if got < len {
             return Err(WireError::Truncated {
                 need: HEADER_LEN + len,
@@ -1269,6 +1333,15 @@ impl<W: Write> FrameWriter<W> {
     pub fn send_with(&mut self, f: impl FnOnce(&mut Vec<u8>)) -> io::Result<()> {
         f(&mut self.buf);
         self.queued()
+    }
+
+    /// Queue the start of a frame (`f` appends it) whose last bytes are
+    /// `tail`, then write both, `tail` straight from the caller's memory.
+    pub fn send_with_tail(&mut self, f: impl FnOnce(&mut Vec<u8>), tail: &[u8]) -> io::Result<()> {
+        f(&mut self.buf);
+        self.frames += 1;
+        self.write_buf()?;
+        self.inner.write_all(tail)
     }
 
     fn queued(&mut self) -> io::Result<()> {

@@ -423,6 +423,49 @@ fn writer_batches_and_reader_reassembles_partial_reads() {
     }
 }
 
+/// A snapshot written from borrowed parts (frame start queued, payload
+/// written from the caller's memory) is byte for byte the encoded one,
+/// after frames already queued; a reader that swaps its buffer out keeps
+/// the frame and reads on into the buffer it got back.
+#[test]
+fn snapshot_written_in_two_pieces_is_the_encoded_frame() {
+    let payload: Vec<u8> = (0..=250u8).cycle().take(100_000).collect();
+    let cut = [(7u64, 9u64), (8, 10)];
+    let mut w = FrameWriter::new(Vec::new());
+    w.send(&Message::Heartbeat(hb())).unwrap();
+    SnapshotMsg::write_parts(3, &cut, &payload, &mut w).unwrap();
+    w.send(&Message::Heartbeat(hb())).unwrap();
+    SnapshotPartMsg::write_parts(3, 5_000, 1_000, &payload[..4_000], &mut w).unwrap();
+    assert_eq!(w.frames(), 4);
+    let bytes = w.into_inner().unwrap();
+    let mut expect = Vec::new();
+    Message::Heartbeat(hb()).encode(&mut expect);
+    SnapshotMsg::encode_parts(3, &cut, &payload, &mut expect);
+    Message::Heartbeat(hb()).encode(&mut expect);
+    SnapshotPartMsg::encode_parts(3, 5_000, 1_000, &payload[..4_000], &mut expect);
+    assert_eq!(bytes, expect);
+
+    let mut r = FrameReader::new(Trickle {
+        data: &bytes,
+        n: 777,
+    });
+    assert!(matches!(r.next_message(), Ok(Some(Message::Heartbeat(_)))));
+    let v = r.next_frame().unwrap().unwrap();
+    let (id, got_cut, got) = SnapshotMsg::parts(&v).unwrap();
+    assert_eq!((id, got_cut, got), (3, cut.to_vec(), &payload[..]));
+    let at = got.as_ptr() as usize - v.as_bytes().as_ptr() as usize;
+    let mut kept = Vec::new();
+    r.swap_buffer(&mut kept);
+    assert_eq!(&kept[at..at + payload.len()], &payload[..]);
+    assert!(matches!(r.next_message(), Ok(Some(Message::Heartbeat(_)))));
+    let v = r.next_frame().unwrap().unwrap();
+    assert_eq!(
+        SnapshotPartMsg::parts(&v).unwrap(),
+        (3, 5_000, 1_000, &payload[..4_000])
+    );
+    assert!(matches!(r.next_message(), Ok(None)));
+}
+
 #[test]
 fn snapshot_pieces_reassemble_and_refuse_gaps() {
     let encoded: Vec<u8> = (0..=250u8).cycle().take(10_000).collect();
