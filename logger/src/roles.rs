@@ -234,24 +234,35 @@ impl RemoteInput {
             .spawn(move || {
                 let mut replay_left = replay;
                 loop {
-                    match r.next_message() {
-                        Ok(Some(Message::Packet(m))) => {
-                            let p = packet_of(m);
-                            let sent = if replay_left > 0 {
-                                replay_left -= 1;
-                                replay_tx.send(p).is_ok()
-                            } else {
-                                tx.send(Some(p)).is_ok()
-                            };
-                            if !sent {
-                                return;
-                            }
+                    // Packet frames are turned into packets straight from
+                    // the reader's buffer (one copy, one allocation).
+                    let p = match r.next_frame() {
+                        Ok(Some(v)) if v.kind() == FrameKind::Packet => {
+                            PacketMsg::parts(&v).ok().map(|(id, ts_ns, source, data)| {
+                                let mut p = Packet::from_bytes(data);
+                                p.anno.id = id;
+                                p.anno.ts_ns = ts_ns;
+                                p.anno.source = source;
+                                p
+                            })
                         }
-                        Ok(Some(Message::EndOfStream)) | Ok(None) | Err(_) => {
-                            let _ = tx.send(None);
-                            return;
-                        }
-                        Ok(Some(_)) => {}
+                        // Other frames are not for this reader; the end of
+                        // the stream, a broken frame or EOF end it.
+                        Ok(Some(v)) if v.kind() != FrameKind::EndOfStream => continue,
+                        Ok(Some(_)) | Ok(None) | Err(_) => None,
+                    };
+                    let Some(p) = p else {
+                        let _ = tx.send(None);
+                        return;
+                    };
+                    let sent = if replay_left > 0 {
+                        replay_left -= 1;
+                        replay_tx.send(p).is_ok()
+                    } else {
+                        tx.send(Some(p)).is_ok()
+                    };
+                    if !sent {
+                        return;
                     }
                 }
             })?;
@@ -262,14 +273,6 @@ impl RemoteInput {
         };
         Ok((input, replay_rx))
     }
-}
-
-fn packet_of(m: PacketMsg) -> Packet {
-    let mut p = Packet::from_bytes(&m.data);
-    p.anno.id = m.id;
-    p.anno.ts_ns = m.ts_ns;
-    p.anno.source = m.source;
-    p
 }
 
 impl Source for RemoteInput {
@@ -406,24 +409,19 @@ pub fn run_input_logger(
             }
             progressed = true;
             let mut g = st.lock();
-            let mut frames = Vec::with_capacity(tmp.len());
+            let IlState { log, consumer, .. } = &mut *g;
+            let mut ok = Ok(());
             for p in tmp.drain(..) {
-                let id = g.log.append(p.anno.ts_ns, si as u16, p.data().to_vec());
-                frames.push(Message::Packet(PacketMsg {
-                    id,
-                    ts_ns: p.anno.ts_ns,
-                    source: si as u16,
-                    data: p.data().to_vec(),
-                }));
+                let (ts, src) = (p.anno.ts_ns, si as u16);
+                let id = log.append(ts, src, p.data().to_vec());
+                if let (Some(w), Ok(())) = (consumer.as_mut(), &ok) {
+                    ok = w.send_with(|b| PacketMsg::encode_parts(id, ts, src, p.data(), b));
+                }
                 sent += 1;
             }
-            if let Some(w) = g.consumer.as_mut() {
-                let ok = frames
-                    .iter()
-                    .try_for_each(|m| w.send(m))
-                    .and_then(|_| w.flush());
-                if ok.is_err() {
-                    g.consumer = None;
+            if let Some(w) = consumer.as_mut() {
+                if ok.and_then(|_| w.flush()).is_err() {
+                    *consumer = None;
                 }
             }
         }

@@ -422,21 +422,45 @@ impl PacketMsg {
     //  16   2  source   u16
     //  18   n  data     (rest of the payload)
     fn encode_payload(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&self.id.to_le_bytes());
-        out.extend_from_slice(&self.ts_ns.to_le_bytes());
-        out.extend_from_slice(&self.source.to_le_bytes());
-        out.extend_from_slice(&self.data);
+        Self::encode_payload_of(self.id, self.ts_ns, self.source, &self.data, out);
+    }
+
+    fn encode_payload_of(id: u64, ts_ns: u64, source: u16, data: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&id.to_le_bytes());
+        out.extend_from_slice(&ts_ns.to_le_bytes());
+        out.extend_from_slice(&source.to_le_bytes());
+        out.extend_from_slice(data);
+    }
+
+    /// Append a packet frame from borrowed parts (the bytes of
+    /// [`PacketMsg::encode`], without building the message).
+    pub fn encode_parts(id: u64, ts_ns: u64, source: u16, data: &[u8], out: &mut Vec<u8>) {
+        let start = begin_frame(out, FrameKind::Packet);
+        Self::encode_payload_of(id, ts_ns, source, data, out);
+        end_frame(out, start);
     }
 
     /// Decode from a validated frame (layout beside `encode_payload`).
     pub fn from_view(v: &FrameView<'_>) -> Result<Self, WireError> {
-        let mut c = Cur::new(v, FrameKind::Packet)?;
+        let (id, ts_ns, source, data) = Self::parts(v)?;
         Ok(PacketMsg {
-            id: c.u64("packet id")?,
-            ts_ns: c.u64("timestamp")?,
-            source: c.u16("source")?,
-            data: c.rest().to_vec(),
+            id,
+            ts_ns,
+            source,
+            data: data.to_vec(),
         })
+    }
+
+    /// `(id, ts_ns, source, data)` of a validated frame, the bytes
+    /// borrowed from it.
+    pub fn parts<'a>(v: &FrameView<'a>) -> Result<(u64, u64, u16, &'a [u8]), WireError> {
+        let mut c = Cur::new(v, FrameKind::Packet)?;
+        Ok((
+            c.u64("packet id")?,
+            c.u64("timestamp")?,
+            c.u16("source")?,
+            c.rest(),
+        ))
     }
 }
 frame_codec!(PacketMsg, FrameKind::Packet);

@@ -423,6 +423,26 @@ fn writer_batches_and_reader_reassembles_partial_reads() {
     }
 }
 
+#[test]
+fn packet_from_borrowed_parts_is_the_encoded_frame() {
+    let m = PacketMsg {
+        id: 42,
+        ts_ns: 1_700_000_000_123,
+        source: 3,
+        data: (0..=99u8).collect(),
+    };
+    let mut a = Vec::new();
+    m.encode(&mut a);
+    let mut b = Vec::new();
+    PacketMsg::encode_parts(m.id, m.ts_ns, m.source, &m.data, &mut b);
+    assert_eq!(a, b);
+    let v = FrameView::new_checked(&b).unwrap();
+    assert_eq!(
+        PacketMsg::parts(&v).unwrap(),
+        (m.id, m.ts_ns, m.source, &m.data[..])
+    );
+}
+
 /// A snapshot written from borrowed parts (frame start queued, payload
 /// written from the caller's memory) is byte for byte the encoded one,
 /// after frames already queued; a reader that swaps its buffer out keeps
