@@ -15,25 +15,33 @@
 //! ```text
 //! offset size  field
 //! 0      4     magic "FTSN"
-//! 4      2     version (2), little-endian
+//! 4      2     version (3), little-endian
 //! 6      4     crc32c of the body, little-endian
 //! 10     8     body length, little-endian
-//! 18     n     body: StateCodec encoding of
-//!              id u64, next_packet u64, taken_ns u64, stall_ns u64,
-//!              workers: Vec<(last_seq u64, rng [u64; 4] as 4 u64,
-//!                            dv Vec<u64>, elements Vec<Vec<u8>>)>,
-//!              shared Vec<u8>
+//! 18     n     body: the rkyv archive of `Snapshot` (unaligned,
+//!              little-endian, 64-bit relative pointers; root at the end):
+//!              id, next_packet, taken_ns, stall_ns, workers (last_seq,
+//!              rng, dv, elements: each element's `save_state` bytes),
+//!              shared (every shared variable's `StateCodec` encoding)
 //! ```
-//! A snapshot whose magic, version, length or checksum does not match is
-//! refused with [`SnapshotError`], never restored.
+//! A snapshot whose magic, version, length or checksum does not match, or
+//! whose archive does not pass rkyv's validation (bytecheck), is refused
+//! with [`SnapshotError`], never restored. The state inside stays in each
+//! element's and variable's own encoding (fixed-size records for a NAT
+//! table); the archive is the container, read in place: checking it and
+//! reading the cut costs nothing per byte of state.
 
-use crate::shared::{take, CodecError, StateCodec};
+use crate::shared::CodecError;
+use rkyv::rancor;
 
 const MAGIC: &[u8; 4] = b"FTSN";
-const VERSION: u16 = 2;
+const VERSION: u16 = 3;
+const HEADER: usize = 18;
 
 /// One worker's part of a snapshot.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct WorkerSnapshot {
     /// Sequence number of the worker's last log record before the cut.
     pub last_seq: u64,
@@ -47,7 +55,9 @@ pub struct WorkerSnapshot {
 }
 
 /// A consistent cut of the router's state.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
 pub struct Snapshot {
     /// Snapshot number (1, 2, ...).
     pub id: u64,
@@ -120,54 +130,67 @@ impl Snapshot {
     /// caller that keeps `out` from one snapshot to the next writes
     /// megabytes of state without fresh pages each time.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        out.clear();
-        out.reserve(18 + self.state_bytes() + 1024);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&[0; 12]);
-        self.id.encode(out);
-        self.next_packet.encode(out);
-        self.taken_ns.encode(out);
-        self.stall_ns.encode(out);
-        (self.workers.len() as u64).encode(out);
-        for w in &self.workers {
-            w.last_seq.encode(out);
-            for x in w.rng {
-                x.encode(out);
-            }
-            w.dv.encode(out);
-            (w.elements.len() as u64).encode(out);
-            for e in &w.elements {
-                e.encode(out);
-            }
-        }
-        self.shared.encode(out);
-        let crc = crc32c::crc32c(&out[18..]);
-        let len = (out.len() - 18) as u64;
-        out[6..10].copy_from_slice(&crc.to_le_bytes());
-        out[10..18].copy_from_slice(&len.to_le_bytes());
+        let mut buf = std::mem::take(out);
+        buf.clear();
+        buf.reserve(HEADER + self.state_bytes() + 1024);
+        buf.extend_from_slice(MAGIC);
+        buf.extend_from_slice(&VERSION.to_le_bytes());
+        buf.extend_from_slice(&[0; 12]);
+        // The archive is written in place after the header (its pointers
+        // are relative, so where the body starts does not matter).
+        let mut buf = match rkyv::api::high::to_bytes_in::<_, rancor::Error>(self, buf) {
+            Ok(b) => b,
+            // Writing into a Vec with 64-bit pointers fails only when
+            // memory does.
+            Err(e) => panic!("snapshot archive: {e}"),
+        };
+        let crc = crc32c::crc32c(&buf[HEADER..]);
+        let len = (buf.len() - HEADER) as u64;
+        buf[6..10].copy_from_slice(&crc.to_le_bytes());
+        buf[10..18].copy_from_slice(&len.to_le_bytes());
+        *out = buf;
     }
 
-    /// Decode, checking magic, version, length and checksum first.
+    /// Decode, checking magic, version, length, checksum and the archive.
     pub fn decode(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
-        Snapshot::decode_with(bytes, true)
+        let a = Snapshot::access(bytes)?;
+        rkyv::deserialize::<Snapshot, rancor::Error>(a)
+            .map_err(|e| SnapshotError::Body(CodecError(e.to_string())))
     }
 
     /// [`Snapshot::decode`] without the state: every check is made and
     /// every field read, but each element's bytes and the shared
-    /// variables' are skipped and left empty. For a holder that keeps
-    /// the encoded bytes and needs only the cut (the output logger).
+    /// variables' are left empty. For a holder that keeps the encoded
+    /// bytes and needs only the cut (the output logger).
     pub fn decode_summary(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
-        Snapshot::decode_with(bytes, false)
+        let a = Snapshot::access(bytes)?;
+        Ok(Snapshot {
+            id: a.id.to_native(),
+            next_packet: a.next_packet.to_native(),
+            taken_ns: a.taken_ns.to_native(),
+            stall_ns: a.stall_ns.to_native(),
+            workers: a
+                .workers
+                .iter()
+                .map(|w| WorkerSnapshot {
+                    last_seq: w.last_seq.to_native(),
+                    rng: w.rng.map(|x| x.to_native()),
+                    dv: w.dv.iter().map(|x| x.to_native()).collect(),
+                    elements: vec![Vec::new(); w.elements.len()],
+                })
+                .collect(),
+            shared: Vec::new(),
+        })
     }
 
-    fn decode_with(bytes: &[u8], state: bool) -> Result<Snapshot, SnapshotError> {
-        if bytes.len() < 18 {
+    /// The archived snapshot in `bytes`, after every check.
+    fn access(bytes: &[u8]) -> Result<&ArchivedSnapshot, SnapshotError> {
+        if bytes.len() < HEADER {
             return Err(if bytes.len() >= 4 && &bytes[..4] != MAGIC {
                 SnapshotError::BadMagic
             } else {
                 SnapshotError::Truncated {
-                    need: 18,
+                    need: HEADER,
                     have: bytes.len(),
                 }
             });
@@ -183,66 +206,22 @@ impl Snapshot {
         let mut len = [0u8; 8];
         len.copy_from_slice(&bytes[10..18]);
         let len = u64::from_le_bytes(len);
-        let have = bytes.len() - 18;
+        let have = bytes.len() - HEADER;
         let need = usize::try_from(len).unwrap_or(usize::MAX);
         if need > have {
             return Err(SnapshotError::Truncated {
-                need: need.saturating_add(18),
+                need: need.saturating_add(HEADER),
                 have: bytes.len(),
             });
         }
-        let body = &bytes[18..18 + need];
+        let body = &bytes[HEADER..HEADER + need];
         let computed = crc32c::crc32c(body);
         if computed != stored {
             return Err(SnapshotError::BadChecksum { stored, computed });
         }
-        let mut inp = body;
-        let id = u64::decode(&mut inp)?;
-        let next_packet = u64::decode(&mut inp)?;
-        let taken_ns = u64::decode(&mut inp)?;
-        let stall_ns = u64::decode(&mut inp)?;
-        let n = u64::decode(&mut inp)? as usize;
-        let mut workers = Vec::with_capacity(n.min(1024));
-        for _ in 0..n {
-            let last_seq = u64::decode(&mut inp)?;
-            let mut rng = [0u64; 4];
-            for x in rng.iter_mut() {
-                *x = u64::decode(&mut inp)?;
-            }
-            let dv = Vec::<u64>::decode(&mut inp)?;
-            let ne = u64::decode(&mut inp)? as usize;
-            let mut elements = Vec::with_capacity(ne.min(4096));
-            for _ in 0..ne {
-                elements.push(bytes_field(&mut inp, state)?);
-            }
-            workers.push(WorkerSnapshot {
-                last_seq,
-                rng,
-                dv,
-                elements,
-            });
-        }
-        let shared = bytes_field(&mut inp, state)?;
-        Ok(Snapshot {
-            id,
-            next_packet,
-            taken_ns,
-            stall_ns,
-            workers,
-            shared,
-        })
+        rkyv::access::<ArchivedSnapshot, rancor::Error>(body)
+            .map_err(|e| SnapshotError::Body(CodecError(e.to_string())))
     }
-}
-
-/// A length-prefixed byte string: its copy, or nothing (`keep` false)
-/// once its length is checked.
-fn bytes_field(inp: &mut &[u8], keep: bool) -> Result<Vec<u8>, CodecError> {
-    if keep {
-        return Vec::<u8>::decode(inp);
-    }
-    let n = u64::decode(inp)? as usize;
-    take(inp, n)?;
-    Ok(Vec::new())
 }
 
 #[cfg(test)]
@@ -291,6 +270,31 @@ mod tests {
                 b[i] ^= 0x41;
                 assert!(decode(&b).is_err(), "flip at {i} accepted");
             }
+        }
+    }
+
+    #[test]
+    fn a_body_that_is_no_valid_archive_is_refused_even_with_its_checksum() {
+        let mut bytes = sample().encode();
+        // The root lies at the end; its last field is `shared` (relative
+        // pointer, length): point it out of the archive, then fix the
+        // checksum so that only the archive's validation can object.
+        let n = bytes.len();
+        bytes[n - 16..].fill(0xff);
+        let crc = crc32c::crc32c(&bytes[HEADER..]);
+        bytes[6..10].copy_from_slice(&crc.to_le_bytes());
+        for decode in [Snapshot::decode, Snapshot::decode_summary] {
+            assert!(matches!(decode(&bytes), Err(SnapshotError::Body(_))));
+        }
+    }
+
+    #[test]
+    fn decodes_wherever_it_lies_in_memory() {
+        let enc = sample().encode();
+        for off in 1..8 {
+            let mut b = vec![0u8; off];
+            b.extend_from_slice(&enc);
+            assert_eq!(Snapshot::decode(&b[off..]), Ok(sample()));
         }
     }
 
