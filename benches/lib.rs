@@ -1,12 +1,15 @@
 //! Helpers shared by the benchmarks: build one element outside a router,
-//! and make in-memory packet sets from the trace generator.
+//! make in-memory packet sets from the trace generator, and set up the NAT
+//! of `examples/nat.click` over a generated trace.
 
-use ftmb_core::config::{split_args, Span};
+use ftmb_core::config::{split_args, Source, Span};
 use ftmb_core::egress::SinkRegistry;
 use ftmb_core::element::{Built, Element};
 use ftmb_core::shared::SharedRegistry;
 use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceReader, TraceSpec};
 use ftmb_core::{Args, InitCtx, Packet};
+use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Build element `class` with argument text `args` for worker 0 of
 /// `nworkers`, keeping the registries alive beside it.
@@ -62,4 +65,32 @@ pub fn packets(n: usize, flows: usize) -> Vec<Packet> {
         v.push(p);
     }
     v
+}
+
+/// `examples/nat.click` (inside network 10.77.0.0/16) with its variables:
+/// the trace generated from `spec` is written to `dir/t.pcap` and read by
+/// the config, whose two outputs go to `out` and `out2`.
+pub fn nat_config(
+    dir: &Path,
+    spec: &TraceSpec,
+    (out, out2): (&str, &str),
+) -> (Source, BTreeMap<String, String>) {
+    let trace = dir.join("t.pcap");
+    let mut w = PcapWriter::create(&trace, LinkType::Ethernet, false).expect("create trace");
+    generate(spec, &mut w).expect("generate trace");
+    w.flush().expect("write trace");
+    let vars = [
+        ("IN", trace.display().to_string()),
+        ("OUT", out.to_string()),
+        ("OUT2", out2.to_string()),
+        ("INSIDE", "10.77.0.0/16".to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let source = Source {
+        name: "nat.click".into(),
+        text: include_str!("../examples/nat.click").into(),
+    };
+    (source, vars)
 }

@@ -2,45 +2,24 @@
 //! generated trace, at 1 and 2 workers (file reading included).
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ftmb_core::config::Source;
+use ftmb_benches::nat_config;
 use ftmb_core::graph::build;
 use ftmb_core::router::{run, RunOptions};
-use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceSpec};
-use std::collections::BTreeMap;
-
-const NAT: &str = include_str!("../../examples/nat.click");
+use ftmb_core::trace::TraceSpec;
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let trace = dir.path().join("t.pcap");
     let n = 100_000;
-    {
-        let mut w = PcapWriter::create(&trace, LinkType::Ethernet, false).expect("create");
-        let spec = TraceSpec {
-            packets: n,
-            flows: 5_000,
-            seed: 3,
-            inside_net: ([10, 77, 0, 0], 16),
-            outside_net: ([198, 18, 0, 0], 16),
-            max_size: 600,
-            ..TraceSpec::default()
-        };
-        generate(&spec, &mut w).expect("generate");
-        w.flush().expect("flush");
-    }
-    let vars: BTreeMap<String, String> = [
-        ("IN", trace.display().to_string()),
-        ("OUT", "/dev/null".to_string()),
-        ("OUT2", "/dev/null".to_string()),
-        ("INSIDE", "10.77.0.0/16".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
-    let source = Source {
-        name: "nat.click".into(),
-        text: NAT.into(),
+    let spec = TraceSpec {
+        packets: n,
+        flows: 5_000,
+        seed: 3,
+        inside_net: ([10, 77, 0, 0], 16),
+        outside_net: ([198, 18, 0, 0], 16),
+        max_size: 600,
+        ..TraceSpec::default()
     };
+    let (source, vars) = nat_config(dir.path(), &spec, ("/dev/null", "/dev/null"));
     let reg = ftmb_elements::registry();
     let mut g = c.benchmark_group("nat");
     g.throughput(Throughput::Elements(n as u64));

@@ -17,12 +17,13 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use ftmb_benches::nat_config;
 use ftmb_core::config::Source;
 use ftmb_core::ft::{FtOptions, MemoryLink, ReplayPlan, SnapshotTrigger};
 use ftmb_core::graph::{build, Graph};
 use ftmb_core::router::{run, RunOptions};
 use ftmb_core::snapshot::Snapshot;
-use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceSpec};
+use ftmb_core::trace::TraceSpec;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,7 +45,6 @@ struct Setup {
 impl Setup {
     fn new(threads: usize) -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
-        let trace = dir.path().join("in.pcap");
         let spec = TraceSpec {
             packets: PACKETS,
             flows: FLOWS,
@@ -55,28 +55,8 @@ impl Setup {
             max_size: 140,
             ..TraceSpec::default()
         };
-        let mut w = PcapWriter::new(
-            std::fs::File::create(&trace).expect("trace file"),
-            LinkType::Ethernet,
-            false,
-        )
-        .expect("pcap writer");
-        generate(&spec, &mut w).expect("generate trace");
-        w.flush().expect("write trace");
         let path = |n: &str| dir.path().join(n).display().to_string();
-        let vars: BTreeMap<String, String> = [
-            ("IN", trace.display().to_string()),
-            ("OUT", path("o1.pcap")),
-            ("OUT2", path("o2.pcap")),
-            ("INSIDE", "10.77.0.0/16".to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        let source = Source {
-            name: "nat.click".into(),
-            text: include_str!("../../examples/nat.click").into(),
-        };
+        let (source, vars) = nat_config(dir.path(), &spec, (&path("o1.pcap"), &path("o2.pcap")));
         let master = Arc::new(MemoryLink::default());
         let opts = RunOptions {
             seed: Some(7),
