@@ -46,10 +46,10 @@
 //! holding `N` outputs costs `O(W log N)` per output, never an `O(N)` scan
 //! per batch.
 
+use crate::released::ReleasedSet;
 use ftmb_core::depvec::DepVector;
 use ftmb_core::pal::LogRecord;
 use ftmb_core::Packet;
-use rustc_hash::FxHashSet;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
 
@@ -203,9 +203,9 @@ pub struct CommitCore {
     /// Committed outputs not yet polled, lowest (packet id, ordinal) first.
     /// The shell drains it after every call, so it stays small.
     ready: BinaryHeap<Reverse<Ready>>,
-    /// Released outputs above `released_floor` (a hash set: one insert per
-    /// output is the commit path's hottest operation; snapshots prune it).
-    released: FxHashSet<(u64, u32)>,
+    /// Released outputs above `released_floor` (one insert per output:
+    /// see [`ReleasedSet`]; snapshots prune it).
+    released: ReleasedSet,
     /// Outputs of packets at or below this id are no longer remembered:
     /// every worker's cut is past them, so no replay re-creates them.
     released_floor: u64,
@@ -223,7 +223,7 @@ impl CommitCore {
             waiting: (0..nworkers).map(|_| BTreeMap::new()).collect(),
             n_waiting: 0,
             ready: BinaryHeap::new(),
-            released: FxHashSet::default(),
+            released: ReleasedSet::new(),
             released_floor: 0,
             next_uid: 0,
             stats: CommitStats::default(),
@@ -401,7 +401,7 @@ impl CommitCore {
             return None;
         }
         self.stats.outputs += 1;
-        if packet_id > self.released_floor && !self.released.insert((packet_id, ordinal)) {
+        if packet_id > self.released_floor && !self.released.insert(packet_id, ordinal) {
             self.stats.suppressed += 1;
             return Some(false);
         }
@@ -415,7 +415,7 @@ impl CommitCore {
     pub fn poll_release(&mut self) -> Option<HeldOutput> {
         while let Some(Reverse(Ready(_, _, _, out))) = self.ready.pop() {
             let key = (out.packet_id, out.ordinal);
-            if out.packet_id > self.released_floor && !self.released.insert(key) {
+            if out.packet_id > self.released_floor && !self.released.insert(key.0, key.1) {
                 self.stats.suppressed += 1;
                 continue;
             }
@@ -483,7 +483,7 @@ impl CommitCore {
                 .unwrap_or(0);
             if min_pid > self.released_floor {
                 self.released_floor = min_pid;
-                self.released.retain(|&(p, _)| p > min_pid);
+                self.released.forget_through(min_pid);
             }
         }
     }
@@ -526,7 +526,7 @@ impl CommitCore {
     /// packet at or below the last cut's smallest packet id (those are no
     /// longer remembered and can never be replayed).
     pub fn is_released(&self, packet_id: u64, ordinal: u32) -> bool {
-        packet_id <= self.released_floor || self.released.contains(&(packet_id, ordinal))
+        packet_id <= self.released_floor || self.released.contains(packet_id, ordinal)
     }
 
     fn is_queued(&self, packet_id: u64, ordinal: u32) -> bool {

@@ -44,6 +44,7 @@ pub mod buffer;
 pub mod commit;
 pub mod input_log;
 pub mod output_logger;
+pub mod released;
 pub mod roles;
 pub mod snapshot_only;
 pub mod sync;
