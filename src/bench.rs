@@ -28,10 +28,6 @@ pub(crate) struct CountingLink {
 /// Payload of a `Packet` frame before the packet bytes (id, ts, source).
 const PACKET_FRAME_FIELDS: usize = 8 + 8 + 2;
 
-thread_local! {
-    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 impl CountingLink {
     pub(crate) fn new(inner: Arc<dyn FtLink>) -> CountingLink {
         CountingLink {
@@ -49,13 +45,10 @@ impl CountingLink {
         )
     }
 
-    fn count_records(&self, worker: usize, records: &[(u64, LogRecord)]) {
-        let n = SCRATCH.with(|b| {
-            let mut b = b.borrow_mut();
-            b.clear();
-            LogBatchMsg::encode_numbered(worker as u16, records, &mut b);
-            b.len()
-        });
+    /// The bytes of the records' `LogBatch` frame, counted without
+    /// encoding it (on the workers' path, the counting must not cost).
+    fn count_records(&self, records: &[(u64, LogRecord)]) {
+        let n = LogBatchMsg::numbered_len(records);
         self.pal_bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
 }
@@ -70,7 +63,7 @@ impl FtLink for CountingLink {
         self.inner.log_input(pkts);
     }
     fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>) {
-        self.count_records(worker, &records);
+        self.count_records(&records);
         self.inner.ship_log(worker, records);
     }
     fn ship_outputs(&self, worker: usize, outputs: OutputBatch) {
@@ -80,7 +73,7 @@ impl FtLink for CountingLink {
         self.inner.store_snapshot(snapshot);
     }
     fn ship(&self, worker: usize, shipment: Shipment) {
-        self.count_records(worker, &shipment.records);
+        self.count_records(&shipment.records);
         self.inner.ship(worker, shipment);
     }
     fn spare(&self) -> Option<Shipment> {

@@ -545,6 +545,22 @@ impl LogBatchMsg {
         end_frame(out, start);
     }
 
+    /// The length of the frame [`LogBatchMsg::encode_numbered`] makes of
+    /// `records` (0 for none), without encoding it.
+    pub fn numbered_len(records: &[(u64, LogRecord)]) -> usize {
+        if records.is_empty() {
+            return 0;
+        }
+        let body: usize = records
+            .iter()
+            .map(|(_, r)| match r {
+                LogRecord::Pal(_) => PAL_LEN,
+                LogRecord::Clock { .. } => CLOCK_LEN,
+            })
+            .sum();
+        HEADER_LEN + 14 + body
+    }
+
     /// Decode from a validated frame.
     pub fn from_view(v: &FrameView<'_>) -> Result<Self, WireError> {
         let b = LogBatchView::new_checked(v)?;

@@ -424,6 +424,21 @@ fn writer_batches_and_reader_reassembles_partial_reads() {
 }
 
 #[test]
+fn a_log_batch_frame_length_is_known_without_encoding_it() {
+    let recs: Vec<(u64, LogRecord)> = lb()
+        .records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (10 + i as u64, r))
+        .collect();
+    for n in 0..=recs.len() {
+        let mut out = Vec::new();
+        LogBatchMsg::encode_numbered(1, &recs[..n], &mut out);
+        assert_eq!(LogBatchMsg::numbered_len(&recs[..n]), out.len());
+    }
+}
+
+#[test]
 fn packet_from_borrowed_parts_is_the_encoded_frame() {
     let m = PacketMsg {
         id: 42,
