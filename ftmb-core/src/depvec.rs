@@ -2,20 +2,21 @@
 //!
 //! `DV[w]` is the highest sequence number in worker `w`'s log that a packet
 //! (or a variable) depends on. An empty vector means "depends on nothing";
-//! entries beyond the stored length are zero. Vectors allocate only once a
-//! packet makes its first logged access, so runs without fault tolerance
-//! never pay for them.
+//! entries beyond the stored length are zero. Up to [`MIN_ENTRIES`] workers
+//! a vector lives inline (no allocation, no pointer to follow on the
+//! logged-access path); beyond that it moves to the heap.
 
 /// A vector clock over worker logs.
 ///
-/// Stored in a `ThinVec` (one pointer in the packet, the length in the
-/// allocation; nothing allocated until the first logged access), at least
-/// [`MIN_ENTRIES`] entries long once allocated: one allocation per packet
-/// that touches shared state, and none more for up to that many workers.
-/// Equality and hashing ignore trailing zeros.
+/// Stored in a `SmallVec` with room for [`MIN_ENTRIES`] entries inline:
+/// merging a variable's clock into a worker's on every logged access
+/// touches no other memory than the two vectors, and an output's or a
+/// slot's vector costs no allocation up to that many workers. At least
+/// [`MIN_ENTRIES`] entries long once written. Equality and hashing ignore
+/// trailing zeros.
 #[derive(Clone, Debug, Default)]
 pub struct DepVector {
-    v: thin_vec::ThinVec<u64>,
+    v: smallvec::SmallVec<[u64; MIN_ENTRIES]>,
 }
 
 /// Entries allocated at once (workers covered without regrowing).
