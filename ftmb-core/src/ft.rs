@@ -171,6 +171,62 @@ impl OutputBatch {
     }
 }
 
+/// Per input packet id, how many outputs it has made so far in the batch
+/// being shipped: the next output's ordinal. Most packets make one output,
+/// so ids sit in a direct-mapped table (an index and a compare per
+/// output); two ids of one batch that share a table slot fall back to a
+/// hash map. [`Ordinals::next_batch`] forgets everything in O(1).
+#[derive(Debug)]
+pub(crate) struct Ordinals {
+    /// (packet id, outputs so far, batch generation) by `id % len`.
+    direct: Box<[(u64, u32, u64)]>,
+    /// Ids whose table slot another id of the batch holds.
+    spill: crate::shared::FlowMap<u64, u32>,
+    generation: u64,
+}
+
+/// Slots of the direct-mapped table (a power of two).
+const ORDINAL_SLOTS: usize = 1024;
+
+impl Default for Ordinals {
+    fn default() -> Ordinals {
+        Ordinals {
+            direct: vec![(0, 0, 0); ORDINAL_SLOTS].into_boxed_slice(),
+            spill: Default::default(),
+            generation: 1,
+        }
+    }
+}
+
+impl Ordinals {
+    /// The ordinal of packet `id`'s next output.
+    #[inline]
+    pub(crate) fn next(&mut self, id: u64) -> u32 {
+        let g = self.generation;
+        let slot = &mut self.direct[(id as usize) & (ORDINAL_SLOTS - 1)];
+        if slot.2 != g {
+            *slot = (id, 1, g);
+            return 0;
+        }
+        if slot.0 == id {
+            slot.1 += 1;
+            return slot.1 - 1;
+        }
+        let n = self.spill.entry(id).or_insert(0);
+        *n += 1;
+        *n - 1
+    }
+
+    /// Start counting afresh.
+    #[inline]
+    pub(crate) fn next_batch(&mut self) {
+        self.generation += 1;
+        if !self.spill.is_empty() {
+            self.spill.clear();
+        }
+    }
+}
+
 /// What a worker hands over after a batch: its new log records, then its
 /// outputs (in that order: an output may depend on the batch's records).
 #[derive(Clone, Debug, Default)]
@@ -396,5 +452,32 @@ impl std::fmt::Debug for FtOptions {
         f.debug_struct("FtOptions")
             .field("replay_packets", &self.replay.as_ref().map(|p| p.len()))
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinals_count_per_packet_and_start_afresh_each_batch() {
+        let mut o = Ordinals::default();
+        let n = ORDINAL_SLOTS as u64;
+        // 7 and 7 + n share a slot: the second spills.
+        for (id, want) in [
+            (7, 0),
+            (7, 1),
+            (7 + n, 0),
+            (9, 0),
+            (7 + n, 1),
+            (7, 2),
+            (9, 1),
+        ] {
+            assert_eq!(o.next(id), want, "id {id}");
+        }
+        o.next_batch();
+        for (id, want) in [(7 + n, 0), (7, 0), (7 + n, 1), (7, 1)] {
+            assert_eq!(o.next(id), want, "id {id}");
+        }
     }
 }

@@ -208,7 +208,7 @@ struct Worker {
     processed: u64,
     ft: Option<Arc<dyn FtLink>>,
     /// Outputs so far per input packet id, within the current batch.
-    ordinals: crate::shared::FlowMap<u64, u32>,
+    ordinals: crate::ft::Ordinals,
     /// Records and outputs of batches processed but not yet shipped: while
     /// more batches wait in its queue, a worker ships several together
     /// (see [`Worker::process`]).
@@ -281,13 +281,11 @@ impl Worker {
                 let dv = &self.ctx.dv;
                 self.ctx.sinks.drain(|sink, pkts| {
                     for p in pkts.drain(..) {
-                        let n = ordinals.entry(p.anno.id).or_insert(0);
-                        let ordinal = *n;
-                        *n += 1;
+                        let ordinal = ordinals.next(p.anno.id);
                         outs.push((sink as u16, ordinal), &p, dv, (w, batch_seq));
                     }
                 });
-                ordinals.clear();
+                ordinals.next_batch();
                 if more && sh.outputs.len() < SHIP_MAX_OUTPUTS {
                     self.unshipped = Some(sh);
                 } else if !sh.records.is_empty() || !sh.outputs.is_empty() {
