@@ -19,7 +19,9 @@
 //!    numbered steps ("persist, then release"). It stores the log records
 //!    since the last snapshot cut for the replica and handles failover:
 //!    outputs that can never commit are dropped, replayed duplicates of
-//!    released outputs are suppressed.
+//!    released outputs are suppressed: it remembers what it released since
+//!    the last cut in a [`released::ReleasedSet`], a window of bits by
+//!    packet id.
 //! 3. **Input log** ([`input_log`]): [`input_log::InputLog`] numbers input
 //!    packets from 1, keeps them from the last committed cut, replays them;
 //!    [`input_log::DurableInputLog`] also writes them to append-only segment
