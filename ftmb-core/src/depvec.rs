@@ -67,12 +67,26 @@ impl DepVector {
     /// Set entry `w` to `s`.
     #[inline]
     pub fn set(&mut self, w: usize, s: u64) {
-        self.vec_mut(w + 1)[w] = s;
+        match self.v.get_mut(w) {
+            Some(e) => *e = s,
+            None => self.vec_mut(w + 1)[w] = s,
+        }
     }
 
     /// Component-wise maximum with `other`.
     #[inline]
     pub fn merge(&mut self, other: &DepVector) {
+        // The common case, both MIN_ENTRIES long: an element-wise max of
+        // two fixed-size arrays (see `assign`).
+        if let (Ok(d), Ok(s)) = (
+            <&mut [u64; MIN_ENTRIES]>::try_from(&mut self.v[..]),
+            <&[u64; MIN_ENTRIES]>::try_from(&other.v[..]),
+        ) {
+            for (a, b) in d.iter_mut().zip(s) {
+                *a = (*a).max(*b);
+            }
+            return;
+        }
         let o = other.entries();
         if o.is_empty() {
             return;
@@ -112,6 +126,16 @@ impl DepVector {
     #[inline]
     pub fn assign(&mut self, o: &DepVector) {
         let e = o.vec();
+        // Up to MIN_ENTRIES workers both vectors are exactly that long once
+        // written: a fixed-size copy, two vector moves, where a slice copy
+        // of unknown length was a call to memmove on every logged access.
+        if let (Ok(d), Ok(s)) = (
+            <&mut [u64; MIN_ENTRIES]>::try_from(&mut self.v[..]),
+            <&[u64; MIN_ENTRIES]>::try_from(e),
+        ) {
+            *d = *s;
+            return;
+        }
         if self.v.len() >= e.len() {
             self.v[..e.len()].copy_from_slice(e);
             self.v[e.len()..].fill(0);
@@ -130,6 +154,32 @@ impl DepVector {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_size_and_general_paths_agree() {
+        // Vectors of MIN_ENTRIES (the fixed-size paths) and shorter or
+        // longer ones (the general paths), merged and assigned every way.
+        let shapes: [&[u64]; 5] = [&[], &[3], &[0, 9], &[4, 0, 7, 1], &[1, 2, 3, 4, 5, 6]];
+        for a in shapes {
+            for b in shapes {
+                let (da, db) = (
+                    DepVector::from_entries(a.to_vec()),
+                    DepVector::from_entries(b.to_vec()),
+                );
+                let n = a.len().max(b.len());
+                let at = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
+                let max: Vec<u64> = (0..n).map(|i| at(a, i).max(at(b, i))).collect();
+                let mut m = da.clone();
+                m.set(0, at(a, 0));
+                m.merge(&db);
+                assert_eq!(m, DepVector::from_entries(max), "{a:?} merge {b:?}");
+                let mut c = da.clone();
+                c.set(1, 1);
+                c.assign(&db);
+                assert_eq!(c, db, "{a:?} assign {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn merge_and_cover() {
