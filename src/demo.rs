@@ -59,6 +59,25 @@ pub struct DemoArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// Keep the run's files (trace, configuration, sockets, the outputs
+    /// and the roles' reports, about 50 MB) in the temporary directory the
+    /// report names; by default they are removed when the demo ends.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// The demo's directory, removed when the demo ends unless kept.
+struct WorkDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 struct Kids(Vec<Child>);
@@ -129,7 +148,11 @@ fn wait_for(child: &mut Child, limit: Duration) -> Result<()> {
 
 /// Run the demo.
 pub fn demo(a: &DemoArgs) -> Result<()> {
-    let dir = std::env::temp_dir().join(format!("ftmb-demo-{}", std::process::id()));
+    let work = WorkDir {
+        path: std::env::temp_dir().join(format!("ftmb-demo-{}", std::process::id())),
+        keep: a.keep,
+    };
+    let dir = work.path.clone();
     std::fs::create_dir_all(&dir)?;
     let trace = match &a.trace {
         Some(t) => t.clone(),
@@ -289,7 +312,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     // `replay_done_ms` is counted from the start of the run.
     let replay = replay_done;
     let total = ms(run_start.saturating_sub(killed_ns.min(detected))) + replay_done;
-    let report = serde_json::json!({
+    let mut report = serde_json::json!({
         "recovery_ms": {"detect": detect, "restore": restore, "replay": replay, "total": total},
         "released": seen.len() + duplicated as usize,
         "lost": lost,
@@ -305,8 +328,10 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         "dropped_on_failover": olr["dropped_on_failover"],
         "suppressed": olr["suppressed"],
         "errors": [olr["errors"].clone(), rep["errors"].clone(), rep["divergence"].clone()],
-        "outputs_in": dir.display().to_string(),
     });
+    if a.keep {
+        report["outputs_in"] = dir.display().to_string().into();
+    }
     if a.json {
         println!("{report}");
     } else {
@@ -329,7 +354,9 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
             "  outputs: released {}, lost {lost}, duplicated {duplicated}; consistent: {consistent}",
             seen.len() + duplicated as usize
         );
-        println!("  files: {}", dir.display());
+        if a.keep {
+            println!("  files: {}", dir.display());
+        }
     }
     Ok(())
 }
