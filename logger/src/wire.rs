@@ -289,12 +289,7 @@ fn begin_frame(out: &mut Vec<u8>, kind: FrameKind) -> usize {
 /// # Panics
 /// If the payload is 4 GiB or larger (the sender's own data).
 fn end_frame(out: &mut [u8], start: usize) {
-    let len = out.len() - start - HEADER_LEN;
-    let len32 = u32::try_from(len).expect("frame payload of 4 GiB or more");
-    out[start + 8..start + 12].copy_from_slice(&len32.to_le_bytes());
-    let f = &out[start..];
-    let crc = frame_crc(f, &f[HEADER_LEN..]);
-    out[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
+    end_frame_with_tail(out, start, &[]);
 }
 
 /// [`end_frame`] for a frame whose payload goes on past `out` with
@@ -310,6 +305,25 @@ fn end_frame_with_tail(out: &mut [u8], start: usize, tail: &[u8]) {
     let f = &out[start..];
     let crc = crc32c::crc32c_append(frame_crc(f, &f[HEADER_LEN..]), tail);
     out[start + 12..start + 16].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Send one frame of `kind` on `w`: `head` appends the payload's fields,
+/// `tail` (tens of megabytes of snapshot) ends the payload and is written
+/// from the caller's memory, not copied into the writer's buffer.
+fn write_frame_with_tail<W: Write>(
+    w: &mut FrameWriter<W>,
+    kind: FrameKind,
+    head: impl FnOnce(&mut Vec<u8>),
+    tail: &[u8],
+) -> io::Result<()> {
+    w.send_with_tail(
+        |out| {
+            let start = begin_frame(out, kind);
+            head(out);
+            end_frame_with_tail(out, start, tail);
+        },
+        tail,
+    )
 }
 
 /// A bounds-checked cursor over a payload.
@@ -833,12 +847,10 @@ impl SnapshotMsg {
         payload: &[u8],
         w: &mut FrameWriter<W>,
     ) -> io::Result<()> {
-        w.send_with_tail(
-            |out| {
-                let start = begin_frame(out, FrameKind::Snapshot);
-                Self::encode_payload_of(id, cut, &[], out);
-                end_frame_with_tail(out, start, payload);
-            },
+        write_frame_with_tail(
+            w,
+            FrameKind::Snapshot,
+            |out| Self::encode_payload_of(id, cut, &[], out),
             payload,
         )
     }
@@ -917,12 +929,10 @@ impl SnapshotPartMsg {
         data: &[u8],
         w: &mut FrameWriter<W>,
     ) -> io::Result<()> {
-        w.send_with_tail(
-            |out| {
-                let start = begin_frame(out, FrameKind::SnapshotPart);
-                Self::encode_payload_of(id, total, offset, &[], out);
-                end_frame_with_tail(out, start, data);
-            },
+        write_frame_with_tail(
+            w,
+            FrameKind::SnapshotPart,
+            |out| Self::encode_payload_of(id, total, offset, &[], out),
             data,
         )
     }
