@@ -286,10 +286,10 @@ impl Worker {
                     }
                 });
                 ordinals.next_batch();
-                if more && sh.outputs.len() < SHIP_MAX_OUTPUTS {
-                    self.unshipped = Some(sh);
-                } else if !sh.records.is_empty() || !sh.outputs.is_empty() {
-                    link.ship(w, sh);
+                let full = sh.outputs.len() >= SHIP_MAX_OUTPUTS;
+                self.unshipped = Some(sh);
+                if !more || full {
+                    self.ship_held();
                 }
             }
         }
