@@ -46,7 +46,7 @@ pub trait StateCodec: Sized + Send + 'static {
 pub struct CodecError(pub String);
 
 /// The next `n` bytes of `inp`, advancing it; an error when fewer are left.
-pub(crate) fn take<'a>(inp: &mut &'a [u8], n: usize) -> Result<&'a [u8], CodecError> {
+fn take<'a>(inp: &mut &'a [u8], n: usize) -> Result<&'a [u8], CodecError> {
     if inp.len() < n {
         return Err(CodecError(format!(
             "truncated: need {n} bytes, have {}",
@@ -104,7 +104,7 @@ impl<const N: usize> StateCodec for [u8; N] {
 
 impl<T: StateCodec> StateCodec for Vec<T> {
     fn encode(&self, out: &mut Vec<u8>) {
-        // Bytes (a snapshot's encoded state, megabytes of it) in one copy.
+        // A byte string (possibly megabytes) in one copy.
         if let Some(bytes) = (self as &dyn std::any::Any).downcast_ref::<Vec<u8>>() {
             (bytes.len() as u64).encode(out);
             out.extend_from_slice(bytes);
