@@ -178,6 +178,7 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         .map_err(|_| anyhow!("the input fetch thread panicked"))??;
     g.external_input = Some(Box::new(input));
     let first_seq = ReplayPlan::first_seqs(take.snapshot.as_ref(), a.threads);
+    let first_packet = ReplayPlan::first_packets(take.snapshot.as_ref(), a.threads);
     let replayed = streamed.1;
     let plan = ReplayPlan {
         packets: Vec::new(),
@@ -185,6 +186,7 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         next_seq: take.next_seq,
         logs: take.logs,
         first_seq,
+        first_packet,
         then_sources: true,
     };
     let hb = connect(&a.ol.heartbeat()?, Duration::from_secs(10)).context("heartbeats")?;

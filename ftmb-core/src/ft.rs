@@ -306,6 +306,10 @@ pub struct ReplayPlan {
     pub logs: Vec<Vec<(u64, LogRecord)>>,
     /// Per worker: the first sequence number after the cut.
     pub first_seq: Vec<u64>,
+    /// Per worker: the first input packet id after the cut (see
+    /// [`crate::snapshot::WorkerSnapshot::next_packet`]); the worker's
+    /// packets before it are skipped. Empty: none skipped.
+    pub first_packet: Vec<u64>,
     /// Per worker: the replay numbers its new records from at least this,
     /// the output logger's frontier plus one (it may have received
     /// records it no longer holds, voided by an earlier replica; their
@@ -330,12 +334,23 @@ impl ReplayPlan {
     /// Per worker: the first log sequence after snapshot `snap` (1 when
     /// replaying from the start).
     pub fn first_seqs(snap: Option<&Snapshot>, nworkers: usize) -> Vec<u64> {
+        Self::per_worker(snap, nworkers, |w| w.last_seq + 1, 1)
+    }
+
+    /// Per worker, the first input packet id after `snap`'s cut (0 without
+    /// a snapshot).
+    pub fn first_packets(snap: Option<&Snapshot>, nworkers: usize) -> Vec<u64> {
+        Self::per_worker(snap, nworkers, |w| w.next_packet, 0)
+    }
+
+    fn per_worker(
+        snap: Option<&Snapshot>,
+        nworkers: usize,
+        f: impl Fn(&crate::snapshot::WorkerSnapshot) -> u64,
+        none: u64,
+    ) -> Vec<u64> {
         (0..nworkers)
-            .map(|w| {
-                snap.and_then(|s| s.workers.get(w))
-                    .map_or(0, |x| x.last_seq)
-                    + 1
-            })
+            .map(|w| snap.and_then(|s| s.workers.get(w)).map_or(none, &f))
             .collect()
     }
 }
@@ -361,8 +376,8 @@ pub struct MemoryLink {
     pub inputs: parking_lot::Mutex<Vec<Packet>>,
     /// Per worker: every record shipped, in order.
     pub logs: parking_lot::Mutex<Vec<Vec<(u64, LogRecord)>>>,
-    /// Every output shipped.
-    pub outputs: parking_lot::Mutex<Vec<TaggedOutput>>,
+    /// Every output shipped, with the worker that shipped it.
+    pub outputs: parking_lot::Mutex<Vec<(usize, TaggedOutput)>>,
     /// Every snapshot stored.
     pub snapshots: parking_lot::Mutex<Vec<Snapshot>>,
 }
@@ -378,10 +393,10 @@ impl FtLink for MemoryLink {
         }
         logs[worker].extend(records);
     }
-    fn ship_outputs(&self, _worker: usize, outputs: OutputBatch) {
+    fn ship_outputs(&self, worker: usize, outputs: OutputBatch) {
         self.outputs
             .lock()
-            .extend(outputs.iter().map(|o| o.to_owned()));
+            .extend(outputs.iter().map(|o| (worker, o.to_owned())));
     }
     fn store_snapshot(&self, snapshot: Snapshot) {
         self.snapshots.lock().push(snapshot);
@@ -394,7 +409,7 @@ impl MemoryLink {
         self.outputs
             .lock()
             .iter()
-            .map(|o| (o.packet_id, o.ordinal))
+            .map(|(_, o)| (o.packet_id, o.ordinal))
             .collect()
     }
 
@@ -432,6 +447,7 @@ impl MemoryLink {
             next_seq: Vec::new(),
             logs,
             first_seq: ReplayPlan::first_seqs(snap, nworkers),
+            first_packet: ReplayPlan::first_packets(snap, nworkers),
             then_sources: false,
         }
     }

@@ -152,13 +152,96 @@ type BatchGroup = Vec<(u16, Vec<Packet>)>;
 /// [`crate::snapshot`]).
 struct SnapshotRound {
     id: u64,
+    /// The input side's next packet id when it called the snapshot.
     next_packet: u64,
-    barrier: std::sync::Barrier,
+    /// Per worker, the highest packet id sent to it by then: a worker that
+    /// has processed it has processed all of its packets before
+    /// `next_packet`.
+    sent_through: Vec<u64>,
+    gate: RoundGate,
     first_arrival: parking_lot::Mutex<Option<Instant>>,
     parts: parking_lot::Mutex<Vec<Option<WorkerSnapshot>>>,
     vars: Arc<Vec<Arc<dyn SharedDyn>>>,
     link: Arc<dyn FtLink>,
     captures: Arc<Captures>,
+}
+
+impl SnapshotRound {
+    /// Worker `w` has stopped for this round (or the round is over).
+    fn taken_by(&self, w: usize) -> bool {
+        self.gate.open.load(Ordering::Acquire)
+            || self.parts.lock().get(w).is_some_and(Option::is_some)
+    }
+}
+
+/// Where the workers of a snapshot round wait for each other. Each records
+/// its own part before it arrives; the last to arrive marks the cut in the
+/// shared state while the others stand still, then opens the gate: one
+/// hand-over per round. A worker that waits spins briefly first (the last
+/// one is usually a batch away), then sleeps.
+struct RoundGate {
+    workers: usize,
+    arrived: AtomicUsize,
+    open: AtomicBool,
+    lock: parking_lot::Mutex<bool>,
+    opened: parking_lot::Condvar,
+}
+
+impl RoundGate {
+    /// How long a waiting worker spins (yielding the CPU) before it sleeps.
+    const SPIN: Duration = Duration::from_micros(200);
+
+    fn new(workers: usize) -> RoundGate {
+        RoundGate {
+            workers,
+            arrived: AtomicUsize::new(0),
+            open: AtomicBool::new(false),
+            lock: parking_lot::Mutex::new(false),
+            opened: parking_lot::Condvar::new(),
+        }
+    }
+
+    /// Arrive: true for the last worker, which must [`RoundGate::open`] it;
+    /// the others must [`RoundGate::wait`].
+    fn arrive(&self) -> bool {
+        self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.workers
+    }
+
+    fn wait(&self) {
+        let from = Instant::now();
+        let mut spins = 0u32;
+        while from.elapsed() < Self::SPIN {
+            if self.open.load(Ordering::Acquire) {
+                return;
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        let mut open = self.lock.lock();
+        while !*open {
+            self.opened.wait(&mut open);
+        }
+    }
+
+    fn open(&self) {
+        self.open.store(true, Ordering::Release);
+        *self.lock.lock() = true;
+        self.opened.notify_all();
+    }
+}
+
+/// The snapshot the input side called last, for the workers to take
+/// between two batches: a worker busy with a long queue stops after its
+/// current batch instead of after everything queued before the marker.
+#[derive(Default)]
+struct SnapshotCall {
+    /// Id of the round called last (0: none yet).
+    id: AtomicU64,
+    round: parking_lot::Mutex<Option<Arc<SnapshotRound>>>,
 }
 
 /// Snapshots whose shared state is still being encoded after the cut (one
@@ -213,6 +296,14 @@ struct Worker {
     /// more batches wait in its queue, a worker ships several together
     /// (see [`Worker::process`]).
     unshipped: Option<Shipment>,
+    /// Where the input side calls snapshots (with fault tolerance).
+    call: Option<Arc<SnapshotCall>>,
+    /// Id of the last snapshot round this worker took part in.
+    snapshot_taken: u64,
+    /// Highest packet id processed.
+    processed_through: u64,
+    /// First packet id after this worker's last cut.
+    cut: u64,
 }
 
 /// A worker ships what it holds once it holds this many outputs, even with
@@ -243,6 +334,9 @@ impl Worker {
             AccessMode::Plain => self.ctx.set_now_ns(now),
         }
         self.processed += batch.len() as u64;
+        if let Some(p) = batch.last() {
+            self.processed_through = self.processed_through.max(p.anno.id);
+        }
         let mut stack = std::mem::take(&mut self.stack);
         stack.push((e0, p0, batch));
         while let Some((e, port, mut b)) = stack.pop() {
@@ -319,6 +413,7 @@ impl Worker {
 
     fn run(mut self, rx: Receiver<Msg>) -> Worker {
         while let Ok(msg) = rx.recv() {
+            self.snapshot_if_called();
             if !matches!(msg, Msg::Batch(..) | Msg::Batches(..)) {
                 self.ship_held();
             }
@@ -330,6 +425,9 @@ impl Worker {
                 Msg::Batches(group) => {
                     let n = group.len();
                     for (i, (src, b)) in group.into_iter().enumerate() {
+                        if i > 0 {
+                            self.snapshot_if_called();
+                        }
                         let more = i + 1 < n || !rx.is_empty();
                         self.process(src, b, wall_ns(), more);
                     }
@@ -342,19 +440,43 @@ impl Worker {
                 Msg::Query(reply) => {
                     let _ = reply.send(self.stats());
                 }
-                Msg::Snapshot(round) => self.snapshot(&round),
+                Msg::Snapshot(round) => {
+                    if round.id > self.snapshot_taken {
+                        self.snapshot(&round)
+                    }
+                }
             }
         }
         self.ship_held();
         self
     }
 
+    /// Between two batches: take the snapshot the input side called, if
+    /// this worker has not taken it yet. A worker with logged accesses
+    /// still to replay waits for the marker in its queue instead: another
+    /// worker may be waiting for one of its logged turns.
+    fn snapshot_if_called(&mut self) {
+        let Some(call) = &self.call else {
+            return;
+        };
+        if call.id.load(Ordering::Acquire) <= self.snapshot_taken {
+            return;
+        }
+        if matches!(self.ctx.mode(), AccessMode::Logged(l) if !l.replay.is_empty()) {
+            return;
+        }
+        let round = call.round.lock().clone();
+        if let Some(round) = round.filter(|r| r.id > self.snapshot_taken) {
+            self.ship_held();
+            self.snapshot(&round);
+        }
+    }
+
     /// Take this worker's part of a snapshot (see [`crate::snapshot`]).
     fn snapshot(&mut self, round: &SnapshotRound) {
+        self.snapshot_taken = round.id;
         round.first_arrival.lock().get_or_insert_with(Instant::now);
-        let leader = round.barrier.wait().is_leader();
-        // Every worker has stopped: nothing shared changes until the
-        // second barrier.
+        // Its own part first: nothing in it is shared.
         let last_seq = match self.ctx.mode() {
             AccessMode::Logged(l) => match l.replay.front() {
                 Some((s, _)) => s - 1,
@@ -362,8 +484,20 @@ impl Worker {
             },
             AccessMode::Plain => 0,
         };
+        // Its packets arrive in id order: having processed the last one
+        // sent before the call, it has processed every one of its own
+        // before the call's cut; otherwise its cut follows the last one it
+        // processed.
+        let w = self.ctx.worker();
+        let sent = round.sent_through.get(w).copied().unwrap_or(0);
+        self.cut = if self.processed_through >= sent {
+            round.next_packet
+        } else {
+            self.cut.max(self.processed_through + 1)
+        };
         let part = WorkerSnapshot {
             last_seq,
+            next_packet: self.cut,
             rng: self.ctx.rng().state(),
             dv: self.ctx.dv.entries().to_vec(),
             elements: self
@@ -378,61 +512,71 @@ impl Worker {
                 })
                 .collect(),
         };
-        let w = self.ctx.worker();
         if let Some(slot) = round.parts.lock().get_mut(w) {
             *slot = Some(part);
         }
-        if leader {
-            // Copy on write from here on: the shared state is encoded
-            // after the workers resume (see SharedDyn::begin_capture).
-            for v in round.vars.iter() {
-                v.begin_capture(round.id);
-            }
+        if !round.gate.arrive() {
+            round.gate.wait();
+            return;
         }
-        let leader = round.barrier.wait().is_leader();
-        if leader {
-            let stall = round
-                .first_arrival
-                .lock()
-                .map_or(0, |t| t.elapsed().as_nanos() as u64);
-            let mut snap = Snapshot {
-                id: round.id,
-                next_packet: round.next_packet,
-                taken_ns: wall_ns(),
-                stall_ns: stall,
-                workers: round
-                    .parts
-                    .lock()
-                    .iter_mut()
-                    .map(|p| p.take().unwrap_or_default())
-                    .collect(),
-                shared: Vec::new(),
-            };
-            let (vars, link, captures) = (
-                round.vars.clone(),
-                round.link.clone(),
-                round.captures.clone(),
-            );
-            let h = std::thread::Builder::new()
-                .name("ftmb-snapshot".into())
-                .spawn(move || {
-                    // Sized like the last one: no regrowth copies.
-                    snap.shared
-                        .reserve(captures.last_len.load(Ordering::Relaxed) + (64 << 10));
-                    for v in vars.iter() {
-                        v.finish_capture(snap.id, &mut snap.shared);
-                    }
-                    captures
-                        .last_len
-                        .store(snap.shared.len(), Ordering::Relaxed);
-                    link.store_snapshot(snap);
-                    captures.busy.store(false, Ordering::Release);
-                });
-            match h {
-                Ok(h) => round.captures.threads.lock().push(h),
-                Err(_) => round.captures.busy.store(false, Ordering::Release),
-            }
+        // The last to arrive: every other worker stands still, nothing
+        // shared changes. Copy on write from here on: the shared state is
+        // encoded after the workers resume (see SharedDyn::begin_capture).
+        for v in round.vars.iter() {
+            v.begin_capture(round.id);
         }
+        round.gate.open();
+        // The others resume; this one hands the rest to a thread of its
+        // own, and the stall it reports ends when this worker resumes too.
+        let (stall_tx, stall_rx) = bounded::<u64>(1);
+        let workers: Vec<WorkerSnapshot> = round
+            .parts
+            .lock()
+            .iter_mut()
+            .map(|p| p.take().unwrap_or_default())
+            .collect();
+        let mut snap = Snapshot {
+            id: round.id,
+            next_packet: workers
+                .iter()
+                .map(|w| w.next_packet)
+                .min()
+                .unwrap_or(round.next_packet),
+            taken_ns: wall_ns(),
+            stall_ns: 0,
+            workers,
+            shared: Vec::new(),
+        };
+        let (vars, link, captures) = (
+            round.vars.clone(),
+            round.link.clone(),
+            round.captures.clone(),
+        );
+        let h = std::thread::Builder::new()
+            .name("ftmb-snapshot".into())
+            .spawn(move || {
+                snap.stall_ns = stall_rx.recv().unwrap_or(0);
+                // Sized like the last one: no regrowth copies.
+                snap.shared
+                    .reserve(captures.last_len.load(Ordering::Relaxed) + (64 << 10));
+                for v in vars.iter() {
+                    v.finish_capture(snap.id, &mut snap.shared);
+                }
+                captures
+                    .last_len
+                    .store(snap.shared.len(), Ordering::Relaxed);
+                link.store_snapshot(snap);
+                captures.busy.store(false, Ordering::Release);
+            });
+        match h {
+            Ok(h) => round.captures.threads.lock().push(h),
+            Err(_) => round.captures.busy.store(false, Ordering::Release),
+        }
+        let stall = round
+            .first_arrival
+            .lock()
+            .map_or(0, |t| t.elapsed().as_nanos() as u64);
+        let _ = stall_tx.send(stall);
     }
 }
 
@@ -536,6 +680,7 @@ pub fn run(
     let mut queues = Vec::with_capacity(nworkers);
     let mut handles = Vec::with_capacity(nworkers);
     let mut inline = None;
+    let call = Arc::new(SnapshotCall::default());
     for (w, elems) in workers.into_iter().enumerate() {
         // Replay needs unbounded queues and no inline worker: a worker may
         // wait for an access of another worker's later packet.
@@ -587,6 +732,13 @@ pub fn run(
             ft: opts.ft.as_ref().map(|f| f.link.clone()),
             ordinals: Default::default(),
             unshipped: None,
+            call: opts.ft.as_ref().map(|_| call.clone()),
+            snapshot_taken: 0,
+            processed_through: 0,
+            cut: restore
+                .as_ref()
+                .and_then(|s| s.workers.get(w))
+                .map_or(0, |x| x.next_packet),
         };
         if w == 0 && !opts.pipeline && replay.is_none() {
             inline = Some((Box::new(worker), rx));
@@ -612,7 +764,12 @@ pub fn run(
     let captures = Arc::new(Captures::default());
     let input = {
         let shared_in = shared_in.clone();
-        let dispatch = Dispatcher { inline, queues };
+        let dispatch = Dispatcher {
+            inline,
+            sent_through: vec![0; queues.len()],
+            queues,
+            call,
+        };
         let ft = opts.ft.as_ref().map(|f| InputFt {
             link: f.link.clone(),
             replay: replay.clone().zip(replay_logs.clone()),
@@ -927,6 +1084,10 @@ struct Dispatcher {
     inline: Option<(Box<Worker>, Receiver<Msg>)>,
     /// Queue per worker (`None` for the inline worker).
     queues: Vec<Option<Sender<Msg>>>,
+    /// Per worker, the highest packet id sent to it.
+    sent_through: Vec<u64>,
+    /// Where snapshots are called.
+    call: Arc<SnapshotCall>,
 }
 
 impl Dispatcher {
@@ -935,6 +1096,7 @@ impl Dispatcher {
     }
 
     fn send(&mut self, w: usize, src: u16, b: Vec<Packet>, lossy: bool, shared: &InputShared) {
+        self.note_sent(w, &b);
         match (&mut self.inline, self.queues.get(w)) {
             (_, Some(Some(tx))) => send(tx, src, b, lossy, shared),
             (Some((worker, _)), _) => worker.process(src, b, wall_ns(), false),
@@ -944,6 +1106,9 @@ impl Dispatcher {
 
     /// Hand worker `w` several batches at once (never lossy).
     fn send_group(&mut self, w: usize, group: BatchGroup) {
+        if let Some((_, b)) = group.last() {
+            self.note_sent(w, b);
+        }
         match (&mut self.inline, self.queues.get(w)) {
             (_, Some(Some(tx))) => {
                 let _ = tx.send(Msg::Batches(group));
@@ -974,10 +1139,32 @@ impl Dispatcher {
         }
     }
 
-    /// Put a snapshot marker after everything sent so far, in every worker.
+    /// Batch `b` goes to worker `w` (its ids ascend).
+    fn note_sent(&mut self, w: usize, b: &[Packet]) {
+        if let (Some(p), Some(t)) = (b.last(), self.sent_through.get_mut(w)) {
+            *t = (*t).max(p.anno.id);
+        }
+    }
+
+    /// Call a snapshot: every worker takes it after its current batch (see
+    /// [`crate::snapshot`]). A marker after everything sent so far wakes a
+    /// worker asleep on its queue, and is where a replaying worker (or one
+    /// that missed the call) takes it. A worker that took the call needs
+    /// no marker: waiting for room in its full queue would deadlock with
+    /// it waiting at the gate for the inline worker (this thread).
     fn snapshot(&mut self, round: Arc<SnapshotRound>) {
-        for tx in self.queues.iter().flatten() {
-            let _ = tx.send(Msg::Snapshot(round.clone()));
+        *self.call.round.lock() = Some(round.clone());
+        self.call.id.store(round.id, Ordering::Release);
+        for (w, tx) in self.queues.iter().enumerate() {
+            let Some(tx) = tx else { continue };
+            let mut marker = Msg::Snapshot(round.clone());
+            while let Err(crossbeam_channel::TrySendError::Full(m)) = tx.try_send(marker) {
+                if round.taken_by(w) {
+                    break;
+                }
+                marker = m;
+                std::thread::yield_now();
+            }
         }
         if let Some((worker, _)) = &mut self.inline {
             worker.snapshot(&round);
@@ -1190,7 +1377,8 @@ fn input_loop(
                 dispatch.snapshot(Arc::new(SnapshotRound {
                     id: snap_id,
                     next_packet: next_id,
-                    barrier: std::sync::Barrier::new(nworkers),
+                    sent_through: dispatch.sent_through.clone(),
+                    gate: RoundGate::new(nworkers),
                     first_arrival: parking_lot::Mutex::new(None),
                     parts: parking_lot::Mutex::new(vec![None; nworkers]),
                     vars: vars.clone(),
@@ -1279,7 +1467,8 @@ fn worker_of(p: &Packet, framing: crate::headers::Framing, nworkers: usize) -> u
 /// Hand a replay plan's packets to the workers in the master's batches:
 /// each worker's logged clock records give the first packet and the size of
 /// each batch it ran. Past a worker's logged prefix, batches are cut by
-/// size. Returns the next input id.
+/// size. A packet before its worker's cut ([`ReplayPlan::first_packet`]) is
+/// skipped: the snapshot reflects it. Returns the next input id.
 fn feed_replay(
     plan: &ReplayPlan,
     logs: &[Vec<(u64, LogRecord)>],
@@ -1363,6 +1552,12 @@ fn feed_replay(
             .copied()
             .unwrap_or(crate::headers::Framing::Unknown);
         let w = worker_of(&p, framing, n);
+        next_id = next_id.max(id + 1);
+        fed += 1;
+        if id < plan.first_packet.get(w).copied().unwrap_or(0) {
+            // Its worker had processed it before the snapshot's cut.
+            continue;
+        }
         let (psrc, pb, _) = &mut pending[w];
         if !pb.is_empty() && *psrc != src {
             let (s, b) = (*psrc, std::mem::take(pb));
@@ -1384,8 +1579,6 @@ fn feed_replay(
             let b = std::mem::take(pb);
             ship(w, src, b, dispatch, false);
         }
-        next_id = next_id.max(id + 1);
-        fed += 1;
         shared.packets.fetch_add(1, Ordering::Relaxed);
     }
     for (w, (src, pb, _)) in pending.into_iter().enumerate() {

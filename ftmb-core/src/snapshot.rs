@@ -1,27 +1,35 @@
 //! Consistent snapshots (SPEC section 5).
 //!
-//! The input side puts a snapshot marker into every worker's stream after
-//! the same input packet. Each worker, on reaching it, has processed every
-//! earlier packet of its own and none later; the workers wait for each
-//! other at a barrier, so no shared variable changes while it is copied.
-//! Then each worker encodes its elements' private state, its generator and
-//! its log position, one worker encodes every shared variable (value,
-//! access counter and vector clock), and all resume. The time between the
-//! first worker stopping and the last one resuming is the stall, measured
-//! and reported with the snapshot.
+//! The input side calls a snapshot: it raises a flag that every worker
+//! checks between two batches, and puts a marker into every worker's
+//! stream after the packets sent so far (to wake a worker asleep on an
+//! empty queue). Each worker stops at whichever comes first, between two
+//! batches, so none waits for another to drain its queue; the workers wait
+//! for each other at a barrier, so no shared variable changes while it is
+//! copied. The cut is per worker (SPEC section 5): the first input packet
+//! id it had not processed (its packets arrive in id order, so every
+//! earlier one of its own is reflected and no later one) and its log
+//! position. Then each worker encodes its elements' private state and its
+//! generator, one worker encodes every shared variable (value, access
+//! counter and vector clock), and all resume. The time between the first
+//! worker stopping and the last one resuming is the stall, measured and
+//! reported with the snapshot. A worker still replaying logged accesses
+//! stops only at the marker: another worker may be waiting for one of its
+//! logged turns.
 //!
 //! # Encoding
 //!
 //! ```text
 //! offset size  field
 //! 0      4     magic "FTSN"
-//! 4      2     version (3), little-endian
+//! 4      2     version (4), little-endian
 //! 6      4     crc32c of the body, little-endian
 //! 10     8     body length, little-endian
 //! 18     n     body: the rkyv archive of `Snapshot` (unaligned,
 //!              little-endian, 64-bit relative pointers; root at the end):
 //!              id, next_packet, taken_ns, stall_ns, workers (last_seq,
-//!              rng, dv, elements: each element's `save_state` bytes),
+//!              next_packet, rng, dv, elements: each element's
+//!              `save_state` bytes),
 //!              shared (every shared variable's `StateCodec` encoding)
 //! ```
 //! A snapshot whose magic, version, length or checksum does not match, or
@@ -35,7 +43,7 @@ use crate::shared::CodecError;
 use rkyv::rancor;
 
 const MAGIC: &[u8; 4] = b"FTSN";
-const VERSION: u16 = 3;
+const VERSION: u16 = 4;
 const HEADER: usize = 18;
 
 /// One worker's part of a snapshot.
@@ -45,6 +53,9 @@ const HEADER: usize = 18;
 pub struct WorkerSnapshot {
     /// Sequence number of the worker's last log record before the cut.
     pub last_seq: u64,
+    /// First input packet id the worker had not processed: of the packets
+    /// that go to this worker, those before it are reflected, none after.
+    pub next_packet: u64,
     /// The worker's random generator state.
     pub rng: [u64; 4],
     /// The worker's dependency vector (see `context::merge_dv`).
@@ -61,7 +72,9 @@ pub struct WorkerSnapshot {
 pub struct Snapshot {
     /// Snapshot number (1, 2, ...).
     pub id: u64,
-    /// First input packet id *not* reflected: the cut.
+    /// First input packet id not reflected by every worker: the lowest of
+    /// the workers' cuts ([`WorkerSnapshot::next_packet`]). The input and
+    /// output loggers keep what follows it.
     pub next_packet: u64,
     /// Wall time it was taken (ns since the epoch).
     pub taken_ns: u64,
@@ -174,6 +187,7 @@ impl Snapshot {
                 .iter()
                 .map(|w| WorkerSnapshot {
                     last_seq: w.last_seq.to_native(),
+                    next_packet: w.next_packet.to_native(),
                     rng: w.rng.map(|x| x.to_native()),
                     dv: w.dv.iter().map(|x| x.to_native()).collect(),
                     elements: vec![Vec::new(); w.elements.len()],
@@ -237,12 +251,14 @@ mod tests {
             workers: vec![
                 WorkerSnapshot {
                     last_seq: 40,
+                    next_packet: 1001,
                     rng: [1, 2, 3, 4],
                     dv: vec![40, 7],
                     elements: vec![vec![], vec![9, 9]],
                 },
                 WorkerSnapshot {
                     last_seq: 41,
+                    next_packet: 1003,
                     rng: [5, 6, 7, 8],
                     dv: vec![],
                     elements: vec![vec![1], vec![]],

@@ -8,7 +8,7 @@
 mod common;
 use common::*;
 use ftmb_core::config::Source;
-use ftmb_core::ft::{FtOptions, MemoryLink, SnapshotTrigger};
+use ftmb_core::ft::{FtOptions, MemoryLink, ReplayPlan, SnapshotTrigger};
 use ftmb_core::graph::build;
 use ftmb_core::router::{run, RunOptions, RunReport};
 use ftmb_core::snapshot::Snapshot;
@@ -24,6 +24,26 @@ fn run_ft(
     restore: Option<Snapshot>,
     snapshots: Option<SnapshotTrigger>,
 ) -> RunReport {
+    let base = RunOptions {
+        seed: Some(99),
+        batch: 16,
+        ..RunOptions::default()
+    };
+    run_ft_with(cfg, vars, threads, link, replay, restore, snapshots, base)
+}
+
+/// [`run_ft`] from other run options (batch and queue sizes).
+#[allow(clippy::too_many_arguments)]
+fn run_ft_with(
+    cfg: &str,
+    vars: &BTreeMap<String, String>,
+    threads: usize,
+    link: Arc<MemoryLink>,
+    replay: Option<ftmb_core::ft::ReplayPlan>,
+    restore: Option<Snapshot>,
+    snapshots: Option<SnapshotTrigger>,
+    base: RunOptions,
+) -> RunReport {
     let source = Source {
         name: "replay.click".into(),
         text: cfg.into(),
@@ -33,15 +53,13 @@ fn run_ft(
         Err(e) => panic!("{}", e.render(false)),
     };
     let opts = RunOptions {
-        seed: Some(99),
-        batch: 16,
         ft: Some(FtOptions {
             link,
             replay: replay.map(Arc::new),
             restore: restore.map(Arc::new),
             snapshots,
         }),
-        ..RunOptions::default()
+        ..base
     };
     let mut out = Vec::new();
     run(graph, &opts, &mut out, &mut |_| {})
@@ -68,12 +86,15 @@ fn example_vars(s: &Scratch, trace: &str) -> BTreeMap<String, String> {
 
 type OutKey = (u64, u32, u16, Vec<u8>, Vec<u64>);
 
-fn outputs(link: &MemoryLink) -> Vec<OutKey> {
+/// The outputs `link` was sent of packets at or after their worker's
+/// entry in `cut` (every packet when it has none).
+fn outputs(link: &MemoryLink, cut: &[u64]) -> Vec<OutKey> {
     let mut v: Vec<OutKey> = link
         .outputs
         .lock()
         .iter()
-        .map(|o| {
+        .filter(|(w, o)| o.packet_id >= cut.get(*w).copied().unwrap_or(0))
+        .map(|(_, o)| {
             (
                 o.packet_id,
                 o.ordinal,
@@ -113,7 +134,7 @@ fn check_replay(name: &str, cfg: &str, trace: &str, threads: usize, from_snapsho
     };
     let plan = master.replay_plan_after(snap.as_ref(), threads);
     assert!(!plan.packets.is_empty(), "{name}: no input logged");
-    let cut = snap.as_ref().map_or(0, |s| s.next_packet);
+    let cut = ReplayPlan::first_packets(snap.as_ref(), threads);
     let replica = Arc::new(MemoryLink::default());
     let r2 = ok(run_ft(
         cfg,
@@ -139,8 +160,7 @@ fn check_replay(name: &str, cfg: &str, trace: &str, threads: usize, from_snapsho
             "{name}/{threads}: packets per worker"
         );
     }
-    let (mut o1, o2) = (outputs(&master), outputs(&replica));
-    o1.retain(|o| o.0 >= cut);
+    let (o1, o2) = (outputs(&master, &cut), outputs(&replica, &[]));
     assert!(
         !o1.is_empty() || !cfg.contains("ToDump"),
         "{name}: no outputs"
@@ -172,6 +192,68 @@ fn replay_reproduces_state_and_outputs_for_every_example() {
             check_replay(ex, &cfg, &trace, threads, false);
             check_replay(ex, &cfg, &trace, threads, true);
         }
+    }
+}
+
+#[test]
+fn snapshots_cut_workers_mid_queue_and_replay_from_each() {
+    // Queues of one tiny batch: when a snapshot is called, the threaded
+    // worker usually has a full queue, so it stops after its current batch
+    // (a cut of its own, below the input side's) while the inline worker
+    // waits at the gate; the input side must not wait for room for the
+    // marker. Every snapshot must restore and replay to the master's state.
+    let s = Scratch::new();
+    let trace = gen_trace(&s, "in.pcap", 6_000, 800, 29);
+    let cfg = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/nat.click"
+    ))
+    .unwrap();
+    let vars = example_vars(&s, &trace);
+    let tiny = || RunOptions {
+        seed: Some(99),
+        batch: 4,
+        queue_batches: 1,
+        ..RunOptions::default()
+    };
+    let master = Arc::new(MemoryLink::default());
+    let trigger = Some(SnapshotTrigger::EveryPackets(150));
+    let r1 = ok(run_ft_with(
+        &cfg,
+        &vars,
+        2,
+        master.clone(),
+        None,
+        None,
+        trigger,
+        tiny(),
+    ));
+    let snaps = master.snapshots.lock().clone();
+    assert!(snaps.len() >= 20, "{} snapshots", snaps.len());
+    for snap in snaps.iter().step_by(4) {
+        let snap = Snapshot::decode(&snap.encode()).expect("snapshot decodes");
+        let lowest = snap.workers.iter().map(|w| w.next_packet).min();
+        assert_eq!(Some(snap.next_packet), lowest, "snapshot {}", snap.id);
+        let plan = master.replay_plan_after(Some(&snap), 2);
+        let cut = ReplayPlan::first_packets(Some(&snap), 2);
+        let replica = Arc::new(MemoryLink::default());
+        let r2 = ok(run_ft_with(
+            &cfg,
+            &vars,
+            2,
+            replica.clone(),
+            Some(plan),
+            Some(snap.clone()),
+            None,
+            tiny(),
+        ));
+        assert!(r2.divergence.is_empty(), "{:?}", r2.divergence);
+        assert_eq!(r1.digest, r2.digest, "snapshot {}: state differs", snap.id);
+        assert!(
+            outputs(&master, &cut) == outputs(&replica, &[]),
+            "snapshot {}: outputs differ",
+            snap.id
+        );
     }
 }
 

@@ -169,7 +169,7 @@ impl OutputLogger {
         let cut: Vec<(u64, u64)> = snap
             .workers
             .iter()
-            .map(|w| (snap.next_packet.saturating_sub(1), w.last_seq))
+            .map(|w| (w.next_packet.saturating_sub(1), w.last_seq))
             .collect();
         st.core.handle_snapshot_committed(&cut);
         let next = snap.next_packet;
