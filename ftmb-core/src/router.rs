@@ -556,9 +556,14 @@ impl Worker {
             .name("ftmb-snapshot".into())
             .spawn(move || {
                 snap.stall_ns = stall_rx.recv().unwrap_or(0);
-                // Sized like the last one: no regrowth copies.
+                // Sized like the last one: no regrowth copies. Its pages
+                // are touched here, so that no page fault happens while the
+                // encoding holds a slot's lock (see SharedDyn::finish_capture).
                 snap.shared
                     .reserve(captures.last_len.load(Ordering::Relaxed) + (64 << 10));
+                for b in snap.shared.spare_capacity_mut().iter_mut().step_by(4096) {
+                    b.write(0);
+                }
                 for v in vars.iter() {
                     v.finish_capture(snap.id, &mut snap.shared);
                 }

@@ -333,7 +333,9 @@ pub trait SharedDyn: Send + Sync {
     fn begin_capture(&self, epoch: u64);
     /// Encode snapshot `epoch` as [`SharedDyn::encode_all`] would have at
     /// the cut: slots no worker has touched since are encoded now, the
-    /// others from what the workers kept.
+    /// others from what the workers kept. Each slot is encoded under its
+    /// lock: `out` should have room with its pages touched, or a page
+    /// fault stops every worker that needs the slot meanwhile.
     fn finish_capture(&self, epoch: u64, out: &mut Vec<u8>);
     /// Restore what `encode_all` wrote.
     fn decode_all(&self, inp: &mut &[u8]) -> Result<(), CodecError>;
