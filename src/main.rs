@@ -105,6 +105,12 @@ pub(crate) struct RunArgs {
     /// Snapshot interval with --ft, in milliseconds.
     #[arg(long, default_value_t = 50)]
     snapshot_ms: u64,
+    /// With --ft: the output logger thread polls its queue this long, in
+    /// microseconds, before it sleeps (0: sleeps at once). Polling keeps a
+    /// core busy while the workers have work; a sleeping thread takes 13 µs
+    /// or more to wake on a VM, which every output then waits at low load.
+    #[arg(long, default_value_t = 1000)]
+    logger_poll_us: u64,
     /// Offer packets at this rate (packets per second) instead of as fast
     /// as the sources give them.
     #[arg(long)]
@@ -304,10 +310,13 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
     };
     let mode = a.mode();
     let ol = (mode == Mode::Ftmb).then(|| {
-        Arc::new(ThreadedOutputLogger::start(Arc::new(OutputLogger::new(
-            a.threads.max(1),
-            graph.sinks.sinks().to_vec(),
-        ))))
+        Arc::new(ThreadedOutputLogger::start(
+            Arc::new(OutputLogger::new(
+                a.threads.max(1),
+                graph.sinks.sinks().to_vec(),
+            )),
+            std::time::Duration::from_micros(a.logger_poll_us),
+        ))
     });
     let counting = ol
         .as_ref()

@@ -15,6 +15,7 @@ use ftmb_core::snapshot::Snapshot;
 use ftmb_core::Packet;
 use parking_lot::Mutex;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// One released output, as the release record keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -367,8 +368,11 @@ pub struct ThreadedOutputLogger {
 }
 
 impl ThreadedOutputLogger {
-    /// Start the logger thread around `ol`.
-    pub fn start(ol: Arc<OutputLogger>) -> ThreadedOutputLogger {
+    /// Start the logger thread around `ol`. When its queue is empty it
+    /// polls it for `poll` (yielding the CPU between looks) before it
+    /// sleeps: waking a sleeping thread costs 13 µs or more on a VM, which
+    /// at low load every output would wait for (see [`recv_polling`]).
+    pub fn start(ol: Arc<OutputLogger>, poll: Duration) -> ThreadedOutputLogger {
         // Bounded: a worker that gets ahead of the logger waits (backpressure)
         // instead of growing a backlog that costs memory and fresh pages.
         let (tx, rx) = crossbeam_channel::bounded::<LinkMsg>(256);
@@ -377,7 +381,7 @@ impl ThreadedOutputLogger {
         let handle = std::thread::Builder::new()
             .name("ftmb-output-logger".into())
             .spawn(move || {
-                for m in rx {
+                while let Some(m) = recv_polling(&rx, poll) {
                     match m {
                         LinkMsg::Ship(w, mut sh) => {
                             inner.handle_shipment(w, &sh);
@@ -411,6 +415,31 @@ impl ThreadedOutputLogger {
     fn send(&self, m: LinkMsg) {
         if let Some(tx) = self.tx.lock().as_ref() {
             let _ = tx.send(m);
+        }
+    }
+}
+
+/// The next message of `rx` (`None` once every sender is gone): taken at
+/// once if queued, else looked for during `poll` (spinning a little, then
+/// yielding the CPU to any other thread that wants it), else waited for
+/// asleep.
+pub fn recv_polling<T>(rx: &crossbeam_channel::Receiver<T>, poll: Duration) -> Option<T> {
+    use crossbeam_channel::TryRecvError;
+    let from = std::time::Instant::now();
+    let mut looks = 0u32;
+    loop {
+        match rx.try_recv() {
+            Ok(m) => return Some(m),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) if from.elapsed() < poll => {
+                looks += 1;
+                if looks < 64 {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            Err(TryRecvError::Empty) => return rx.recv().ok(),
         }
     }
 }

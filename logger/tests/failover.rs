@@ -339,11 +339,16 @@ fn threaded_output_logger_releases_every_output_once() {
     use ftmb_logger::output_logger::ThreadedOutputLogger;
     let dir = tempfile::tempdir().expect("tempdir");
     let v = nat_trace(dir.path(), (3_000, 200, 64), 1514, 4);
-    for threads in [1, 2] {
+    // Polling or asleep when the queue is empty.
+    let polls = [
+        std::time::Duration::ZERO,
+        std::time::Duration::from_micros(300),
+    ];
+    for (threads, poll) in [1, 2].into_iter().flat_map(|t| polls.map(|p| (t, p))) {
         let g = graph(&v, threads);
         let ol = Arc::new(OutputLogger::new(threads, g.sinks.sinks().to_vec()));
         ol.record_releases();
-        let link = Arc::new(ThreadedOutputLogger::start(ol.clone()));
+        let link = Arc::new(ThreadedOutputLogger::start(ol.clone(), poll));
         let mut out = Vec::new();
         let r = run(
             g,
