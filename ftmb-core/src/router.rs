@@ -245,19 +245,82 @@ struct SnapshotCall {
 }
 
 /// Snapshots whose shared state is still being encoded after the cut (one
-/// at a time: a new snapshot waits until the last one is stored).
+/// at a time: a new snapshot waits until the last one is stored). One
+/// thread encodes them all, started with the first: spawning a thread per
+/// snapshot cost the worker that hands it over some 50 µs of stall.
 #[derive(Default)]
 struct Captures {
     busy: AtomicBool,
-    threads: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The capture thread and its queue, once started.
+    thread: parking_lot::Mutex<Option<(Sender<CaptureJob>, std::thread::JoinHandle<()>)>>,
     /// Bytes of the last snapshot's shared state.
     last_len: AtomicUsize,
 }
 
+/// A snapshot cut whose shared state is still to be encoded.
+struct CaptureJob {
+    snap: Snapshot,
+    vars: Arc<Vec<Arc<dyn SharedDyn>>>,
+    link: Arc<dyn FtLink>,
+}
+
 impl Captures {
-    /// Wait until every capture has been stored.
+    /// Hand `job` to the capture thread, which encodes the shared state,
+    /// stores the snapshot on the link and clears `busy`.
+    fn submit(self: &Arc<Self>, job: CaptureJob) {
+        let mut t = self.thread.lock();
+        if t.is_none() {
+            let (tx, rx) = unbounded::<CaptureJob>();
+            let me = self.clone();
+            let h = std::thread::Builder::new()
+                .name("ftmb-snapshot".into())
+                .spawn(move || {
+                    for job in rx {
+                        me.capture(job);
+                    }
+                });
+            match h {
+                Ok(h) => *t = Some((tx, h)),
+                Err(_) => {
+                    self.busy.store(false, Ordering::Release);
+                    return;
+                }
+            }
+        }
+        if let Some((tx, _)) = t.as_ref() {
+            if tx.send(job).is_err() {
+                self.busy.store(false, Ordering::Release);
+            }
+        }
+    }
+
+    fn capture(&self, job: CaptureJob) {
+        let CaptureJob {
+            mut snap,
+            vars,
+            link,
+        } = job;
+        // Sized like the last one: no regrowth copies. Its pages are
+        // touched here, so that no page fault happens while the encoding
+        // holds a slot's lock (see SharedDyn::finish_capture).
+        snap.shared
+            .reserve(self.last_len.load(Ordering::Relaxed) + (64 << 10));
+        for b in snap.shared.spare_capacity_mut().iter_mut().step_by(4096) {
+            b.write(0);
+        }
+        for v in vars.iter() {
+            v.finish_capture(snap.id, &mut snap.shared);
+        }
+        self.last_len.store(snap.shared.len(), Ordering::Relaxed);
+        link.store_snapshot(snap);
+        self.busy.store(false, Ordering::Release);
+    }
+
+    /// Wait until every capture has been stored, and stop the thread.
     fn join(&self) {
-        for h in std::mem::take(&mut *self.threads.lock()) {
+        let t = self.thread.lock().take();
+        if let Some((tx, h)) = t {
+            drop(tx);
             let _ = h.join();
         }
     }
@@ -526,16 +589,14 @@ impl Worker {
             v.begin_capture(round.id);
         }
         round.gate.open();
-        // The others resume; this one hands the rest to a thread of its
-        // own, and the stall it reports ends when this worker resumes too.
-        let (stall_tx, stall_rx) = bounded::<u64>(1);
+        // The others resume; this one hands the rest to the capture thread.
         let workers: Vec<WorkerSnapshot> = round
             .parts
             .lock()
             .iter_mut()
             .map(|p| p.take().unwrap_or_default())
             .collect();
-        let mut snap = Snapshot {
+        let snap = Snapshot {
             id: round.id,
             next_packet: workers
                 .iter()
@@ -543,45 +604,18 @@ impl Worker {
                 .min()
                 .unwrap_or(round.next_packet),
             taken_ns: wall_ns(),
-            stall_ns: 0,
+            stall_ns: round
+                .first_arrival
+                .lock()
+                .map_or(0, |t| t.elapsed().as_nanos() as u64),
             workers,
             shared: Vec::new(),
         };
-        let (vars, link, captures) = (
-            round.vars.clone(),
-            round.link.clone(),
-            round.captures.clone(),
-        );
-        let h = std::thread::Builder::new()
-            .name("ftmb-snapshot".into())
-            .spawn(move || {
-                snap.stall_ns = stall_rx.recv().unwrap_or(0);
-                // Sized like the last one: no regrowth copies. Its pages
-                // are touched here, so that no page fault happens while the
-                // encoding holds a slot's lock (see SharedDyn::finish_capture).
-                snap.shared
-                    .reserve(captures.last_len.load(Ordering::Relaxed) + (64 << 10));
-                for b in snap.shared.spare_capacity_mut().iter_mut().step_by(4096) {
-                    b.write(0);
-                }
-                for v in vars.iter() {
-                    v.finish_capture(snap.id, &mut snap.shared);
-                }
-                captures
-                    .last_len
-                    .store(snap.shared.len(), Ordering::Relaxed);
-                link.store_snapshot(snap);
-                captures.busy.store(false, Ordering::Release);
-            });
-        match h {
-            Ok(h) => round.captures.threads.lock().push(h),
-            Err(_) => round.captures.busy.store(false, Ordering::Release),
-        }
-        let stall = round
-            .first_arrival
-            .lock()
-            .map_or(0, |t| t.elapsed().as_nanos() as u64);
-        let _ = stall_tx.send(stall);
+        round.captures.submit(CaptureJob {
+            snap,
+            vars: round.vars.clone(),
+            link: round.link.clone(),
+        });
     }
 }
 
