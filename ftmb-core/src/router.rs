@@ -367,6 +367,9 @@ struct Worker {
     processed_through: u64,
     /// First packet id after this worker's last cut.
     cut: u64,
+    /// Replay packets may still be queued for it (until the replay's
+    /// barrier reaches it).
+    replaying: bool,
 }
 
 /// A worker ships what it holds once it holds this many outputs, even with
@@ -496,6 +499,9 @@ impl Worker {
                     }
                 }
                 Msg::Barrier(bar) => {
+                    if matches!(bar.event, Event::ReplayDone) {
+                        self.replaying = false;
+                    }
                     if bar.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
                         let _ = bar.done.send(bar.event);
                     }
@@ -515,14 +521,15 @@ impl Worker {
     }
 
     /// Between two batches: take the snapshot the input side called, if
-    /// this worker has not taken it yet. A worker with logged accesses
-    /// still to replay waits for the marker in its queue instead: another
-    /// worker may be waiting for one of its logged turns.
+    /// this worker has not taken it yet. A worker with replay packets still
+    /// queued waits for the marker in its queue instead: another worker
+    /// may be waiting for one of its logged turns, and stopped early it
+    /// would leave its share of the replay for after the others'.
     fn snapshot_if_called(&mut self) {
         let Some(call) = &self.call else {
             return;
         };
-        if call.id.load(Ordering::Acquire) <= self.snapshot_taken {
+        if self.replaying || call.id.load(Ordering::Acquire) <= self.snapshot_taken {
             return;
         }
         if matches!(self.ctx.mode(), AccessMode::Logged(l) if !l.replay.is_empty()) {
@@ -778,6 +785,7 @@ pub fn run(
                 .as_ref()
                 .and_then(|s| s.workers.get(w))
                 .map_or(0, |x| x.next_packet),
+            replaying: replay.is_some(),
         };
         if w == 0 && !opts.pipeline && replay.is_none() {
             inline = Some((Box::new(worker), rx));

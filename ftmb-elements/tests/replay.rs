@@ -258,6 +258,39 @@ fn snapshots_cut_workers_mid_queue_and_replay_from_each() {
 }
 
 #[test]
+fn a_snapshot_called_during_a_replay_waits_for_the_replay() {
+    // A replica calls its first snapshot as soon as the replay's packets
+    // are handed out, while its workers still replay them: each worker
+    // takes it only at the marker after its replay packets, even one past
+    // the end of its logged records (here worker 0's log lost its second
+    // half, as when the master died before shipping it).
+    let s = Scratch::new();
+    let (cfg, vars, r1, master, snap) = nat_from_a_snapshot(&s);
+    let mut plan = master.replay_plan_after(Some(&snap), 2);
+    let half = plan.logs[0].len() / 2;
+    plan.logs[0].truncate(half);
+    let replica = Arc::new(MemoryLink::default());
+    let trigger = Some(SnapshotTrigger::EveryPackets(100));
+    let r2 = ok(run_ft(
+        &cfg,
+        &vars,
+        2,
+        replica.clone(),
+        Some(plan),
+        Some(snap.clone()),
+        trigger,
+    ));
+    assert!(r2.divergence.is_empty(), "{:?}", r2.divergence);
+    let taken = replica.snapshots.lock().clone();
+    assert!(!taken.is_empty(), "no snapshot during the replay");
+    for t in &taken {
+        // Taken after every replayed packet: the replay's end is its cut.
+        assert!(t.id > snap.id);
+        assert_eq!(t.next_packet, r1.packets + 1, "snapshot {}", t.id);
+    }
+}
+
+#[test]
 fn replay_detects_a_tampered_log() {
     let s = Scratch::new();
     let trace = gen_trace(&s, "in.pcap", 2_000, 300, 5);
