@@ -84,6 +84,24 @@ fn example_vars(s: &Scratch, trace: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
+/// The NAT example's configuration and variables, over a generated trace
+/// of `packets` packets in `flows` flows.
+fn nat_example(
+    s: &Scratch,
+    packets: usize,
+    flows: usize,
+    seed: u64,
+) -> (String, BTreeMap<String, String>) {
+    let trace = gen_trace(s, "in.pcap", packets, flows, seed);
+    let cfg = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/nat.click"
+    ))
+    .unwrap();
+    let vars = example_vars(s, &trace);
+    (cfg, vars)
+}
+
 type OutKey = (u64, u32, u16, Vec<u8>, Vec<u64>);
 
 /// The outputs `link` was sent of packets at or after their worker's
@@ -203,13 +221,7 @@ fn snapshots_cut_workers_mid_queue_and_replay_from_each() {
     // waits at the gate; the input side must not wait for room for the
     // marker. Every snapshot must restore and replay to the master's state.
     let s = Scratch::new();
-    let trace = gen_trace(&s, "in.pcap", 6_000, 800, 29);
-    let cfg = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/nat.click"
-    ))
-    .unwrap();
-    let vars = example_vars(&s, &trace);
+    let (cfg, vars) = nat_example(&s, 6_000, 800, 29);
     let tiny = || RunOptions {
         seed: Some(99),
         batch: 4,
@@ -293,13 +305,7 @@ fn a_snapshot_called_during_a_replay_waits_for_the_replay() {
 #[test]
 fn replay_detects_a_tampered_log() {
     let s = Scratch::new();
-    let trace = gen_trace(&s, "in.pcap", 2_000, 300, 5);
-    let cfg = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/nat.click"
-    ))
-    .unwrap();
-    let vars = example_vars(&s, &trace);
+    let (cfg, vars) = nat_example(&s, 2_000, 300, 5);
     let master = Arc::new(MemoryLink::default());
     let r1 = ok(run_ft(&cfg, &vars, 2, master.clone(), None, None, None));
     let mut plan = master.full_replay_plan(2);
@@ -364,13 +370,7 @@ fn nat_from_a_snapshot(
     Arc<MemoryLink>,
     Snapshot,
 ) {
-    let trace = gen_trace(s, "in.pcap", 4_000, 500, 23);
-    let cfg = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/nat.click"
-    ))
-    .unwrap();
-    let vars = example_vars(s, &trace);
+    let (cfg, vars) = nat_example(s, 4_000, 500, 23);
     let master = Arc::new(MemoryLink::default());
     let trigger = Some(SnapshotTrigger::EveryPackets(1500));
     let r1 = ok(run_ft(&cfg, &vars, 2, master.clone(), None, None, trigger));
