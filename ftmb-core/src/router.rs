@@ -1143,18 +1143,24 @@ impl Dispatcher {
     }
 
     fn send(&mut self, w: usize, src: u16, b: Vec<Packet>, lossy: bool, shared: &InputShared) {
-        self.note_sent(w, &b);
-        match (&mut self.inline, self.queues.get(w)) {
+        let last = b.last().map(|p| p.anno.id);
+        let delivered = match (&mut self.inline, self.queues.get(w)) {
             (_, Some(Some(tx))) => send(tx, src, b, lossy, shared),
-            (Some((worker, _)), _) => worker.process(src, b, wall_ns(), false),
-            (None, _) => {}
+            (Some((worker, _)), _) => {
+                worker.process(src, b, wall_ns(), false);
+                true
+            }
+            (None, _) => false,
+        };
+        if let (true, Some(id)) = (delivered, last) {
+            self.note_sent(w, id);
         }
     }
 
     /// Hand worker `w` several batches at once (never lossy).
     fn send_group(&mut self, w: usize, group: BatchGroup) {
-        if let Some((_, b)) = group.last() {
-            self.note_sent(w, b);
+        if let Some(p) = group.last().and_then(|(_, b)| b.last()) {
+            self.note_sent(w, p.anno.id);
         }
         match (&mut self.inline, self.queues.get(w)) {
             (_, Some(Some(tx))) => {
@@ -1186,10 +1192,11 @@ impl Dispatcher {
         }
     }
 
-    /// Batch `b` goes to worker `w` (its ids ascend).
-    fn note_sent(&mut self, w: usize, b: &[Packet]) {
-        if let (Some(p), Some(t)) = (b.last(), self.sent_through.get_mut(w)) {
-            *t = (*t).max(p.anno.id);
+    /// Worker `w` was handed packets up to id `last` (a batch's ids ascend;
+    /// a batch a lossy source dropped does not count).
+    fn note_sent(&mut self, w: usize, last: u64) {
+        if let Some(t) = self.sent_through.get_mut(w) {
+            *t = (*t).max(last);
         }
     }
 
@@ -1640,7 +1647,9 @@ fn feed_replay(
     Ok(next_id)
 }
 
-fn send(tx: &Sender<Msg>, src: u16, b: Vec<Packet>, lossy: bool, shared: &InputShared) {
+/// Queue a batch for a worker; false when a lossy source's batch found the
+/// queue full and was dropped (and counted).
+fn send(tx: &Sender<Msg>, src: u16, b: Vec<Packet>, lossy: bool, shared: &InputShared) -> bool {
     if lossy {
         if let Err(e) = tx.try_send(Msg::Batch(src, b)) {
             if let Msg::Batch(_, b) = e.into_inner() {
@@ -1648,8 +1657,10 @@ fn send(tx: &Sender<Msg>, src: u16, b: Vec<Packet>, lossy: bool, shared: &InputS
                     .queue_drops
                     .fetch_add(b.len() as u64, Ordering::Relaxed);
             }
+            return false;
         }
+        true
     } else {
-        let _ = tx.send(Msg::Batch(src, b));
+        tx.send(Msg::Batch(src, b)).is_ok()
     }
 }
