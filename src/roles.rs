@@ -143,11 +143,20 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
 /// snapshot, replay the input logger's log from its cut under the logged
 /// records, then carry on as the master. Prints its timings as JSON.
 pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
-    // The graph is built while standing by; at takeover only its state is
-    // loaded.
+    // The graph is built while standing by, and each snapshot the output
+    // logger pushes is loaded into it as it comes (read where it lies in
+    // the frame): a takeover with the last one has only logs to replay.
     let mut g = load(&a.config, &a.vars, a.threads)?;
     let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
-    let take = await_takeover(&ol, a.threads).map_err(|e| anyhow!(e))?;
+    let mut prepared = None;
+    let mut take = await_takeover(&ol, a.threads, &mut |bytes| {
+        prepared = g.restore_encoded(bytes).ok();
+        prepared.is_some()
+    })
+    .map_err(|e| anyhow!(e))?;
+    if take.prepared {
+        take.snapshot = prepared;
+    }
     let took_ns = wall_ns();
     // Said at once (the final report comes only when the run ends, which
     // on a live device is never): when, and from which input packet.
@@ -168,7 +177,7 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
             Ok((il, live, input, (packets, replay), wall_ns()))
         })?;
     let restore_start = std::time::Instant::now();
-    if let Some(snap) = &take.snapshot {
+    if let Some(snap) = take.snapshot.as_ref().filter(|s| g.restored != Some(s.id)) {
         g.restore(snap).map_err(|e| anyhow!(e))?;
     }
     let restore_ms = restore_start.elapsed().as_secs_f64() * 1e3;

@@ -8,7 +8,7 @@ use crate::driver::DriverProgram;
 use crate::egress::SinkRegistry;
 use crate::element::{Built, Element, InitCtx, Ports, Registry, Source};
 use crate::shared::SharedRegistry;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, SnapshotState};
 use std::collections::BTreeMap;
 
 /// What kind of node an element became.
@@ -57,38 +57,54 @@ impl Graph {
     /// needs the snapshot in its options, for the generators and log
     /// positions.
     pub fn restore(&mut self, snap: &Snapshot) -> Result<(), String> {
-        restore_state(&mut self.workers, &self.shared, snap)
-            .map_err(|e| format!("snapshot {} does not fit this router: {e}", snap.id))?;
-        self.restored = Some(snap.id);
+        self.restore_state(snap.id, snap.state())
+    }
+
+    /// [`Graph::restore`] from an encoded snapshot, its state read where it
+    /// lies; returns the snapshot without its state (what a run needs).
+    pub fn restore_encoded(&mut self, bytes: &[u8]) -> Result<Snapshot, String> {
+        let (snap, state) = Snapshot::decode_in_place(bytes).map_err(|e| e.to_string())?;
+        self.restore_state(snap.id, state)?;
+        Ok(snap)
+    }
+
+    fn restore_state(&mut self, id: u64, state: SnapshotState<'_>) -> Result<(), String> {
+        // A load that fails part-way leaves no snapshot loaded.
+        self.restored = None;
+        restore_state(&mut self.workers, &self.shared, state)
+            .map_err(|e| format!("snapshot {id} does not fit this router: {e}"))?;
+        self.restored = Some(id);
         Ok(())
     }
 }
 
-/// Load a snapshot's element and shared state into freshly built workers.
+/// Load a snapshot's element and shared state into the workers (every
+/// element's and variable's state is replaced, so a router may load one
+/// snapshot after another).
 fn restore_state(
     workers: &mut [Vec<Option<Box<dyn Element>>>],
     shared: &SharedRegistry,
-    snap: &Snapshot,
+    state: SnapshotState<'_>,
 ) -> Result<(), String> {
-    if snap.workers.len() != workers.len() {
+    if state.elements.len() != workers.len() {
         return Err(format!(
             "it has {} workers, the router {}",
-            snap.workers.len(),
+            state.elements.len(),
             workers.len()
         ));
     }
-    for (w, (elems, ws)) in workers.iter_mut().zip(&snap.workers).enumerate() {
-        if ws.elements.len() != elems.len() {
+    for (w, (elems, ws)) in workers.iter_mut().zip(&state.elements).enumerate() {
+        if ws.len() != elems.len() {
             return Err(format!("worker {w}: element count differs"));
         }
-        for (i, (e, bytes)) in elems.iter_mut().zip(&ws.elements).enumerate() {
+        for (i, (e, bytes)) in elems.iter_mut().zip(ws).enumerate() {
             if let Some(e) = e {
                 e.load_state(bytes)
                     .map_err(|err| format!("worker {w} element {i}: {err}"))?;
             }
         }
     }
-    let mut inp = snap.shared.as_slice();
+    let mut inp = state.shared;
     for v in shared.vars() {
         v.decode_all(&mut inp).map_err(|e| e.to_string())?;
     }

@@ -99,6 +99,15 @@ impl Snapshot {
     }
 }
 
+/// A snapshot's state, wherever it lies (decoded, or in place in its
+/// encoding): what loading it into a router reads.
+pub struct SnapshotState<'a> {
+    /// Per worker, each element's `save_state` bytes.
+    pub elements: Vec<Vec<&'a [u8]>>,
+    /// Every shared variable's encoding, in declaration order.
+    pub shared: &'a [u8],
+}
+
 /// A snapshot could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SnapshotError {
@@ -176,8 +185,11 @@ impl Snapshot {
     /// variables' are left empty. For a holder that keeps the encoded
     /// bytes and needs only the cut (the output logger).
     pub fn decode_summary(bytes: &[u8]) -> Result<Snapshot, SnapshotError> {
-        let a = Snapshot::access(bytes)?;
-        Ok(Snapshot {
+        Ok(Snapshot::summary_of(Snapshot::access(bytes)?))
+    }
+
+    fn summary_of(a: &ArchivedSnapshot) -> Snapshot {
+        Snapshot {
             id: a.id.to_native(),
             next_packet: a.next_packet.to_native(),
             taken_ns: a.taken_ns.to_native(),
@@ -194,7 +206,34 @@ impl Snapshot {
                 })
                 .collect(),
             shared: Vec::new(),
-        })
+        }
+    }
+
+    /// [`Snapshot::decode_summary`], with the state left where it lies in
+    /// `bytes`: for loading it into a router without copying it.
+    pub fn decode_in_place(bytes: &[u8]) -> Result<(Snapshot, SnapshotState<'_>), SnapshotError> {
+        let a = Snapshot::access(bytes)?;
+        let state = SnapshotState {
+            elements: a
+                .workers
+                .iter()
+                .map(|w| w.elements.iter().map(|e| e.as_slice()).collect())
+                .collect(),
+            shared: a.shared.as_slice(),
+        };
+        Ok((Snapshot::summary_of(a), state))
+    }
+
+    /// Its element and shared state, borrowed.
+    pub fn state(&self) -> SnapshotState<'_> {
+        SnapshotState {
+            elements: self
+                .workers
+                .iter()
+                .map(|w| w.elements.iter().map(Vec::as_slice).collect())
+                .collect(),
+            shared: &self.shared,
+        }
     }
 
     /// The archived snapshot in `bytes`, after every check.
@@ -272,6 +311,20 @@ mod tests {
     fn round_trip() {
         let s = sample();
         assert_eq!(Snapshot::decode(&s.encode()), Ok(s));
+    }
+
+    #[test]
+    fn state_read_in_place_is_the_decoded_state() {
+        let s = sample();
+        let bytes = s.encode();
+        let Ok((summary, state)) = Snapshot::decode_in_place(&bytes) else {
+            panic!("does not decode in place");
+        };
+        assert_eq!(Ok(summary), Snapshot::decode_summary(&bytes));
+        let owned = s.state();
+        assert_eq!(state.shared, owned.shared);
+        assert_eq!(state.elements, owned.elements);
+        assert!(Snapshot::decode_in_place(&bytes[..bytes.len() - 1]).is_err());
     }
 
     #[test]

@@ -880,10 +880,20 @@ pub struct TakeoverMsg {
     /// When the takeover's last frame arrived (ns since the epoch), before
     /// the snapshot was decoded.
     pub received_ns: u64,
+    /// The snapshot to restore is the one last handed to
+    /// [`await_takeover`]'s `prepare` (`snapshot` is then `None`).
+    pub prepared: bool,
 }
 
-/// As a standby, wait on the output logger for a takeover.
-pub fn await_takeover(s: &Stream, nworkers: usize) -> Result<TakeoverMsg, String> {
+/// As a standby, wait on the output logger for a takeover. Each snapshot
+/// pushed meanwhile is handed, encoded, to `prepare` (a replica loads it
+/// into its router at once, and says whether it could), so that a takeover
+/// with it has neither to decode nor to load it.
+pub fn await_takeover(
+    s: &Stream,
+    nworkers: usize,
+    prepare: &mut dyn FnMut(&[u8]) -> bool,
+) -> Result<TakeoverMsg, String> {
     let mut w = writer(s).map_err(|e| e.to_string())?;
     w.send(&Message::Resume(ResumeMsg { packet: 0 }))
         .and_then(|_| w.flush())
@@ -895,15 +905,16 @@ pub fn await_takeover(s: &Stream, nworkers: usize) -> Result<TakeoverMsg, String
         cut: 1,
         next_seq: vec![0; nworkers],
         received_ns: 0,
+        prepared: false,
     };
-    // Snapshots arrive as they commit, while standing by; only the last
-    // one is decoded, at takeover (decoding each would cost the machine
-    // a few ms of CPU every snapshot interval). The frame holding the last
+    // Snapshots arrive as they commit, while standing by. The frame holding the last
     // one is kept as read (the reader's buffer is swapped for the one of
     // the snapshot before, which the next frames reuse): no copy, and no
     // fresh pages, per snapshot.
     let mut last_frame: Vec<u8> = Vec::new();
     let mut encoded = 0..0;
+    // The ids of the last snapshot pushed and of the last one prepared.
+    let (mut last_id, mut prepared) = (None, None);
     loop {
         let v = match r.next_frame() {
             Ok(Some(v)) => v,
@@ -911,11 +922,17 @@ pub fn await_takeover(s: &Stream, nworkers: usize) -> Result<TakeoverMsg, String
             Err(e) => return Err(format!("output logger: {e}")),
         };
         if v.kind() == FrameKind::Snapshot {
-            let (_, _, payload) =
+            let (id, _, payload) =
                 SnapshotMsg::parts(&v).map_err(|e| format!("output logger: {e}"))?;
             let start = payload.as_ptr() as usize - v.as_bytes().as_ptr() as usize;
             encoded = start..start + payload.len();
             r.swap_buffer(&mut last_frame);
+            last_id = Some(id);
+            // One that does not load is left for the takeover to report.
+            prepared = last_frame
+                .get(encoded.clone())
+                .filter(|e| prepare(e))
+                .map(|_| id);
             continue;
         }
         match Message::from_view(&v) {
@@ -938,8 +955,13 @@ pub fn await_takeover(s: &Stream, nworkers: usize) -> Result<TakeoverMsg, String
                 t.cut = m.packet;
                 t.received_ns = wall_ns();
                 if let Some(encoded) = last_frame.get(encoded).filter(|e| !e.is_empty()) {
-                    let snap = Snapshot::decode(encoded).map_err(|e| format!("snapshot: {e}"))?;
-                    t.snapshot = Some(snap);
+                    if prepared.is_some() && prepared == last_id {
+                        t.prepared = true;
+                    } else {
+                        let snap =
+                            Snapshot::decode(encoded).map_err(|e| format!("snapshot: {e}"))?;
+                        t.snapshot = Some(snap);
+                    }
                 }
                 return Ok(t);
             }
