@@ -907,10 +907,10 @@ pub fn await_takeover(
         received_ns: 0,
         prepared: false,
     };
-    // Snapshots arrive as they commit, while standing by. The frame holding the last
-    // one is kept as read (the reader's buffer is swapped for the one of
-    // the snapshot before, which the next frames reuse): no copy, and no
-    // fresh pages, per snapshot.
+    // Snapshots arrive as they commit, while standing by. The frame
+    // holding the last one is kept as read (the reader's buffer is swapped
+    // for the one of the snapshot before, which the next frames reuse): no
+    // copy, and no fresh pages, per snapshot.
     let mut last_frame: Vec<u8> = Vec::new();
     let mut encoded = 0..0;
     // The ids of the last snapshot pushed and of the last one prepared.
