@@ -47,6 +47,7 @@ pub mod rng;
 pub mod router;
 pub mod shared;
 pub mod snapshot;
+pub mod spin;
 pub mod trace;
 
 pub use args::{Args, FromArg, Ipv4Prefix};

@@ -324,7 +324,7 @@ impl LoggedAccess {
             }
             None => u64::MAX,
         };
-        let mut spins = 0u32;
+        let mut backoff = crate::spin::Backoff::default();
         loop {
             let g = cell.lock();
             let turn = if want == u64::MAX {
@@ -346,12 +346,7 @@ impl LoggedAccess {
                 return g;
             }
             drop(g);
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+            backoff.pause();
         }
     }
 

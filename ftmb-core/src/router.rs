@@ -209,17 +209,12 @@ impl RoundGate {
 
     fn wait(&self) {
         let from = Instant::now();
-        let mut spins = 0u32;
+        let mut backoff = crate::spin::Backoff::default();
         while from.elapsed() < Self::SPIN {
             if self.open.load(Ordering::Acquire) {
                 return;
             }
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
+            backoff.pause();
         }
         let mut open = self.lock.lock();
         while !*open {

@@ -423,22 +423,15 @@ impl ThreadedOutputLogger {
 /// once if queued, else looked for during `poll` (spinning a little, then
 /// yielding the CPU to any other thread that wants it), else waited for
 /// asleep.
-pub fn recv_polling<T>(rx: &crossbeam_channel::Receiver<T>, poll: Duration) -> Option<T> {
+fn recv_polling<T>(rx: &crossbeam_channel::Receiver<T>, poll: Duration) -> Option<T> {
     use crossbeam_channel::TryRecvError;
     let from = std::time::Instant::now();
-    let mut looks = 0u32;
+    let mut backoff = ftmb_core::spin::Backoff::default();
     loop {
         match rx.try_recv() {
             Ok(m) => return Some(m),
             Err(TryRecvError::Disconnected) => return None,
-            Err(TryRecvError::Empty) if from.elapsed() < poll => {
-                looks += 1;
-                if looks < 64 {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-            }
+            Err(TryRecvError::Empty) if from.elapsed() < poll => backoff.pause(),
             Err(TryRecvError::Empty) => return rx.recv().ok(),
         }
     }
