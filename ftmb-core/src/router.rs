@@ -183,7 +183,8 @@ struct RoundGate {
     workers: usize,
     arrived: AtomicUsize,
     open: AtomicBool,
-    lock: parking_lot::Mutex<bool>,
+    /// Sleepers wait on `opened` under it.
+    lock: parking_lot::Mutex<()>,
     opened: parking_lot::Condvar,
 }
 
@@ -196,7 +197,7 @@ impl RoundGate {
             workers,
             arrived: AtomicUsize::new(0),
             open: AtomicBool::new(false),
-            lock: parking_lot::Mutex::new(false),
+            lock: parking_lot::Mutex::new(()),
             opened: parking_lot::Condvar::new(),
         }
     }
@@ -216,15 +217,16 @@ impl RoundGate {
             }
             backoff.pause();
         }
-        let mut open = self.lock.lock();
-        while !*open {
-            self.opened.wait(&mut open);
+        let mut guard = self.lock.lock();
+        while !self.open.load(Ordering::Acquire) {
+            self.opened.wait(&mut guard);
         }
     }
 
     fn open(&self) {
         self.open.store(true, Ordering::Release);
-        *self.lock.lock() = true;
+        // Taken so that no sleeper is between its look and its wait.
+        let _guard = self.lock.lock();
         self.opened.notify_all();
     }
 }
