@@ -4,18 +4,20 @@
 //! checks between two batches, and puts a marker into every worker's
 //! stream after the packets sent so far (to wake a worker asleep on an
 //! empty queue). Each worker stops at whichever comes first, between two
-//! batches, so none waits for another to drain its queue; the workers wait
-//! for each other at a barrier, so no shared variable changes while it is
-//! copied. The cut is per worker (SPEC section 5): the first input packet
-//! id it had not processed (its packets arrive in id order, so every
-//! earlier one of its own is reflected and no later one) and its log
-//! position. Then each worker encodes its elements' private state and its
-//! generator, one worker encodes every shared variable (value, access
-//! counter and vector clock), and all resume. The time between the first
-//! worker stopping and the last one resuming is the stall, measured and
-//! reported with the snapshot. A worker still replaying logged accesses
-//! stops only at the marker: another worker may be waiting for one of its
-//! logged turns.
+//! batches, so none waits for another to drain its queue. The cut is per
+//! worker (SPEC section 5): the first input packet id it had not processed
+//! (its packets arrive in id order, so every earlier one of its own is
+//! reflected and no later one) and its log position. Each worker records
+//! that, its elements' private state and its generator, then arrives at a
+//! gate; the last to arrive, while the others stand still and no shared
+//! variable changes, marks the cut in every shared variable (copy on
+//! write: a slot's first change after it saves the slot's old encoding)
+//! and opens the gate. A capture thread then encodes every shared variable
+//! (value, access counter and vector clock) as it was at the cut. The time
+//! between the first worker stopping and the last one resuming is the
+//! stall, measured and reported with the snapshot. A worker with replay
+//! packets still queued stops only at the marker: another worker may be
+//! waiting for one of its logged turns.
 //!
 //! # Encoding
 //!
