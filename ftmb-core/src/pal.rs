@@ -3,7 +3,7 @@
 //! In record mode every shared-state access appends a [`Pal`] to the
 //! worker's [`WorkerLog`], and every clock reading a [`LogRecord::Clock`];
 //! each record gets the next worker sequence number (1, 2, ...). In replay
-//! mode a [`ReplayCursor`] walks the same worker's logged records and makes
+//! mode a [`LoggedAccess`] walks the same worker's logged records and makes
 //! each access wait for its logged turn on the variable.
 
 use crate::shared::Slot;
