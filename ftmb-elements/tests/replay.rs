@@ -126,6 +126,26 @@ fn outputs(link: &MemoryLink, cut: &[u64]) -> Vec<OutKey> {
     v
 }
 
+/// A replay (`r2`, shipped to `replica`) against its master (`r1`, to
+/// `master`): no divergence, the same final state, and the same outputs of
+/// every packet at or after its worker's `cut`. Returns the master's
+/// outputs compared.
+fn assert_replay_matches(
+    what: &str,
+    (r1, master): (&RunReport, &MemoryLink),
+    (r2, replica): (&RunReport, &MemoryLink),
+    cut: &[u64],
+) -> Vec<OutKey> {
+    assert!(r2.divergence.is_empty(), "{what}: {:?}", r2.divergence);
+    assert_eq!(r1.digest, r2.digest, "{what}: state differs after replay");
+    let o1 = outputs(master, cut);
+    assert!(
+        o1 == outputs(replica, &[]),
+        "{what}: outputs differ after replay"
+    );
+    o1
+}
+
 fn check_replay(name: &str, cfg: &str, trace: &str, threads: usize, from_snapshot: bool) {
     let s = Scratch::new();
     let vars = example_vars(&s, trace);
@@ -163,14 +183,11 @@ fn check_replay(name: &str, cfg: &str, trace: &str, threads: usize, from_snapsho
         snap,
         None,
     ));
-    assert!(
-        r2.divergence.is_empty(),
-        "{name}/{threads}: {:?}",
-        r2.divergence
-    );
-    assert_eq!(
-        r1.digest, r2.digest,
-        "{name} with {threads} workers: state differs after replay"
+    let o1 = assert_replay_matches(
+        &format!("{name} with {threads} workers"),
+        (&r1, &master),
+        (&r2, &replica),
+        &cut,
     );
     if !from_snapshot {
         assert_eq!(
@@ -178,12 +195,10 @@ fn check_replay(name: &str, cfg: &str, trace: &str, threads: usize, from_snapsho
             "{name}/{threads}: packets per worker"
         );
     }
-    let (o1, o2) = (outputs(&master, &cut), outputs(&replica, &[]));
     assert!(
         !o1.is_empty() || !cfg.contains("ToDump"),
         "{name}: no outputs"
     );
-    assert!(o1 == o2, "{name}/{threads}: outputs differ after replay");
     // The replica re-logged nothing new: every access was a logged one.
     let relogged: usize = replica.logs.lock().iter().map(Vec::len).sum();
     assert_eq!(relogged, 0, "{name}/{threads}: replay logged new records");
@@ -259,12 +274,11 @@ fn snapshots_cut_workers_mid_queue_and_replay_from_each() {
             None,
             tiny(),
         ));
-        assert!(r2.divergence.is_empty(), "{:?}", r2.divergence);
-        assert_eq!(r1.digest, r2.digest, "snapshot {}: state differs", snap.id);
-        assert!(
-            outputs(&master, &cut) == outputs(&replica, &[]),
-            "snapshot {}: outputs differ",
-            snap.id
+        assert_replay_matches(
+            &format!("snapshot {}", snap.id),
+            (&r1, &master),
+            (&r2, &replica),
+            &cut,
         );
     }
 }
