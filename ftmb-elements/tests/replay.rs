@@ -9,7 +9,7 @@ mod common;
 use common::*;
 use ftmb_core::config::Source;
 use ftmb_core::ft::{FtOptions, MemoryLink, ReplayPlan, SnapshotTrigger};
-use ftmb_core::graph::build;
+use ftmb_core::graph::{build, Graph};
 use ftmb_core::router::{run, RunOptions, RunReport};
 use ftmb_core::snapshot::Snapshot;
 use std::collections::BTreeMap;
@@ -24,34 +24,40 @@ fn run_ft(
     restore: Option<Snapshot>,
     snapshots: Option<SnapshotTrigger>,
 ) -> RunReport {
-    let base = RunOptions {
+    let graph = graph_of(cfg, vars, threads);
+    run_graph(graph, link, replay, restore, snapshots, defaults())
+}
+
+/// The run options of these tests (fault tolerance aside).
+fn defaults() -> RunOptions {
+    RunOptions {
         seed: Some(99),
         batch: 16,
         ..RunOptions::default()
-    };
-    run_ft_with(cfg, vars, threads, link, replay, restore, snapshots, base)
+    }
 }
 
-/// [`run_ft`] from other run options (batch and queue sizes).
-#[allow(clippy::too_many_arguments)]
-fn run_ft_with(
-    cfg: &str,
-    vars: &BTreeMap<String, String>,
-    threads: usize,
+/// `cfg` built for `threads` workers.
+fn graph_of(cfg: &str, vars: &BTreeMap<String, String>, threads: usize) -> Graph {
+    let source = Source {
+        name: "replay.click".into(),
+        text: cfg.into(),
+    };
+    match build(&source, vars, &ftmb_elements::registry(), threads) {
+        Ok(g) => g,
+        Err(e) => panic!("{}", e.render(false)),
+    }
+}
+
+/// Run `graph` with fault tolerance over `link`, from `base`'s options.
+fn run_graph(
+    graph: Graph,
     link: Arc<MemoryLink>,
     replay: Option<ftmb_core::ft::ReplayPlan>,
     restore: Option<Snapshot>,
     snapshots: Option<SnapshotTrigger>,
     base: RunOptions,
 ) -> RunReport {
-    let source = Source {
-        name: "replay.click".into(),
-        text: cfg.into(),
-    };
-    let graph = match build(&source, vars, &ftmb_elements::registry(), threads) {
-        Ok(g) => g,
-        Err(e) => panic!("{}", e.render(false)),
-    };
     let opts = RunOptions {
         ft: Some(FtOptions {
             link,
@@ -238,17 +244,14 @@ fn snapshots_cut_workers_mid_queue_and_replay_from_each() {
     let s = Scratch::new();
     let (cfg, vars) = nat_example(&s, 6_000, 800, 29);
     let tiny = || RunOptions {
-        seed: Some(99),
         batch: 4,
         queue_batches: 1,
-        ..RunOptions::default()
+        ..defaults()
     };
     let master = Arc::new(MemoryLink::default());
     let trigger = Some(SnapshotTrigger::EveryPackets(150));
-    let r1 = ok(run_ft_with(
-        &cfg,
-        &vars,
-        2,
+    let r1 = ok(run_graph(
+        graph_of(&cfg, &vars, 2),
         master.clone(),
         None,
         None,
@@ -264,10 +267,8 @@ fn snapshots_cut_workers_mid_queue_and_replay_from_each() {
         let plan = master.replay_plan_after(Some(&snap), 2);
         let cut = ReplayPlan::first_packets(Some(&snap), 2);
         let replica = Arc::new(MemoryLink::default());
-        let r2 = ok(run_ft_with(
-            &cfg,
-            &vars,
-            2,
+        let r2 = ok(run_graph(
+            graph_of(&cfg, &vars, 2),
             replica.clone(),
             Some(plan),
             Some(snap.clone()),
@@ -326,14 +327,7 @@ fn a_standby_loads_snapshot_after_snapshot_in_place_then_replays_to_the_same_sta
     let (cfg, vars, r1, master, _) = nat_from_a_snapshot(&s);
     let snaps = master.snapshots.lock().clone();
     assert!(snaps.len() >= 2, "{} snapshots", snaps.len());
-    let source = Source {
-        name: "replay.click".into(),
-        text: cfg.clone(),
-    };
-    let mut g = match build(&source, &vars, &ftmb_elements::registry(), 2) {
-        Ok(g) => g,
-        Err(e) => panic!("{}", e.render(false)),
-    };
+    let mut g = graph_of(&cfg, &vars, 2);
     for snap in &snaps {
         let encoded = snap.encode();
         let summary = g.restore_encoded(&encoded).expect("snapshot loads");
@@ -343,19 +337,16 @@ fn a_standby_loads_snapshot_after_snapshot_in_place_then_replays_to_the_same_sta
     let last = snaps.last().unwrap();
     let summary = Snapshot::decode_summary(&last.encode()).unwrap();
     assert!(summary.shared.is_empty());
+    let plan = master.replay_plan_after(Some(last), 2);
     let replica = Arc::new(MemoryLink::default());
-    let opts = RunOptions {
-        seed: Some(99),
-        batch: 16,
-        ft: Some(FtOptions {
-            link: replica,
-            replay: Some(Arc::new(master.replay_plan_after(Some(last), 2))),
-            restore: Some(Arc::new(summary)),
-            snapshots: None,
-        }),
-        ..RunOptions::default()
-    };
-    let r2 = ok(run(g, &opts, &mut Vec::new(), &mut |_| {}));
+    let r2 = ok(run_graph(
+        g,
+        replica,
+        Some(plan),
+        Some(summary),
+        None,
+        defaults(),
+    ));
     assert!(r2.divergence.is_empty(), "{:?}", r2.divergence);
     assert_eq!(r1.digest, r2.digest, "state differs after the replay");
 }
