@@ -46,34 +46,18 @@
 //! holding `N` outputs costs `O(W log N)` per output, never an `O(N)` scan
 //! per batch.
 
+use crate::record_log::RecordLog;
 use crate::released::ReleasedSet;
 use ftmb_core::depvec::DepVector;
 use ftmb_core::pal::LogRecord;
 use ftmb_core::Packet;
+use slab::Slab;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap};
 
 /// A committed output in the ready queue, ordered by (packet id, ordinal,
-/// arrival).
-#[derive(Debug)]
-struct Ready(u64, u32, u64, HeldOutput);
-
-impl PartialEq for Ready {
-    fn eq(&self, o: &Ready) -> bool {
-        (self.0, self.1, self.2) == (o.0, o.1, o.2)
-    }
-}
-impl Eq for Ready {}
-impl PartialOrd for Ready {
-    fn partial_cmp(&self, o: &Ready) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(o))
-    }
-}
-impl Ord for Ready {
-    fn cmp(&self, o: &Ready) -> std::cmp::Ordering {
-        (self.0, self.1, self.2).cmp(&(o.0, o.1, o.2))
-    }
-}
+/// arrival): the last is its key in [`CommitCore::held`].
+type Ready = (u64, u32, u64, usize);
 
 /// An output packet held by the output logger until it commits. The packet
 /// is moved, not copied, from the worker to the sink; its timestamp is
@@ -196,9 +180,13 @@ pub struct CommitCore {
     /// Each worker's last committed snapshot cut sequence.
     floor: Vec<u64>,
     /// Log records above the cut, for the replica.
-    logs: Vec<VecDeque<(u64, LogRecord)>>,
+    logs: Vec<RecordLog>,
+    /// Every output held, waiting or ready. The indexes below hold its key
+    /// here, not the output: re-indexing and the ready queue's reordering
+    /// move a few words per output, not the packet and its vector.
+    held: Slab<HeldOutput>,
     /// Waiting outputs, indexed by first unsatisfied (seq, uid) per worker.
-    waiting: Vec<BTreeMap<(u64, u64), HeldOutput>>,
+    waiting: Vec<BTreeMap<(u64, u64), usize>>,
     n_waiting: usize,
     /// Committed outputs not yet polled, lowest (packet id, ordinal) first.
     /// The shell drains it after every call, so it stays small.
@@ -219,7 +207,8 @@ impl CommitCore {
         CommitCore {
             max: vec![0; nworkers],
             floor: vec![0; nworkers],
-            logs: (0..nworkers).map(|_| VecDeque::new()).collect(),
+            logs: (0..nworkers).map(|_| RecordLog::default()).collect(),
+            held: Slab::new(),
             waiting: (0..nworkers).map(|_| BTreeMap::new()).collect(),
             n_waiting: 0,
             ready: BinaryHeap::new(),
@@ -325,8 +314,8 @@ impl CommitCore {
         let rest = self.waiting[w].split_off(&(to + 1, 0));
         let woken = std::mem::replace(&mut self.waiting[w], rest);
         self.n_waiting -= woken.len();
-        for ((_, uid), out) in woken {
-            self.place(uid, out);
+        for ((_, uid), key) in woken {
+            self.place(uid, key);
         }
     }
 
@@ -350,16 +339,19 @@ impl CommitCore {
     }
 
     /// Index `out` under its first unsatisfied dependency, or queue it.
-    fn place(&mut self, uid: u64, out: HeldOutput) {
+    fn place(&mut self, uid: u64, key: usize) {
+        let Some(out) = self.held.get(key) else {
+            return;
+        };
         match self.first_unsatisfied(&out.dv) {
             Ok(Some((w, s))) => {
-                self.waiting[w].insert((s, uid), out);
+                self.waiting[w].insert((s, uid), key);
                 self.n_waiting += 1;
             }
             // Out-of-range entries were refused on entry.
             Ok(None) | Err(_) => {
-                self.ready
-                    .push(Reverse(Ready(out.packet_id, out.ordinal, uid, out)));
+                let r: Ready = (out.packet_id, out.ordinal, uid, key);
+                self.ready.push(Reverse(r));
             }
         }
     }
@@ -384,7 +376,8 @@ impl CommitCore {
         }
         let uid = self.next_uid;
         self.next_uid += 1;
-        self.place(uid, out);
+        let key = self.held.insert(out);
+        self.place(uid, key);
         Ok(())
     }
 
@@ -413,9 +406,11 @@ impl CommitCore {
     /// ordinal) first among the committed ones. An output with the same
     /// (packet id, ordinal) as one already released is never returned twice.
     pub fn poll_release(&mut self) -> Option<HeldOutput> {
-        while let Some(Reverse(Ready(_, _, _, out))) = self.ready.pop() {
-            let key = (out.packet_id, out.ordinal);
-            if out.packet_id > self.released_floor && !self.released.insert(key.0, key.1) {
+        while let Some(Reverse((packet_id, ordinal, _, key))) = self.ready.pop() {
+            let Some(out) = self.held.try_remove(key) else {
+                continue;
+            };
+            if packet_id > self.released_floor && !self.released.insert(packet_id, ordinal) {
                 self.stats.suppressed += 1;
                 continue;
             }
@@ -448,7 +443,7 @@ impl CommitCore {
 
     /// Log records stored over all workers.
     pub fn stored_records(&self) -> usize {
-        self.logs.iter().map(VecDeque::len).sum()
+        self.logs.iter().map(RecordLog::len).sum()
     }
 
     /// Released outputs remembered for duplicate suppression.
@@ -469,10 +464,7 @@ impl CommitCore {
             if seq > self.floor[w] {
                 self.floor[w] = seq;
             }
-            let log = &mut self.logs[w];
-            while log.front().is_some_and(|&(s, _)| s <= seq) {
-                log.pop_front();
-            }
+            self.logs[w].drop_through(seq);
             self.advance(w, seq);
         }
         if cut.len() >= self.nworkers() && !cut.is_empty() {
@@ -502,7 +494,9 @@ impl CommitCore {
     pub fn begin_failover(&mut self) -> usize {
         let n = self.n_waiting;
         for m in &mut self.waiting {
-            m.clear();
+            for (_, key) in std::mem::take(m) {
+                self.held.try_remove(key);
+            }
         }
         self.n_waiting = 0;
         self.stats.dropped_on_failover += n as u64;

@@ -22,6 +22,9 @@
 //!    released outputs are suppressed: it remembers what it released since
 //!    the last cut in a [`released::ReleasedSet`], a window of bits by
 //!    packet id.
+//!    Held outputs live in a slab; its indexes hold their keys. The records
+//!    are stored per worker in a [`record_log::RecordLog`], in chunks that
+//!    a snapshot's cut empties for the records that follow.
 //! 3. **Input log** ([`input_log`]): [`input_log::InputLog`] numbers input
 //!    packets from 1, keeps them from the last committed cut, replays them;
 //!    [`input_log::DurableInputLog`] also writes them to append-only segment
@@ -46,6 +49,7 @@ pub mod buffer;
 pub mod commit;
 pub mod input_log;
 pub mod output_logger;
+pub mod record_log;
 pub mod released;
 pub mod roles;
 pub mod snapshot_only;
