@@ -469,7 +469,31 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
     Ok(m)
 }
 
+/// Turn transparent huge pages off for this process (every role, run and
+/// bench), unless `FTMB_KEEP_THP` is set. The allocator asks for huge pages
+/// (madvise) where the kernel offers them, and the first touch of a huge
+/// page zeroes 2 MB at once: on this VM a worker growing a shipment buffer
+/// stood still for 2-10 ms in one such fault (perf: `clear_page_erms` under
+/// `do_huge_pmd_anonymous_page` under `OutputBatch::push`), a snapshot
+/// round waited for it, and FT runs, which allocate more, lost throughput.
+/// A 4 KB fault costs microseconds.
+#[cfg(target_os = "linux")]
+fn no_huge_page_faults() {
+    if std::env::var_os("FTMB_KEEP_THP").is_some() {
+        return;
+    }
+    // SAFETY: prctl(PR_SET_THP_DISABLE) takes integer arguments only and
+    // changes only this process's page policy; an error leaves it as it was.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn no_huge_page_faults() {}
+
 fn main() -> Result<()> {
+    no_huge_page_faults();
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Run(a) => {
