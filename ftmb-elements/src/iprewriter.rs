@@ -130,6 +130,25 @@ impl Bucket {
             out.extend_from_slice(&e.to_bytes());
         }
     }
+
+    /// The entry count, then that many records: the records' bytes,
+    /// advancing `inp` past them.
+    fn records<'a>(inp: &mut &'a [u8]) -> Result<&'a [u8], CodecError> {
+        let n = u64::decode(inp)?;
+        let bytes = usize::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_mul(RECORD))
+            .filter(|&b| b <= inp.len())
+            .ok_or_else(|| {
+                CodecError(format!(
+                    "{CLASS} bucket: {n} entries, {} bytes left",
+                    inp.len()
+                ))
+            })?;
+        let (records, rest) = inp.split_at(bytes);
+        *inp = rest;
+        Ok(records)
+    }
 }
 
 impl StateCodec for Bucket {
@@ -149,20 +168,8 @@ impl StateCodec for Bucket {
     }
     fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
         let last_reap = u64::decode(inp)?;
-        let n = u64::decode(inp)?;
-        let bytes = usize::try_from(n)
-            .ok()
-            .and_then(|n| n.checked_mul(RECORD))
-            .filter(|&b| b <= inp.len())
-            .ok_or_else(|| {
-                CodecError(format!(
-                    "{CLASS} bucket: {n} entries, {} bytes left",
-                    inp.len()
-                ))
-            })?;
-        let (records, rest) = inp.split_at(bytes);
-        *inp = rest;
-        let mut map = FlowMap::with_capacity_and_hasher(bytes / RECORD, Default::default());
+        let records = Self::records(inp)?;
+        let mut map = FlowMap::with_capacity_and_hasher(records.len() / RECORD, Default::default());
         for r in records.chunks_exact(RECORD) {
             let (k, e) = r.split_at(FlowId::BYTES);
             let (Ok(k), Ok(e)) = (k.try_into(), e.try_into()) else {
@@ -171,6 +178,10 @@ impl StateCodec for Bucket {
             map.insert(FlowId::from_bytes(k), Entry::from_bytes(e));
         }
         Ok(Bucket { map, last_reap })
+    }
+    fn skip(inp: &mut &[u8]) -> Result<(), CodecError> {
+        u64::decode(inp)?;
+        Self::records(inp).map(drop)
     }
 }
 
