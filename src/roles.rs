@@ -148,6 +148,10 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     // the frame): a takeover with the last one has only logs to replay.
     let mut g = load(&a.config, &a.vars, a.threads)?;
     let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
+    // Connected to the input logger while standing by (it serves a
+    // connection only once asked to resume): a takeover then costs one
+    // round trip there, not a connection and the logger's new thread.
+    let il = connect(&a.il, Duration::from_secs(10)).context("input logger")?;
     let mut prepared = None;
     let mut take = await_takeover(&ol, a.threads, &mut |bytes| {
         prepared = g.restore_encoded(bytes).ok();
@@ -166,11 +170,10 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     );
     // Ask the input logger for its log from the cut while the snapshot
     // is loaded; its packets stream in and are replayed as they come.
-    let (il_addr, cut, framing) = (a.il.clone(), take.cut, framing_of(&g));
+    let (cut, framing) = (take.cut, framing_of(&g));
     let fetch = std::thread::Builder::new()
         .name("ftmb-fetch-input".into())
         .spawn(move || -> Result<_> {
-            let il = connect(&il_addr, Duration::from_secs(10)).context("input logger")?;
             let (live, input) = resume(&il, cut).map_err(|e| anyhow!(e))?;
             let replay = live.saturating_sub(cut);
             let (input, packets) = RemoteInput::start_after_replay(input, framing, replay)?;
