@@ -591,15 +591,34 @@ pub fn run_output_logger(
     };
     // The stream of whoever serves now; shut down to fence it off.
     let mut serving = mstream;
-    let mut feed = match standby.as_ref().map(writer) {
-        Some(Ok(w)) => Some(StandbyFeed::start(w)),
-        _ => None,
-    };
+    // A standby may connect before the master or at any time after it (a
+    // replica that came up later than the master had been missed until the
+    // failover: no snapshot forwarded, every takeover sending one whole).
+    let feed = Arc::new(StandbyFeed::default());
+    let (standby_tx, standby_rx) = crossbeam_channel::bounded(1);
+    if let Some(s) = standby {
+        let _ = standby_tx.send(feed.attach(s)?);
+    } else {
+        let feed = feed.clone();
+        std::thread::Builder::new()
+            .name("ftmb-ol-standby".into())
+            .spawn(move || {
+                while let Ok(s) = listener.accept() {
+                    let Ok(mut r) = reader(&s) else { continue };
+                    if let Ok(Some(Message::Resume(_))) = r.next_message() {
+                        if let Ok(attached) = feed.attach(s) {
+                            let _ = standby_tx.send(attached);
+                        }
+                        return;
+                    }
+                }
+            })?;
+    }
     let mut reader_h = Some(spawn_ol_reader(
         mreader,
         ol.clone(),
         il_ctl,
-        feed.as_ref().map(|f| f.0.clone()),
+        Some(feed.clone()),
     ));
     // Failure detector.
     loop {
@@ -630,27 +649,16 @@ pub fn run_output_logger(
         report.last_heard_ns = Some(last.load(Ordering::Acquire));
         let take = ol.begin_failover();
         report.dropped_on_failover = take.dropped;
-        // Wait for a standby if none connected yet.
-        let rs = match standby.take() {
-            Some(s) => s,
-            None => loop {
-                let s = listener.accept()?;
-                let mut r = reader(&s)?;
-                if let Ok(Some(Message::Resume(_))) = r.next_message() {
-                    break s;
-                }
-            },
+        // The standby (waited for if none has connected yet), and the
+        // snapshot it may have been forwarded whole already.
+        let Ok((rs, feeder)) = standby_rx.recv() else {
+            report.errors.push("no standby replica to take over".into());
+            break;
         };
-        // The standby may have been sent the snapshot already.
-        let (mut w, sent) = match feed.take() {
-            Some((f, h)) => {
-                f.stop();
-                match h.join() {
-                    Ok(x) => x,
-                    Err(_) => (writer(&rs)?, 0),
-                }
-            }
-            None => (writer(&rs)?, 0),
+        feed.stop(take.snapshot.as_ref().map_or(0, |s| s.id));
+        let (mut w, sent) = match feeder.join() {
+            Ok(x) => x,
+            Err(_) => (writer(&rs)?, 0),
         };
         let cut = take.snapshot.as_ref().map_or(1, |s| s.next_packet);
         if let Some(snap) = take.snapshot.as_ref().filter(|s| s.id != sent) {
@@ -709,62 +717,120 @@ fn favour_this_thread() {
     }
 }
 
-/// Committed snapshots pushed to the standby replica as they are stored,
-/// by a thread of their own, so that a takeover has only the logs to send
-/// (an 11 MB snapshot took 5-20 ms to hand over after the failure).
-/// Only the newest snapshot waits; one the replica has not been sent yet
-/// when a newer one commits is skipped.
+/// Snapshots forwarded to the standby replica piece by piece as they
+/// arrive from the master, by a thread of its own, so that the standby
+/// holds each one about when the output logger commits it, and a takeover
+/// has only the logs to send. (Pushed whole after each commit, a 5 MB
+/// snapshot reached the standby and was loaded some 9 ms later: a master
+/// killed in that window left the takeover waiting for the push.) A
+/// snapshot whose pieces stop short (its master died sending it) is
+/// dropped by the standby; one the output logger does not commit is never
+/// asked for.
+#[derive(Default)]
 struct StandbyFeed {
-    latest: Mutex<Option<(u64, Arc<Vec<u8>>)>>,
+    queue: Mutex<FeedQueue>,
     ready: parking_lot::Condvar,
     stop: AtomicBool,
 }
 
+/// The thread forwarding to an attached standby (see
+/// [`StandbyFeed::attach`]).
+type Feeder = std::thread::JoinHandle<(Writer, u64)>;
+
+/// Pieces waiting to be forwarded.
+#[derive(Default)]
+struct FeedQueue {
+    pieces: std::collections::VecDeque<SnapshotPartMsg>,
+    bytes: usize,
+    /// Pieces are being dropped until the next snapshot's first one: no
+    /// standby yet, it just attached, or it fell too far behind.
+    skipping: bool,
+    /// A standby is attached.
+    attached: bool,
+}
+
+/// Bytes of pieces the feed holds at most before it drops what it holds
+/// (the standby then misses those snapshots, and picks up at the next).
+const FEED_MAX_BYTES: usize = 64 << 20;
+
 impl StandbyFeed {
-    /// Start pushing to the standby through `w`. The thread returns the
-    /// writer and the id of the last snapshot it sent whole (0: none).
-    fn start(mut w: Writer) -> (Arc<StandbyFeed>, std::thread::JoinHandle<(Writer, u64)>) {
-        let feed = Arc::new(StandbyFeed {
-            latest: Mutex::new(None),
-            ready: parking_lot::Condvar::new(),
-            stop: AtomicBool::new(false),
-        });
-        let f = feed.clone();
+    /// Start forwarding to the standby on `s`, from the next snapshot's
+    /// first piece. Returns `s` and the forwarding thread, which returns,
+    /// once stopped, the writer and the id of the last snapshot it
+    /// forwarded whole (0: none).
+    fn attach(self: &Arc<Self>, s: Stream) -> std::io::Result<(Stream, Feeder)> {
+        let mut w = writer(&s)?;
+        {
+            let mut q = self.queue.lock();
+            q.attached = true;
+            q.skipping = true;
+        }
+        let f = self.clone();
         let h = std::thread::spawn(move || {
-            let mut sent = 0;
+            let mut whole = 0;
             loop {
                 let next = {
-                    let mut l = f.latest.lock();
-                    while l.is_none() && !f.stop.load(Ordering::Acquire) {
-                        f.ready.wait(&mut l);
+                    let mut q = f.queue.lock();
+                    while q.pieces.is_empty() && !f.stop.load(Ordering::Acquire) {
+                        f.ready.wait(&mut q);
                     }
-                    if f.stop.load(Ordering::Acquire) {
-                        break;
+                    let next = q.pieces.pop_front();
+                    if let Some(p) = &next {
+                        q.bytes -= p.data.len();
                     }
-                    l.take()
+                    next
                 };
-                let Some((id, payload)) = next else { continue };
-                let r = SnapshotMsg::write_parts(id, &[], &payload, &mut w).and_then(|_| w.flush());
+                // Stopped: what was queued has gone (the master is gone,
+                // nothing more comes).
+                let Some(p) = next else { break };
+                let r = SnapshotPartMsg::write_parts(p.id, p.total, p.offset, &p.data, &mut w)
+                    .and_then(|_| w.flush());
                 if r.is_err() {
                     break;
                 }
-                sent = id;
+                if p.offset + p.data.len() as u64 == p.total {
+                    whole = p.id;
+                }
             }
-            (w, sent)
+            (w, whole)
         });
-        (feed, h)
+        Ok((s, h))
     }
 
-    /// A snapshot was stored: send it next.
-    fn offer(&self, id: u64, payload: Arc<Vec<u8>>) {
-        *self.latest.lock() = Some((id, payload));
+    /// Whether a standby is attached to forward to.
+    fn forwarding(&self) -> bool {
+        self.queue.lock().attached
+    }
+
+    /// A piece of a snapshot arrived from the master: forward it next.
+    fn offer(&self, piece: SnapshotPartMsg) {
+        let mut q = self.queue.lock();
+        if piece.offset == 0 {
+            q.skipping = false;
+        }
+        if q.skipping || !q.attached {
+            return;
+        }
+        if q.bytes + piece.data.len() > FEED_MAX_BYTES {
+            q.pieces.clear();
+            q.bytes = 0;
+            q.skipping = true;
+            return;
+        }
+        q.bytes += piece.data.len();
+        q.pieces.push_back(piece);
         self.ready.notify_one();
     }
 
-    /// Stop after the snapshot being sent, if any.
-    fn stop(&self) {
+    /// Stop once the pieces of snapshot `keep` (the one a takeover
+    /// restores) still queued are forwarded; pieces of any other (the dead
+    /// master's last snapshot, cut short) are dropped: draining a few
+    /// megabytes of them held a takeover back for 9 ms.
+    fn stop(&self, keep: u64) {
+        let mut q = self.queue.lock();
+        q.pieces.retain(|p| p.id == keep);
+        q.bytes = q.pieces.iter().map(|p| p.data.len()).sum();
         self.stop.store(true, Ordering::Release);
-        let _l = self.latest.lock();
         self.ready.notify_one();
     }
 }
@@ -826,6 +892,11 @@ fn spawn_ol_reader(
                 }
                 FrameKind::SnapshotPart => {
                     flush(&mut sh, worker);
+                    if let Some(f) = feed.as_ref().filter(|f| f.forwarding()) {
+                        if let Ok(piece) = SnapshotPartMsg::from_view(&v) {
+                            f.offer(piece);
+                        }
+                    }
                     let encoded = match pieces.add(&v) {
                         Ok(Some((_, e))) => e,
                         Ok(None) => continue,
@@ -837,18 +908,14 @@ fn spawn_ol_reader(
                     // The bytes are kept; the output logger needs only
                     // the cut from the decoded snapshot.
                     if let Ok(snap) = Snapshot::decode_summary(&encoded) {
-                        let (id, payload) = (snap.id, Arc::new(encoded));
+                        let payload = Arc::new(encoded);
                         let cut = ol.handle_snapshot_encoded(snap, payload.clone());
                         // The snapshot before it is no longer the committed
-                        // one: once the standby feed is done with it too,
-                        // its bytes take the next snapshot.
+                        // one: its bytes take the next snapshot.
                         if let Some(old) = previous.replace(payload.clone()) {
                             if let Ok(buf) = Arc::try_unwrap(old) {
                                 pieces.recycle(buf);
                             }
-                        }
-                        if let Some(f) = &feed {
-                            f.offer(id, payload);
                         }
                         if let Some(c) = &il_ctl {
                             let mut w = c.lock();
@@ -925,14 +992,27 @@ pub fn await_takeover(
     // copy, and no fresh pages, per snapshot.
     let mut last_frame: Vec<u8> = Vec::new();
     let mut encoded = 0..0;
-    // The ids of the last snapshot pushed and of the last one prepared.
+    // The ids of the last snapshot received whole and of the last one
+    // prepared.
     let (mut last_id, mut prepared) = (None, None);
+    // Snapshots forwarded piece by piece as the master sends them; one
+    // whose pieces stop short (its master died) is dropped.
+    let mut parts = SnapshotParts::default();
     loop {
         let v = match r.next_frame() {
             Ok(Some(v)) => v,
             Ok(None) => return Err("output logger closed the standby link".into()),
             Err(e) => return Err(format!("output logger: {e}")),
         };
+        if v.kind() == FrameKind::SnapshotPart {
+            if let Ok(Some((id, whole))) = parts.add(&v) {
+                parts.recycle(std::mem::replace(&mut last_frame, whole));
+                encoded = 0..last_frame.len();
+                last_id = Some(id);
+                prepared = prepare(&last_frame).then_some(id);
+            }
+            continue;
+        }
         if v.kind() == FrameKind::Snapshot {
             let (id, _, payload) =
                 SnapshotMsg::parts(&v).map_err(|e| format!("output logger: {e}"))?;

@@ -64,8 +64,8 @@ pub enum FrameKind {
     LogBatch = 2,
     /// An output packet with its dependency vector (master -> output logger).
     Output = 3,
-    /// A snapshot (output logger -> standby replica; a master sends
-    /// [`FrameKind::SnapshotPart`]s).
+    /// A snapshot, whole (output logger -> replica, in a takeover when the
+    /// standby had not received it whole already).
     Snapshot = 4,
     /// A snapshot was stored and committed (output logger -> input logger).
     SnapshotCommitted = 5,
@@ -77,8 +77,9 @@ pub enum FrameKind {
     /// from an id on; the input logger answers with the id live traffic
     /// starts at (everything before it is replay of its log).
     Resume = 8,
-    /// A piece of a snapshot's payload (master -> output logger), so that
-    /// an 11 MB snapshot does not hold the link for its whole length.
+    /// A piece of a snapshot's payload (master -> output logger, so that
+    /// an 11 MB snapshot does not hold the link for its whole length; and
+    /// forwarded as it arrives, output logger -> standby replica).
     SnapshotPart = 9,
     /// Records a replica could not follow and ran again, logging anew
     /// (replica -> output logger, first on its link; see [`VoidMsg`]).

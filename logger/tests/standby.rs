@@ -1,0 +1,90 @@
+//! The output logger forwards a master's snapshots to the standby replica
+//! piece by piece as they arrive, also to a standby that connected after
+//! the master (one that did had been left without any until the failover,
+//! which then had to send the snapshot whole); and a takeover after the
+//! master's death hands over the forwarded snapshot without sending it
+//! again. Real roles over Unix sockets in one process.
+
+use ftmb_core::ft::FtLink;
+use ftmb_core::snapshot::{Snapshot, WorkerSnapshot};
+use ftmb_logger::output_logger::OutputLogger;
+use ftmb_logger::roles::{await_takeover, run_output_logger, SocketLink};
+use ftmb_logger::transport::{connect, Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A snapshot big enough to travel in several pieces.
+fn snapshot(id: u64) -> Snapshot {
+    Snapshot {
+        id,
+        next_packet: 100 * id + 1,
+        taken_ns: 0,
+        stall_ns: 0,
+        workers: vec![WorkerSnapshot {
+            last_seq: 0,
+            next_packet: 100 * id + 1,
+            ..WorkerSnapshot::default()
+        }],
+        shared: (0..300_000u32).map(|i| (i ^ id as u32) as u8).collect(),
+    }
+}
+
+#[test]
+fn a_standby_that_connects_after_the_master_gets_snapshots_forwarded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addr = Addr::Unix(dir.path().join("ol.sock"));
+    let ol = Arc::new(OutputLogger::new(1, Vec::new()));
+    let ol_addr = addr.clone();
+    let logger =
+        std::thread::spawn(move || run_output_logger(ol, &ol_addr, None, Duration::from_secs(10)));
+    let wait = Duration::from_secs(10);
+    let data = connect(&addr, wait).expect("master connects");
+    let hb = connect(&addr.heartbeat().expect("hb address"), wait).expect("heartbeats");
+    let master = SocketLink::new(&data, &hb, Duration::from_millis(5)).expect("master link");
+
+    // The standby connects only now, and reports each snapshot it loads.
+    let standby = connect(&addr, wait).expect("standby connects");
+    let (loaded_tx, loaded) = crossbeam_channel::unbounded();
+    let replica = std::thread::spawn(move || {
+        let mut prepare = |bytes: &[u8]| {
+            let ok = Snapshot::decode(bytes).is_ok_and(|s| s == snapshot(s.id));
+            if let Ok(s) = Snapshot::decode_summary(bytes) {
+                let _ = loaded_tx.send((s.id, ok));
+            }
+            ok
+        };
+        await_takeover(&standby, 1, &mut prepare)
+    });
+
+    // Snapshots go out until the standby has one (those sent before the
+    // output logger took it on are not forwarded), then one more.
+    let mut id = 0;
+    let first = loop {
+        id += 1;
+        assert!(id <= 200, "no snapshot reached the standby");
+        master.store_snapshot(snapshot(id));
+        if let Ok(got) = loaded.recv_timeout(Duration::from_millis(50)) {
+            break got;
+        }
+    };
+    assert!(first.1, "snapshot {} arrived damaged", first.0);
+    id += 1;
+    master.store_snapshot(snapshot(id));
+    let last = loaded
+        .recv_timeout(wait)
+        .expect("the next snapshot is forwarded");
+    assert_eq!(last, (id, true));
+
+    // The master dies (its streams end without a goodbye): the standby is
+    // handed the cut of the snapshot it already holds, and not sent it.
+    drop(master);
+    drop((data, hb));
+    let take = replica.join().expect("replica thread").expect("takeover");
+    assert!(take.prepared, "the forwarded snapshot was sent again");
+    assert!(take.snapshot.is_none());
+    assert_eq!(take.cut, snapshot(id).next_packet);
+    assert!(loaded.try_recv().is_err(), "a snapshot arrived twice");
+    let report = logger.join().expect("logger thread").expect("logger");
+    assert!(report.detected_ns.is_some());
+    assert_eq!(report.snapshots, id);
+}
