@@ -7,13 +7,13 @@
 //!  input logger (il.sock) ──Packet──> master ──LogBatch/Output/SnapshotPart/Heartbeat──> output logger (ol.sock)
 //!        ^  Resume{from}                                                                  │ sinks (pcap)
 //!        └── SnapshotCommitted{cut} ─────────────────────────────────────────────────────┤
-//!                 replica (standby on ol.sock) <── Snapshot as each commits, takeover ───┘
+//!                 replica (standby on ol.sock) <── SnapshotPart as they come, takeover ──┘
 //! ```
 //!
 //! Failover: the output logger sees no frame from the master for the
 //! deadline (or its stream ends without `EndOfStream`), drops the outputs
 //! that can never commit, and sends the standby replica the last committed
-//! snapshot (unless it was pushed to it already), the log records after its
+//! snapshot (unless it was forwarded whole already), the log records after its
 //! cut, a `Void` per worker whose frontier is past the records it holds
 //! (the standby numbers its own records after it) and a `Resume{cut}`
 //! marker. The replica asks the input logger for the packets from the cut
@@ -474,17 +474,18 @@ fn serve_il_conn(conn: Stream, st: Arc<Mutex<IlState>>) {
                     .send(&Message::Resume(ResumeMsg { packet: live }))
                     .and_then(|_| w.flush())
                     .is_ok();
-                for e in g.log.iter_after(m.packet.saturating_sub(1)) {
-                    ok = ok
-                        && w.send(&Message::Packet(PacketMsg {
+                if ok {
+                    for e in g.log.iter_after(m.packet.saturating_sub(1)) {
+                        let p = PacketMsg {
                             id: e.id,
                             ts_ns: e.ts_ns,
                             source: e.source,
                             data: e.data.clone(),
-                        }))
-                        .is_ok();
-                    if !ok {
-                        break;
+                        };
+                        if w.send(&Message::Packet(p)).is_err() {
+                            ok = false;
+                            break;
+                        }
                     }
                 }
                 if ok && g.sources_done {
@@ -965,7 +966,7 @@ pub struct TakeoverMsg {
 }
 
 /// As a standby, wait on the output logger for a takeover. Each snapshot
-/// pushed meanwhile is handed, encoded, to `prepare` (a replica loads it
+/// forwarded meanwhile is handed, encoded, to `prepare` (a replica loads it
 /// into its router at once, and says whether it could), so that a takeover
 /// with it has neither to decode nor to load it.
 pub fn await_takeover(
