@@ -615,16 +615,21 @@ pub fn run_output_logger(
                 }
             })?;
     }
+    // The serving role's reader says when its stream ends, so that a death
+    // is seen at once, not at the detector's next look.
+    let (ended_tx, ended) = crossbeam_channel::unbounded();
     let mut reader_h = Some(spawn_ol_reader(
         mreader,
         ol.clone(),
         il_ctl,
         Some(feed.clone()),
+        ended_tx.clone(),
     ));
-    // Failure detector.
+    // Failure detector: wakes when the stream ends, and every 500 µs to
+    // look at the heartbeats.
     loop {
-        std::thread::sleep(Duration::from_micros(500));
-        let finished = reader_h.as_ref().is_some_and(|h| h.is_finished());
+        let said = ended.recv_timeout(Duration::from_micros(500)).is_ok();
+        let finished = said || reader_h.as_ref().is_some_and(|h| h.is_finished());
         let silent =
             wall_ns().saturating_sub(last.load(Ordering::Acquire)) > deadline.as_nanos() as u64;
         if !finished && !silent {
@@ -639,6 +644,9 @@ pub fn run_output_logger(
             Some(h) => h.join().unwrap_or((false, None)),
             None => (false, None),
         };
+        // Joined, it has said it ended: the word must not be taken for
+        // the next reader's.
+        while ended.try_recv().is_ok() {}
         if clean {
             break;
         }
@@ -689,7 +697,7 @@ pub fn run_output_logger(
         // Grace for the replica to restore and start its heartbeats.
         last.store(wall_ns() + 5_000_000_000, Ordering::Release);
         let r = reader(&rs)?;
-        reader_h = Some(spawn_ol_reader(r, ol.clone(), ctl, None));
+        reader_h = Some(spawn_ol_reader(r, ol.clone(), ctl, None, ended_tx.clone()));
         serving = rs;
     }
     ol.flush();
@@ -843,8 +851,17 @@ fn spawn_ol_reader(
     ol: Arc<OutputLogger>,
     il_ctl: IlCtl,
     feed: Option<Arc<StandbyFeed>>,
+    ended: crossbeam_channel::Sender<()>,
 ) -> std::thread::JoinHandle<(bool, IlCtl)> {
+    /// Says so when the reader ends, however it ends.
+    struct SayEnded(crossbeam_channel::Sender<()>);
+    impl Drop for SayEnded {
+        fn drop(&mut self) {
+            let _ = self.0.send(());
+        }
+    }
     std::thread::spawn(move || {
+        let _ended = SayEnded(ended);
         // Records and outputs decoded in place into one shipment, handed
         // over when the worker changes, every 64 outputs, and whenever the
         // stream pauses (a heartbeat, a snapshot, the end).
