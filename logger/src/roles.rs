@@ -795,6 +795,11 @@ impl StandbyFeed {
                 let r = SnapshotPartMsg::write_parts(p.id, p.total, p.offset, &p.data, &mut w)
                     .and_then(|_| w.flush());
                 if r.is_err() {
+                    // The standby is gone: queue nothing more for it.
+                    let mut q = f.queue.lock();
+                    q.attached = false;
+                    q.pieces.clear();
+                    q.bytes = 0;
                     break;
                 }
                 if p.offset + p.data.len() as u64 == p.total {
@@ -1078,5 +1083,44 @@ pub fn await_takeover(
             Ok(_) => {}
             Err(e) => return Err(format!("output logger: {e}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+
+    fn piece(id: u64, offset: u64, total: u64) -> SnapshotPartMsg {
+        SnapshotPartMsg {
+            id,
+            total,
+            offset,
+            data: vec![7; 4096],
+        }
+    }
+
+    #[test]
+    fn a_feed_stops_queueing_for_a_standby_that_went_away() {
+        let (ours, theirs) = UnixStream::pair().expect("socket pair");
+        let feed = Arc::new(StandbyFeed::default());
+        // Nothing is queued before a standby is attached.
+        assert!(!feed.forwarding());
+        feed.offer(piece(1, 0, 8192));
+        assert!(feed.queue.lock().pieces.is_empty());
+        let (_s, feeder) = feed.attach(Stream::Unix(ours)).expect("attach");
+        assert!(feed.forwarding());
+        // The standby dies; the next write fails and the feed lets go.
+        drop(theirs);
+        let mut id = 1;
+        while feed.forwarding() {
+            id += 1;
+            assert!(id < 10_000, "the feed still forwards to a closed socket");
+            feed.offer(piece(id, 0, 8192));
+            feed.offer(piece(id, 4096, 8192));
+        }
+        assert!(feed.queue.lock().pieces.is_empty());
+        let (_, whole) = feeder.join().expect("feed thread");
+        assert_eq!(whole, 0, "nothing reached a dead standby whole");
     }
 }
