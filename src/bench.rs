@@ -79,6 +79,9 @@ impl FtLink for CountingLink {
     fn spare(&self) -> Option<Shipment> {
         self.inner.spare()
     }
+    fn snapshot_round(&self, open: bool) {
+        self.inner.snapshot_round(open);
+    }
 }
 
 /// Percentile `q` (0..=1) of sorted samples.

@@ -280,6 +280,11 @@ pub trait FtLink: Send + Sync {
     /// and are logged anew after `through`. Sent before anything else, so
     /// that a later replica does not follow them. Default: nothing kept.
     fn void_records(&self, _worker: usize, _after: u64, _through: u64) {}
+    /// A snapshot round opened (`true`: the workers are stopping at their
+    /// cuts, and the first to arrive waits for the others) or closed. A
+    /// logger thread that shares the workers' cores lets them have the CPU
+    /// meanwhile. Default: nothing.
+    fn snapshot_round(&self, _open: bool) {}
 }
 
 /// When the master takes snapshots.

@@ -593,6 +593,7 @@ impl Worker {
             v.begin_capture(round.id);
         }
         round.gate.open();
+        round.link.snapshot_round(false);
         // The others resume; this one hands the rest to the capture thread.
         let workers: Vec<WorkerSnapshot> = round
             .parts
@@ -1204,6 +1205,7 @@ impl Dispatcher {
     /// no marker: waiting for room in its full queue would deadlock with
     /// it waiting at the gate for the inline worker (this thread).
     fn snapshot(&mut self, round: Arc<SnapshotRound>) {
+        round.link.snapshot_round(true);
         *self.call.round.lock() = Some(round.clone());
         self.call.id.store(round.id, Ordering::Release);
         for (w, tx) in self.queues.iter().enumerate() {

@@ -14,6 +14,7 @@ use ftmb_core::pal::LogRecord;
 use ftmb_core::snapshot::Snapshot;
 use ftmb_core::Packet;
 use parking_lot::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -365,6 +366,8 @@ pub struct ThreadedOutputLogger {
     spares: crossbeam_channel::Receiver<Shipment>,
     handle: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     ol: Arc<OutputLogger>,
+    /// A snapshot round is open (see [`FtLink::snapshot_round`]).
+    round_open: Arc<AtomicBool>,
 }
 
 impl ThreadedOutputLogger {
@@ -378,10 +381,18 @@ impl ThreadedOutputLogger {
         let (tx, rx) = crossbeam_channel::bounded::<LinkMsg>(256);
         let (spare_tx, spares) = crossbeam_channel::bounded::<Shipment>(64);
         let inner = ol.clone();
+        let round_open = Arc::new(AtomicBool::new(false));
+        let round = round_open.clone();
         let handle = std::thread::Builder::new()
             .name("ftmb-output-logger".into())
             .spawn(move || {
                 while let Some(m) = recv_polling(&rx, poll) {
+                    // During a snapshot round, a worker this thread took the
+                    // core from may be the one the others wait for at the
+                    // gate: it gets the core back between two messages.
+                    if round.load(Ordering::Acquire) {
+                        std::thread::yield_now();
+                    }
                     match m {
                         LinkMsg::Ship(w, mut sh) => {
                             inner.handle_shipment(w, &sh);
@@ -400,6 +411,7 @@ impl ThreadedOutputLogger {
             spares,
             handle: parking_lot::Mutex::new(Some(handle)),
             ol,
+            round_open,
         }
     }
 
@@ -452,5 +464,8 @@ impl FtLink for ThreadedOutputLogger {
     }
     fn spare(&self) -> Option<Shipment> {
         self.spares.try_recv().ok()
+    }
+    fn snapshot_round(&self, open: bool) {
+        self.round_open.store(open, Ordering::Release);
     }
 }
