@@ -144,8 +144,8 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
 /// records, then carry on as the master. Prints its timings as JSON.
 pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     // The graph is built while standing by, and each snapshot the output
-    // logger pushes is loaded into it as it comes (read where it lies in
-    // the frame): a takeover with the last one has only logs to replay.
+    // logger forwards is loaded into it once whole (read where it lies):
+    // a takeover with the last one has only logs to replay.
     let mut g = load(&a.config, &a.vars, a.threads)?;
     let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
     // Connected to the input logger while standing by (it serves a

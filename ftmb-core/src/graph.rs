@@ -71,7 +71,7 @@ impl Graph {
     fn restore_state(&mut self, id: u64, state: SnapshotState<'_>) -> Result<(), String> {
         // A load that fails part-way leaves no snapshot loaded.
         self.restored = None;
-        restore_state(&mut self.workers, &self.shared, state)
+        load_into(&mut self.workers, &self.shared, state)
             .map_err(|e| format!("snapshot {id} does not fit this router: {e}"))?;
         self.restored = Some(id);
         Ok(())
@@ -81,7 +81,7 @@ impl Graph {
 /// Load a snapshot's element and shared state into the workers (every
 /// element's and variable's state is replaced, so a router may load one
 /// snapshot after another).
-fn restore_state(
+fn load_into(
     workers: &mut [Vec<Option<Box<dyn Element>>>],
     shared: &SharedRegistry,
     state: SnapshotState<'_>,

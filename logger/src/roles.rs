@@ -758,6 +758,14 @@ struct FeedQueue {
     attached: bool,
 }
 
+impl FeedQueue {
+    /// Forward nothing of what is queued.
+    fn drop_all(&mut self) {
+        self.pieces.clear();
+        self.bytes = 0;
+    }
+}
+
 /// Bytes of pieces the feed holds at most before it drops what it holds
 /// (the standby then misses those snapshots, and picks up at the next).
 const FEED_MAX_BYTES: usize = 64 << 20;
@@ -798,8 +806,7 @@ impl StandbyFeed {
                     // The standby is gone: queue nothing more for it.
                     let mut q = f.queue.lock();
                     q.attached = false;
-                    q.pieces.clear();
-                    q.bytes = 0;
+                    q.drop_all();
                     break;
                 }
                 if p.offset + p.data.len() as u64 == p.total {
@@ -826,8 +833,7 @@ impl StandbyFeed {
             return;
         }
         if q.bytes + piece.data.len() > FEED_MAX_BYTES {
-            q.pieces.clear();
-            q.bytes = 0;
+            q.drop_all();
             q.skipping = true;
             return;
         }
