@@ -236,7 +236,15 @@ impl CommitCore {
         first_seq: u64,
         records: &[LogRecord],
     ) -> Result<(), CommitError> {
-        self.handle_records(worker, first_seq, records.iter().copied())
+        self.handle_records(worker, first_seq, records.len(), |log, skip| {
+            log.extend(
+                records
+                    .iter()
+                    .enumerate()
+                    .skip(skip)
+                    .map(|(i, &r)| (first_seq + i as u64, r)),
+            )
+        })
     }
 
     /// [`CommitCore::handle_log`] for records as a worker numbered them:
@@ -248,20 +256,25 @@ impl CommitCore {
         records: &[(u64, LogRecord)],
     ) -> Result<(), CommitError> {
         let first = records.first().map_or(0, |&(s, _)| s);
-        self.handle_records(worker, first, records.iter().map(|&(_, r)| r))
+        self.handle_records(worker, first, records.len(), |log, skip| {
+            log.extend_from_slice(&records[skip..])
+        })
     }
 
+    /// Check that `n` records from `first_seq` follow what `worker` sent
+    /// before, have `store` append them to its log less the first `skip`
+    /// (records a snapshot already subsumed), and raise its MAX.
     fn handle_records(
         &mut self,
         worker: usize,
         first_seq: u64,
-        records: impl ExactSizeIterator<Item = LogRecord>,
+        n: usize,
+        store: impl FnOnce(&mut RecordLog, usize),
     ) -> Result<(), CommitError> {
         let nworkers = self.nworkers();
         if worker >= nworkers {
             return Err(CommitError::UnknownWorker { worker, nworkers });
         }
-        let n = records.len();
         if n == 0 {
             return Ok(());
         }
@@ -293,13 +306,7 @@ impl CommitCore {
         } else {
             0
         };
-        let log = &mut self.logs[worker];
-        log.extend(
-            records
-                .enumerate()
-                .skip(skip)
-                .map(|(i, r)| (first_seq + i as u64, r)),
-        );
+        store(&mut self.logs[worker], skip);
         self.stats.records += (n - skip) as u64;
         self.advance(worker, last);
         Ok(())

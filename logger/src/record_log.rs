@@ -59,6 +59,28 @@ impl RecordLog {
         }
     }
 
+    /// Append records already in order (their sequence numbers must follow
+    /// the last one's), a chunk's worth of copying at a time.
+    pub fn extend_from_slice(&mut self, mut records: &[(u64, LogRecord)]) {
+        while !records.is_empty() {
+            let room = self.chunks.back().map_or(0, |c| CHUNK - c.len());
+            if room == 0 {
+                let chunk = self
+                    .spare
+                    .pop()
+                    .unwrap_or_else(|| Vec::with_capacity(CHUNK));
+                self.chunks.push_back(chunk);
+                continue;
+            }
+            let (now, rest) = records.split_at(room.min(records.len()));
+            if let Some(c) = self.chunks.back_mut() {
+                c.extend_from_slice(now);
+                self.len += now.len();
+            }
+            records = rest;
+        }
+    }
+
     /// Drop the records with sequence numbers at or below `seq`.
     pub fn drop_through(&mut self, seq: u64) {
         while let Some(front) = self.chunks.front() {
@@ -103,7 +125,7 @@ impl RecordLog {
         }
         self.head = 0;
         self.len = 0;
-        self.extend(kept);
+        self.extend_from_slice(&kept);
     }
 }
 
@@ -151,6 +173,32 @@ mod tests {
         assert!(l.is_empty() && l.iter().next().is_none());
         l.extend([clock(9_999_999)]);
         assert_eq!(seqs(&l), vec![9_999_999]);
+    }
+
+    #[test]
+    fn slices_fill_chunks_as_single_records_do() {
+        let recs: Vec<(u64, LogRecord)> = (1..=2 * CHUNK as u64 + 7).map(clock).collect();
+        let mut a = RecordLog::default();
+        let mut b = RecordLog::default();
+        a.extend(recs.iter().copied());
+        // Uneven slices: some end exactly at a chunk's end, some cross one.
+        for part in [
+            &recs[..1],
+            &recs[1..CHUNK],
+            &recs[CHUNK..CHUNK + 5],
+            &recs[CHUNK + 5..],
+        ] {
+            b.extend_from_slice(part);
+        }
+        b.extend_from_slice(&[]);
+        assert_eq!(b.len(), recs.len());
+        assert_eq!(b.chunks.len(), a.chunks.len());
+        assert!(b.chunks.iter().all(|c| c.len() <= CHUNK));
+        assert_eq!(b.iter().copied().collect::<Vec<_>>(), recs);
+        // Reused chunks after a cut take slices too.
+        b.drop_through(CHUNK as u64);
+        b.extend_from_slice(&[clock(2 * CHUNK as u64 + 8)]);
+        assert_eq!(b.len(), CHUNK + 8);
     }
 
     #[test]
