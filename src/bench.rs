@@ -76,8 +76,8 @@ impl FtLink for CountingLink {
         self.count_records(&shipment.records);
         self.inner.ship(worker, shipment);
     }
-    fn spare(&self) -> Option<Shipment> {
-        self.inner.spare()
+    fn spare(&self, worker: usize) -> Option<Shipment> {
+        self.inner.spare(worker)
     }
     fn snapshot_round(&self, open: bool) {
         self.inner.snapshot_round(open);

@@ -36,10 +36,10 @@ impl std::hash::Hash for DepVector {
 
 impl DepVector {
     /// A vector from explicit entries.
-    pub fn from_entries(v: Vec<u64>) -> DepVector {
+    pub fn from_entries(v: &[u64]) -> DepVector {
         let mut d = DepVector::default();
         if v.iter().any(|&s| s != 0) {
-            d.v.extend_from_slice(&v);
+            d.v.extend_from_slice(v);
         }
         d
     }
@@ -162,17 +162,14 @@ mod tests {
         let shapes: [&[u64]; 5] = [&[], &[3], &[0, 9], &[4, 0, 7, 1], &[1, 2, 3, 4, 5, 6]];
         for a in shapes {
             for b in shapes {
-                let (da, db) = (
-                    DepVector::from_entries(a.to_vec()),
-                    DepVector::from_entries(b.to_vec()),
-                );
+                let (da, db) = (DepVector::from_entries(a), DepVector::from_entries(b));
                 let n = a.len().max(b.len());
                 let at = |v: &[u64], i: usize| v.get(i).copied().unwrap_or(0);
                 let max: Vec<u64> = (0..n).map(|i| at(a, i).max(at(b, i))).collect();
                 let mut m = da.clone();
                 m.set(0, at(a, 0));
                 m.merge(&db);
-                assert_eq!(m, DepVector::from_entries(max), "{a:?} merge {b:?}");
+                assert_eq!(m, DepVector::from_entries(&max), "{a:?} merge {b:?}");
                 let mut c = da.clone();
                 c.set(1, 1);
                 c.assign(&db);
@@ -202,6 +199,6 @@ mod tests {
         assert_eq!(c.entries(), &[] as &[u64]);
         c.set(5, 2);
         assert_eq!(c.entries().len(), 6);
-        assert_eq!(DepVector::from_entries(vec![3, 5, 0]), a);
+        assert_eq!(DepVector::from_entries(&[3, 5, 0]), a);
     }
 }

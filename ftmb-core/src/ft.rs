@@ -52,14 +52,21 @@ pub struct OutputRef<'a> {
 impl OutputRef<'_> {
     /// An owned copy.
     pub fn to_owned(&self) -> TaggedOutput {
-        let mut pkt = Packet::from_bytes(self.data);
+        self.to_owned_in(Packet::from_bytes(&[]))
+    }
+
+    /// An owned copy whose bytes go into `pkt`'s buffer (a packet an
+    /// earlier copy left behind), so that holding outputs one after another
+    /// allocates nothing.
+    pub fn to_owned_in(&self, mut pkt: Packet) -> TaggedOutput {
+        pkt.reset_from(self.data);
         pkt.anno.id = self.packet_id;
         pkt.anno.ts_ns = self.ts_ns;
         TaggedOutput {
             sink: self.sink,
             packet_id: self.packet_id,
             ordinal: self.ordinal,
-            dv: DepVector::from_entries(self.dv.to_vec()),
+            dv: DepVector::from_entries(self.dv),
             pkt,
         }
     }
@@ -269,9 +276,11 @@ pub trait FtLink: Send + Sync {
             self.ship_outputs(worker, shipment.outputs);
         }
     }
-    /// An emptied shipment to fill next, if the link hands them back (so a
-    /// worker reuses memory instead of allocating per batch). Default: none.
-    fn spare(&self) -> Option<Shipment> {
+    /// An emptied shipment of worker `worker`'s to fill next, if the link
+    /// hands them back (so a worker reuses memory instead of allocating per
+    /// batch: its own shipments, already grown to the size it fills).
+    /// Default: none.
+    fn spare(&self, _worker: usize) -> Option<Shipment> {
         None
     }
     /// A replica cut worker `worker`'s replay after sequence `after`: the

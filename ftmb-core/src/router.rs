@@ -428,7 +428,7 @@ impl Worker {
                 let mut sh = self
                     .unshipped
                     .take()
-                    .or_else(|| link.spare())
+                    .or_else(|| link.spare(w))
                     .unwrap_or_default();
                 if let AccessMode::Logged(l) = &mut self.ctx.mode {
                     l.log.take_pending(&mut sh.records);
@@ -737,7 +737,7 @@ pub fn run(
         let mut ctx = Ctx::new(w, nworkers, crate::headers::mix64(seed ^ w as u64));
         if let Some(ws) = restore.as_ref().and_then(|s| s.workers.get(w)) {
             ctx.set_rng(crate::rng::Rng::from_state(ws.rng));
-            ctx.dv = crate::depvec::DepVector::from_entries(ws.dv.clone());
+            ctx.dv = crate::depvec::DepVector::from_entries(&ws.dv);
         }
         if let Some(make) = &opts.remote_state {
             ctx.set_remote((make.0)(w));

@@ -411,7 +411,7 @@ impl<T: StateCodec> SharedDyn for SharedVar<T> {
             for (s, r) in slots.iter().zip(ranges) {
                 let mut b = whole.get(r.clone()).unwrap_or_default();
                 let counter = u64::decode(&mut b)?;
-                let clock = DepVector::from_entries(Vec::<u64>::decode(&mut b)?);
+                let clock = DepVector::from_entries(&Vec::<u64>::decode(&mut b)?);
                 let value = T::decode(&mut b)?;
                 let mut g = s.lock();
                 g.counter = counter;

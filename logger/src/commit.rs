@@ -562,7 +562,7 @@ mod tests {
             sink: 0,
             packet_id: p,
             ordinal: o,
-            dv: DepVector::from_entries(dv.to_vec()),
+            dv: DepVector::from_entries(dv),
             pkt: {
                 let mut k = Packet::from_bytes(&[p as u8, o as u8]);
                 k.anno.ts_ns = p * 10;

@@ -37,7 +37,7 @@ fn out(p: u64, dv: &[u64]) -> HeldOutput {
         sink: 0,
         packet_id: p,
         ordinal: 0,
-        dv: DepVector::from_entries(dv.to_vec()),
+        dv: DepVector::from_entries(dv),
         pkt: ftmb_core::Packet::from_bytes(&[]),
     }
 }

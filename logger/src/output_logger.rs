@@ -90,7 +90,16 @@ struct State {
     staging: Vec<Packet>,
     staged: usize,
     staged_sink: u16,
+    /// Packets of released outputs, kept for outputs to be held next.
+    spare_packets: Vec<Packet>,
 }
+
+/// Messages the logger thread's queue holds before a worker shipping to
+/// it waits.
+const QUEUE: usize = 256;
+
+/// Packets of released outputs kept for reuse at most.
+const SPARE_PACKETS: usize = 4096;
 
 /// The output logger.
 pub struct OutputLogger {
@@ -113,6 +122,7 @@ impl OutputLogger {
                 record: None,
                 errors: Vec::new(),
                 staging: Vec::new(),
+                spare_packets: Vec::new(),
                 staged: 0,
                 staged_sink: 0,
             }),
@@ -257,6 +267,10 @@ impl State {
 
     /// Hand a batch of outputs to the core (or straight to egress).
     fn outputs(&mut self, outs: &OutputBatch) {
+        // Outputs the records just handed in committed go first: with
+        // none left ready, the core lets a new output that is already
+        // committed go at once instead of holding it behind them.
+        self.stage_ready();
         for o in outs.iter() {
             if !self.after_failover {
                 if let Some(send) = self.core.release_at_once(o.packet_id, o.ordinal, o.dv) {
@@ -266,7 +280,13 @@ impl State {
                     continue;
                 }
             }
-            let o = HeldOutput::from(o);
+            let o = HeldOutput::from(
+                o.to_owned_in(
+                    self.spare_packets
+                        .pop()
+                        .unwrap_or_else(|| Packet::from_bytes(&[])),
+                ),
+            );
             if self.after_failover {
                 self.core.handle_replayed_output(o);
             } else if let Err(e) = self.core.try_handle_output(o) {
@@ -278,21 +298,37 @@ impl State {
     /// Write every output the core lets go, in release order, then flush
     /// the staged packets to their sink.
     fn release(&mut self) {
-        while let Some(o) = self.core.poll_release() {
-            self.stage(
-                o.sink,
-                o.packet_id,
-                o.ordinal,
-                o.pkt.anno.ts_ns,
-                o.pkt.data(),
-            );
-        }
+        self.stage_ready();
         self.flush_staged();
+    }
+
+    /// Stage every output the core lets go, in release order.
+    fn stage_ready(&mut self) {
+        while let Some(mut o) = self.core.poll_release() {
+            // The held packet takes the staging slot's place, and the
+            // slot's packet is kept for an output to be held later.
+            let i = self.stage_slot(o.sink, o.packet_id, o.ordinal, o.pkt.data());
+            std::mem::swap(&mut self.staging[i], &mut o.pkt);
+            if self.spare_packets.len() < SPARE_PACKETS {
+                self.spare_packets.push(o.pkt);
+            }
+        }
     }
 
     /// Queue one released output for its sink (one egress call per run of
     /// outputs to the same sink).
     fn stage(&mut self, sink: u16, packet_id: u64, ordinal: u32, ts_ns: u64, data: &[u8]) {
+        let i = self.stage_slot(sink, packet_id, ordinal, data);
+        let p = &mut self.staging[i];
+        p.reset_from(data);
+        p.anno.id = packet_id;
+        p.anno.ts_ns = ts_ns;
+    }
+
+    /// Count (and record, if asked) one released output and give it the
+    /// next staging slot, flushing the staged packets first if they go to
+    /// another sink or fill the stage. Returns the slot.
+    fn stage_slot(&mut self, sink: u16, packet_id: u64, ordinal: u32, data: &[u8]) -> usize {
         self.released += 1;
         if let Some(r) = &mut self.record {
             r.push(Released {
@@ -309,11 +345,8 @@ impl State {
         if self.staged == self.staging.len() {
             self.staging.push(Packet::from_bytes(&[]));
         }
-        let p = &mut self.staging[self.staged];
-        p.reset_from(data);
-        p.anno.id = packet_id;
-        p.anno.ts_ns = ts_ns;
         self.staged += 1;
+        self.staged - 1
     }
 
     fn flush_staged(&mut self) {
@@ -363,7 +396,7 @@ enum LinkMsg {
 pub struct ThreadedOutputLogger {
     tx: parking_lot::Mutex<Option<crossbeam_channel::Sender<LinkMsg>>>,
     /// Emptied shipments on their way back to the workers.
-    spares: crossbeam_channel::Receiver<Shipment>,
+    spares: Vec<crossbeam_channel::Receiver<Shipment>>,
     handle: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     ol: Arc<OutputLogger>,
     /// A snapshot round is open (see [`FtLink::snapshot_round`]).
@@ -378,8 +411,13 @@ impl ThreadedOutputLogger {
     pub fn start(ol: Arc<OutputLogger>, poll: Duration) -> ThreadedOutputLogger {
         // Bounded: a worker that gets ahead of the logger waits (backpressure)
         // instead of growing a backlog that costs memory and fresh pages.
-        let (tx, rx) = crossbeam_channel::bounded::<LinkMsg>(256);
-        let (spare_tx, spares) = crossbeam_channel::bounded::<Shipment>(64);
+        let (tx, rx) = crossbeam_channel::bounded::<LinkMsg>(QUEUE);
+        let nworkers = ol.state.lock().core.nworkers();
+        // Every shipment in flight fits back (none is freed only to be
+        // allocated again), each in the pool of the worker that filled it.
+        let (spare_txs, spares): (Vec<_>, Vec<_>) = (0..nworkers)
+            .map(|_| crossbeam_channel::bounded::<Shipment>(QUEUE + 64))
+            .unzip();
         let inner = ol.clone();
         let round_open = Arc::new(AtomicBool::new(false));
         let round = round_open.clone();
@@ -397,7 +435,9 @@ impl ThreadedOutputLogger {
                         LinkMsg::Ship(w, mut sh) => {
                             inner.handle_shipment(w, &sh);
                             sh.clear();
-                            let _ = spare_tx.try_send(sh);
+                            if let Some(tx) = spare_txs.get(w) {
+                                let _ = tx.try_send(sh);
+                            }
                         }
                         LinkMsg::Log(w, recs) => inner.ship_log(w, recs),
                         LinkMsg::Outputs(outs) => inner.ship_outputs(0, outs),
@@ -462,10 +502,136 @@ impl FtLink for ThreadedOutputLogger {
     fn ship(&self, worker: usize, shipment: Shipment) {
         self.send(LinkMsg::Ship(worker, shipment));
     }
-    fn spare(&self) -> Option<Shipment> {
-        self.spares.try_recv().ok()
+    fn spare(&self, worker: usize) -> Option<Shipment> {
+        self.spares.get(worker)?.try_recv().ok()
     }
     fn snapshot_round(&self, open: bool) {
         self.round_open.store(open, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ftmb_core::depvec::DepVector;
+    use ftmb_core::egress::Egress;
+    use ftmb_core::pal::Pal;
+
+    /// What a [`Keep`] egress was given: (packet id, bytes).
+    type Kept = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
+
+    /// An egress that keeps what it is given.
+    struct Keep(Kept);
+
+    impl Egress for Keep {
+        fn write(&mut self, pkts: &[Packet]) -> std::io::Result<()> {
+            let mut k = self.0.lock();
+            k.extend(pkts.iter().map(|p| (p.anno.id, p.data().to_vec())));
+            Ok(())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn kept_sink() -> (Arc<Sink>, Kept) {
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::new(Sink {
+            element: "out".into(),
+            egress: Mutex::new(Box::new(Keep(kept.clone()))),
+            error: Mutex::new(None),
+        });
+        (sink, kept)
+    }
+
+    fn pal(packet: u64, count: u64) -> LogRecord {
+        LogRecord::Pal(Pal {
+            packet,
+            var: 0,
+            count,
+        })
+    }
+
+    /// A shipment of worker `w`: its records from `first_seq`, then one
+    /// output per (packet id, dependency vector, bytes).
+    fn shipment(
+        w: usize,
+        first_seq: u64,
+        records: &[LogRecord],
+        outs: &[(u64, &[u64], &[u8])],
+    ) -> Shipment {
+        let mut sh = Shipment {
+            records: (first_seq..).zip(records.iter().copied()).collect(),
+            outputs: OutputBatch::default(),
+        };
+        for &(id, dv, data) in outs {
+            let mut p = Packet::from_bytes(data);
+            p.anno.id = id;
+            sh.outputs
+                .push((0, 0), &p, &DepVector::from_entries(dv), (w, 0));
+        }
+        sh
+    }
+
+    /// Held outputs reuse the packets of released ones, and outputs a
+    /// shipment's records commit leave before that shipment's own: each
+    /// leaves once, with its own bytes, whatever length they had before.
+    #[test]
+    fn held_outputs_leave_with_their_own_bytes_in_commit_order() {
+        let (sink, kept) = kept_sink();
+        let ol = OutputLogger::new(2, vec![sink]);
+        let mut want = Vec::new();
+        for round in 0..50u64 {
+            let (a, b) = (2 * round + 1, 2 * round + 2);
+            let bytes_a = vec![a as u8; 20 + (round as usize * 37) % 90];
+            let bytes_b = vec![b as u8; 10 + (round as usize * 53) % 120];
+            // Worker 1's output of packet `b` depends on worker 0's record
+            // `round + 1`, not shipped yet: held.
+            ol.handle_shipment(
+                1,
+                &shipment(
+                    1,
+                    round + 1,
+                    &[pal(b, 2 * round + 2)],
+                    &[(b, &[round + 1, round + 1], &bytes_b)],
+                ),
+            );
+            // Worker 0 ships that record with its own output of packet
+            // `a` (a lower id), committed on arrival.
+            ol.handle_shipment(
+                0,
+                &shipment(
+                    0,
+                    round + 1,
+                    &[pal(a, 2 * round + 1)],
+                    &[(a, &[round + 1], &bytes_a)],
+                ),
+            );
+            want.push((b, bytes_b));
+            want.push((a, bytes_a));
+        }
+        assert_eq!(*kept.lock(), want);
+        assert_eq!(ol.stats().held, 0);
+        assert!(ol.errors().is_empty(), "{:?}", ol.errors());
+    }
+
+    /// The logger thread hands each emptied shipment back to the worker
+    /// that filled it, with the memory it had grown.
+    #[test]
+    fn shipments_go_back_to_the_worker_that_filled_them() {
+        let (sink, kept) = kept_sink();
+        let link =
+            ThreadedOutputLogger::start(Arc::new(OutputLogger::new(2, vec![sink])), Duration::ZERO);
+        let records: Vec<LogRecord> = (1..=500).map(|s| pal(s, s)).collect();
+        link.ship(1, shipment(1, 1, &records, &[(7, &[0, 500], &[1, 2, 3])]));
+        link.ship(0, shipment(0, 1, &records[..1], &[]));
+        link.finish();
+        let back = link.spare(1).expect("worker 1's shipment back");
+        assert!(back.records.is_empty() && back.outputs.is_empty());
+        assert!(back.records.capacity() >= 500);
+        assert!(link.spare(1).is_none());
+        assert!(link.spare(0).is_some_and(|s| s.records.is_empty()));
+        assert!(link.spare(2).is_none());
+        assert_eq!(kept.lock().len(), 1);
     }
 }
