@@ -39,9 +39,9 @@
 //! # Cost
 //!
 //! A waiting output is indexed under its *first unsatisfied* dependency
-//! `(w, DV[w])`, in a per-worker ordered map. A log batch that moves `MAX[w]`
-//! from `a` to `b` splits off exactly the outputs indexed at `(w, a+1..=b)`
-//! and re-indexes each under its next unsatisfied entry (or moves it to the
+//! `(w, DV[w])`, in a per-worker min-heap. A log batch that moves `MAX[w]`
+//! from `a` to `b` pops exactly the outputs indexed at `(w, a+1..=b)` and
+//! re-indexes each under its next unsatisfied entry (or moves it to the
 //! ready queue). Each output moves at most once per worker it depends on, so
 //! holding `N` outputs costs `O(W log N)` per output, never an `O(N)` scan
 //! per batch.
@@ -53,11 +53,15 @@ use ftmb_core::pal::LogRecord;
 use ftmb_core::Packet;
 use slab::Slab;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
+use std::collections::BinaryHeap;
 
 /// A committed output in the ready queue, ordered by (packet id, ordinal,
 /// arrival): the last is its key in [`CommitCore::held`].
 type Ready = (u64, u32, u64, usize);
+
+/// A waiting output in its worker's heap: (the sequence it waits for, uid,
+/// key in the held slab), lowest sequence first.
+type Waiting = (u64, u64, usize);
 
 /// An output packet held by the output logger until it commits. The packet
 /// is moved, not copied, from the worker to the sink; its timestamp is
@@ -186,7 +190,7 @@ pub struct CommitCore {
     /// move a few words per output, not the packet and its vector.
     held: Slab<HeldOutput>,
     /// Waiting outputs, indexed by first unsatisfied (seq, uid) per worker.
-    waiting: Vec<BTreeMap<(u64, u64), usize>>,
+    waiting: Vec<BinaryHeap<Reverse<Waiting>>>,
     n_waiting: usize,
     /// Committed outputs not yet polled, lowest (packet id, ordinal) first.
     /// The shell drains it after every call, so it stays small.
@@ -209,7 +213,7 @@ impl CommitCore {
             floor: vec![0; nworkers],
             logs: (0..nworkers).map(|_| RecordLog::default()).collect(),
             held: Slab::new(),
-            waiting: (0..nworkers).map(|_| BTreeMap::new()).collect(),
+            waiting: (0..nworkers).map(|_| BinaryHeap::new()).collect(),
             n_waiting: 0,
             ready: BinaryHeap::new(),
             released: ReleasedSet::new(),
@@ -318,10 +322,13 @@ impl CommitCore {
             return;
         }
         self.max[w] = to;
-        let rest = self.waiting[w].split_off(&(to + 1, 0));
-        let woken = std::mem::replace(&mut self.waiting[w], rest);
-        self.n_waiting -= woken.len();
-        for ((_, uid), key) in woken {
+        // Re-placing an output never indexes it under (w, <= to) again.
+        while let Some(&Reverse((s, uid, key))) = self.waiting[w].peek() {
+            if s > to {
+                break;
+            }
+            self.waiting[w].pop();
+            self.n_waiting -= 1;
             self.place(uid, key);
         }
     }
@@ -352,7 +359,7 @@ impl CommitCore {
         };
         match self.first_unsatisfied(&out.dv) {
             Ok(Some((w, s))) => {
-                self.waiting[w].insert((s, uid), key);
+                self.waiting[w].push(Reverse((s, uid, key)));
                 self.n_waiting += 1;
             }
             // Out-of-range entries were refused on entry.
@@ -501,7 +508,7 @@ impl CommitCore {
     pub fn begin_failover(&mut self) -> usize {
         let n = self.n_waiting;
         for m in &mut self.waiting {
-            for (_, key) in std::mem::take(m) {
+            for Reverse((_, _, key)) in m.drain() {
                 self.held.try_remove(key);
             }
         }
