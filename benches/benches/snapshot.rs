@@ -4,7 +4,10 @@
 //! digests use, entries sorted), framing
 //! it (`Snapshot::encode`: header and checksum), reading it back
 //! (`Snapshot::decode`, the output logger and the replica) and loading it
-//! into the table (`decode_all`, the replica's restore).
+//! into the table (`decode_all`, the replica's restore). Then a Monitor's
+//! worker-private per-flow table: encoded at the cut (`save_state`, what a
+//! worker stood still for before `Element::copy_state`) against copied
+//! there (`copy_state`) and encoded by the capture thread afterwards.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ftmb_benches::{build_element, packets};
@@ -69,6 +72,43 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("decode_all", |b| {
         b.iter(|| table.decode_all(&mut body.as_slice()))
+    });
+    g.finish();
+    monitor(c, flows);
+}
+
+fn monitor(c: &mut Criterion, flows: usize) {
+    let mut shared = SharedRegistry::new();
+    let mut sinks = SinkRegistry::new();
+    let mut mon = build_element(
+        "Monitor",
+        "SHARING 1, PERFLOW true",
+        &mut shared,
+        &mut sinks,
+    );
+    let mut ctx = Ctx::new(0, 1, 1);
+    let mut out = Out::with_ports(1);
+    for mut batch in packets(2 * flows, flows).chunks(64).map(<[_]>::to_vec) {
+        mon.push_batch(&mut ctx, 0, &mut batch, &mut out);
+        out.clear();
+    }
+    let mut g = c.benchmark_group(format!("snapshot/monitor-{flows}-flows"));
+    g.sample_size(20);
+    let mut bytes = Vec::new();
+    g.bench_function("save_state", |b| {
+        b.iter(|| {
+            bytes.clear();
+            mon.save_state(&mut bytes);
+        })
+    });
+    g.bench_function("copy_state", |b| b.iter(|| drop(mon.copy_state())));
+    g.bench_function("copy_state+save", |b| {
+        b.iter(|| {
+            bytes.clear();
+            if let Some(c) = mon.copy_state() {
+                c.save(&mut bytes);
+            }
+        })
     });
     g.finish();
 }

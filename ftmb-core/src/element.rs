@@ -213,9 +213,32 @@ pub trait Element: Send + 'static {
     /// Stateless elements keep the default (nothing).
     fn save_state(&self, _out: &mut Vec<u8>) {}
 
+    /// For an element whose worker-private state is large: a copy of it as
+    /// it is now, which the snapshot's capture thread encodes to the same
+    /// bytes as [`Element::save_state`] after the worker has resumed. The
+    /// worker stands still for the copy only: a table of plain values is
+    /// copied like memory, where encoding it (in key order) takes far
+    /// longer. Default: `None`, and `save_state` runs at the cut.
+    fn copy_state(&self) -> Option<Box<dyn SavedState>> {
+        None
+    }
+
     /// Restore what [`Element::save_state`] wrote.
     fn load_state(&mut self, _buf: &[u8]) -> Result<(), String> {
         Ok(())
+    }
+}
+
+/// Worker-private state copied at a snapshot's cut, encoded later (see
+/// [`Element::copy_state`]).
+pub trait SavedState: Send {
+    /// Append the encoding [`Element::save_state`] would have written.
+    fn save(&self, out: &mut Vec<u8>);
+}
+
+impl<T: StateCodec + Send> SavedState for T {
+    fn save(&self, out: &mut Vec<u8>) {
+        self.encode(out);
     }
 }
 

@@ -53,5 +53,7 @@ pub mod trace;
 pub use args::{Args, FromArg, Ipv4Prefix};
 pub use config::{ConfigError, Span};
 pub use context::Ctx;
-pub use element::{Built, Element, ElementClass, InitCtx, Out, Ports, Registry, Source, Value};
+pub use element::{
+    Built, Element, ElementClass, InitCtx, Out, Ports, Registry, SavedState, Source, Value,
+};
 pub use packet::Packet;

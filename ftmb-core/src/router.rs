@@ -22,7 +22,7 @@
 
 use crate::context::{AccessMode, Ctx};
 use crate::driver::Insn;
-use crate::element::{Backpressure, Element, Out, SourceStatus, Value};
+use crate::element::{Backpressure, Element, Out, SavedState, SourceStatus, Value};
 use crate::ft::{FtLink, FtOptions, ReplayPlan, Shipment, SnapshotTrigger};
 use crate::graph::{Graph, NodeKind};
 use crate::headers::{ip_offset, symmetric_hash};
@@ -161,6 +161,8 @@ struct SnapshotRound {
     gate: RoundGate,
     first_arrival: parking_lot::Mutex<Option<Instant>>,
     parts: parking_lot::Mutex<Vec<Option<WorkerSnapshot>>>,
+    /// Element state the workers copied, to be encoded into their parts.
+    deferred: parking_lot::Mutex<Vec<DeferredState>>,
     vars: Arc<Vec<Arc<dyn SharedDyn>>>,
     link: Arc<dyn FtLink>,
     captures: Arc<Captures>,
@@ -254,9 +256,19 @@ struct Captures {
     last_len: AtomicUsize,
 }
 
-/// A snapshot cut whose shared state is still to be encoded.
+/// An element's private state copied at the cut ([`Element::copy_state`]),
+/// for the capture thread to encode into worker `worker`'s part.
+struct DeferredState {
+    worker: usize,
+    element: usize,
+    copy: Box<dyn SavedState>,
+}
+
+/// A snapshot cut whose shared state (and copied element state) is still to
+/// be encoded.
 struct CaptureJob {
     snap: Snapshot,
+    deferred: Vec<DeferredState>,
     vars: Arc<Vec<Arc<dyn SharedDyn>>>,
     link: Arc<dyn FtLink>,
 }
@@ -294,9 +306,19 @@ impl Captures {
     fn capture(&self, job: CaptureJob) {
         let CaptureJob {
             mut snap,
+            deferred,
             vars,
             link,
         } = job;
+        for d in deferred {
+            if let Some(b) = snap
+                .workers
+                .get_mut(d.worker)
+                .and_then(|w| w.elements.get_mut(d.element))
+            {
+                d.copy.save(b);
+            }
+        }
         // Sized like the last one: no regrowth copies. Its pages are
         // touched here, so that no page fault happens while the encoding
         // holds a slot's lock (see SharedDyn::finish_capture).
@@ -570,10 +592,17 @@ impl Worker {
             elements: self
                 .elems
                 .iter()
-                .map(|e| {
+                .enumerate()
+                .map(|(i, e)| {
                     let mut b = Vec::new();
-                    if let Some(e) = e {
-                        e.save_state(&mut b);
+                    match e.as_ref().map(|e| (e, e.copy_state())) {
+                        Some((_, Some(copy))) => round.deferred.lock().push(DeferredState {
+                            worker: w,
+                            element: i,
+                            copy,
+                        }),
+                        Some((e, None)) => e.save_state(&mut b),
+                        None => {}
                     }
                     b
                 })
@@ -618,6 +647,7 @@ impl Worker {
         };
         round.captures.submit(CaptureJob {
             snap,
+            deferred: std::mem::take(&mut *round.deferred.lock()),
             vars: round.vars.clone(),
             link: round.link.clone(),
         });
@@ -1434,6 +1464,7 @@ fn input_loop(
                     gate: RoundGate::new(nworkers),
                     first_arrival: parking_lot::Mutex::new(None),
                     parts: parking_lot::Mutex::new(vec![None; nworkers]),
+                    deferred: parking_lot::Mutex::new(Vec::new()),
                     vars: vars.clone(),
                     link: link.clone(),
                     captures: captures.clone(),

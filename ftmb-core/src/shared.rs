@@ -184,11 +184,11 @@ where
     /// digests compare encodings).
     fn encode(&self, out: &mut Vec<u8>) {
         (self.len() as u64).encode(out);
-        let mut keys: Vec<&K> = self.keys().collect();
-        keys.sort();
-        for k in keys {
+        let mut entries: Vec<(&K, &V)> = self.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in entries {
             k.encode(out);
-            self[k].encode(out);
+            v.encode(out);
         }
     }
     fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
