@@ -22,7 +22,8 @@
 //!    released outputs are suppressed: it remembers what it released since
 //!    the last cut in a [`released::ReleasedSet`], a window of bits by
 //!    packet id.
-//!    Held outputs live in a slab; its indexes hold their keys. The records
+//!    Held outputs live in a slab; the per-worker heaps of outputs waiting
+//!    for records and the heap of committed ones hold their keys. The records
 //!    are stored per worker in a [`record_log::RecordLog`], in chunks that
 //!    a snapshot's cut empties for the records that follow.
 //! 3. **Input log** ([`input_log`]): [`input_log::InputLog`] numbers input
