@@ -14,25 +14,37 @@ use ftmb_benches::{build_element, packets};
 use ftmb_core::egress::SinkRegistry;
 use ftmb_core::shared::SharedRegistry;
 use ftmb_core::snapshot::{Snapshot, WorkerSnapshot};
-use ftmb_core::{Ctx, Out};
+use ftmb_core::{Ctx, Element, Out};
+
+/// Element `class` with `args` after two packets of each of `flows` flows,
+/// and the shared state it declared.
+fn filled(
+    class: &str,
+    args: &str,
+    ports: usize,
+    flows: usize,
+) -> (Box<dyn Element>, SharedRegistry) {
+    let mut shared = SharedRegistry::new();
+    let mut sinks = SinkRegistry::new();
+    let mut e = build_element(class, args, &mut shared, &mut sinks);
+    let mut ctx = Ctx::new(0, 1, 1);
+    ctx.set_now_ns(1_000_000_000);
+    let mut out = Out::with_ports(ports);
+    for mut batch in packets(2 * flows, flows).chunks(64).map(<[_]>::to_vec) {
+        e.push_batch(&mut ctx, 0, &mut batch, &mut out);
+        out.clear();
+    }
+    (e, shared)
+}
 
 fn bench(c: &mut Criterion) {
     let flows = 100_000;
-    let mut shared = SharedRegistry::new();
-    let mut sinks = SinkRegistry::new();
-    let mut rw = build_element(
+    let (_rw, shared) = filled(
         "IPRewriter",
         "pattern 198.18.0.1 1024-65535 - - 0 1, drop",
-        &mut shared,
-        &mut sinks,
+        2,
+        flows,
     );
-    let mut ctx = Ctx::new(0, 1, 1);
-    ctx.set_now_ns(1_000_000_000);
-    let mut out = Out::with_ports(2);
-    for mut batch in packets(2 * flows, flows).chunks(64).map(<[_]>::to_vec) {
-        rw.push_batch(&mut ctx, 0, &mut batch, &mut out);
-        out.clear();
-    }
     let table = shared.vars()[0].clone();
     let mut body = Vec::new();
     table.encode_all(&mut body);
@@ -78,20 +90,7 @@ fn bench(c: &mut Criterion) {
 }
 
 fn monitor(c: &mut Criterion, flows: usize) {
-    let mut shared = SharedRegistry::new();
-    let mut sinks = SinkRegistry::new();
-    let mut mon = build_element(
-        "Monitor",
-        "SHARING 1, PERFLOW true",
-        &mut shared,
-        &mut sinks,
-    );
-    let mut ctx = Ctx::new(0, 1, 1);
-    let mut out = Out::with_ports(1);
-    for mut batch in packets(2 * flows, flows).chunks(64).map(<[_]>::to_vec) {
-        mon.push_batch(&mut ctx, 0, &mut batch, &mut out);
-        out.clear();
-    }
+    let (mon, _) = filled("Monitor", "SHARING 1, PERFLOW true", 1, flows);
     let mut g = c.benchmark_group(format!("snapshot/monitor-{flows}-flows"));
     g.sample_size(20);
     let mut bytes = Vec::new();
