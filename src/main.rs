@@ -401,6 +401,29 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
         records: 0,
         extra: serde_json::Map::new(),
     };
+    if let Some(ol) = ol {
+        let ol = ol.finish();
+        ol.flush();
+        // The run is over when its last output has left: with FT that is
+        // the output logger's last release, which may come after the
+        // workers stopped.
+        if let Some(t) = ol.last_release() {
+            let until = t.saturating_duration_since(m.report.started);
+            m.report.elapsed = m.report.elapsed.max(until);
+        }
+        m.stalls = ol.snapshot_stalls();
+        m.records = ol.records();
+        let st = ol.stats();
+        if !a.quiet {
+            eprintln!(
+                "ft: {} outputs released, {} held, {} snapshots, {} log records stored",
+                st.released, st.held, st.snapshots, st.stored_records
+            );
+        }
+        for e in ol.errors() {
+            eprintln!("error: output logger: {e}");
+        }
+    }
     let secs = m.report.elapsed.as_secs_f64().max(1e-9);
     if let Some(c) = &counting {
         let (input, pal) = c.bytes();
@@ -446,22 +469,6 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
                 "round_trips_per_packet": (gets + sets) as f64 / m.report.packets.max(1) as f64,
             }),
         );
-    }
-    if let Some(ol) = ol {
-        let ol = ol.finish();
-        ol.flush();
-        m.stalls = ol.snapshot_stalls();
-        m.records = ol.records();
-        let st = ol.stats();
-        if !a.quiet {
-            eprintln!(
-                "ft: {} outputs released, {} held, {} snapshots, {} log records stored",
-                st.released, st.held, st.snapshots, st.stored_records
-            );
-        }
-        for e in ol.errors() {
-            eprintln!("error: output logger: {e}");
-        }
     }
     for p in probes {
         m.latency_ns.append(&mut p.lock());

@@ -111,8 +111,13 @@ pub struct Progress {
 /// What a run produced.
 #[derive(Debug)]
 pub struct RunReport {
-    /// Wall time from start to the end of the driver program.
+    /// Wall time from start until the driver program ended and the sinks
+    /// were flushed (before the final state digest, which only a
+    /// fault-tolerant run computes).
     pub elapsed: Duration,
+    /// When the run started (a caller that waits for more, such as an
+    /// output logger releasing the last outputs, measures from it).
+    pub started: Instant,
     /// Packets taken from the sources.
     pub packets: u64,
     /// Packets each worker processed.
@@ -684,6 +689,7 @@ pub fn run(
         if let Err(e) = graph.restore(snap) {
             return RunReport {
                 elapsed: Duration::ZERO,
+                started: restore_start,
                 packets: 0,
                 per_worker: Vec::new(),
                 queue_drops: 0,
@@ -971,6 +977,7 @@ pub fn run(
             errors.push(format!("{}: {e}", s.element));
         }
     }
+    let elapsed = start.elapsed();
     let stats_all: Vec<WorkerStats> = ws.iter().map(|w| w.stats()).collect();
     let stats = stats_json(
         &names,
@@ -1000,7 +1007,8 @@ pub fn run(
         crate::ft::digest(&bytes)
     });
     RunReport {
-        elapsed: start.elapsed(),
+        elapsed,
+        started: start,
         packets: shared_in.packets.load(Ordering::Relaxed),
         per_worker: ws.iter().map(|w| w.processed).collect(),
         queue_drops: shared_in.queue_drops.load(Ordering::Relaxed),

@@ -16,7 +16,7 @@ use ftmb_core::Packet;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// One released output, as the release record keeps it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +92,8 @@ struct State {
     staged_sink: u16,
     /// Packets of released outputs, kept for outputs to be held next.
     spare_packets: Vec<Packet>,
+    /// When outputs were last written to a sink.
+    last_release: Option<Instant>,
 }
 
 /// Messages the logger thread's queue holds before a worker shipping to
@@ -123,6 +125,7 @@ impl OutputLogger {
                 errors: Vec::new(),
                 staging: Vec::new(),
                 spare_packets: Vec::new(),
+                last_release: None,
                 staged: 0,
                 staged_sink: 0,
             }),
@@ -132,6 +135,11 @@ impl OutputLogger {
     /// Keep a record of every released output (for checks).
     pub fn record_releases(&self) {
         self.state.lock().record = Some(Vec::new());
+    }
+
+    /// When outputs were last written to a sink (`None`: never).
+    pub fn last_release(&self) -> Option<Instant> {
+        self.state.lock().last_release
     }
 
     /// Take the release record.
@@ -357,6 +365,7 @@ impl State {
             if let Err(e) = sink.egress.lock().write(&self.staging[..self.staged]) {
                 sink.error.lock().get_or_insert_with(|| e.to_string());
             }
+            self.last_release = Some(Instant::now());
         }
         self.staged = 0;
     }
@@ -580,6 +589,8 @@ mod tests {
     fn held_outputs_leave_with_their_own_bytes_in_commit_order() {
         let (sink, kept) = kept_sink();
         let ol = OutputLogger::new(2, vec![sink]);
+        assert!(ol.last_release().is_none());
+        let before = Instant::now();
         let mut want = Vec::new();
         for round in 0..50u64 {
             let (a, b) = (2 * round + 1, 2 * round + 2);
@@ -611,6 +622,7 @@ mod tests {
             want.push((a, bytes_a));
         }
         assert_eq!(*kept.lock(), want);
+        assert!(ol.last_release().is_some_and(|t| t >= before));
         assert_eq!(ol.stats().held, 0);
         assert!(ol.errors().is_empty(), "{:?}", ol.errors());
     }
