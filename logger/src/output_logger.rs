@@ -416,7 +416,7 @@ impl ThreadedOutputLogger {
     /// Start the logger thread around `ol`. When its queue is empty it
     /// polls it for `poll` (yielding the CPU between looks) before it
     /// sleeps: waking a sleeping thread costs 13 µs or more on a VM, which
-    /// at low load every output would wait for (see [`recv_polling`]).
+    /// at low load every output would wait for (see `recv_polling`).
     pub fn start(ol: Arc<OutputLogger>, poll: Duration) -> ThreadedOutputLogger {
         // Bounded: a worker that gets ahead of the logger waits (backpressure)
         // instead of growing a backlog that costs memory and fresh pages.
