@@ -44,13 +44,8 @@ impl RecordLog {
     /// Append records (their sequence numbers must follow the last one's).
     pub fn extend(&mut self, records: impl IntoIterator<Item = (u64, LogRecord)>) {
         for r in records {
-            let full = self.chunks.back().map_or(true, |c| c.len() == CHUNK);
-            if full {
-                let chunk = self
-                    .spare
-                    .pop()
-                    .unwrap_or_else(|| Vec::with_capacity(CHUNK));
-                self.chunks.push_back(chunk);
+            if self.chunks.back().map_or(true, |c| c.len() == CHUNK) {
+                self.open_chunk();
             }
             if let Some(c) = self.chunks.back_mut() {
                 c.push(r);
@@ -65,11 +60,7 @@ impl RecordLog {
         while !records.is_empty() {
             let room = self.chunks.back().map_or(0, |c| CHUNK - c.len());
             if room == 0 {
-                let chunk = self
-                    .spare
-                    .pop()
-                    .unwrap_or_else(|| Vec::with_capacity(CHUNK));
-                self.chunks.push_back(chunk);
+                self.open_chunk();
                 continue;
             }
             let (now, rest) = records.split_at(room.min(records.len()));
@@ -81,6 +72,24 @@ impl RecordLog {
         }
     }
 
+    /// Start a new chunk at the back, in spare memory if there is some.
+    fn open_chunk(&mut self) {
+        let chunk = self
+            .spare
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK));
+        self.chunks.push_back(chunk);
+    }
+
+    /// Keep a chunk no longer used, emptied, for the records that follow
+    /// (up to [`SPARE_MAX`]; beyond, it is freed).
+    fn keep_spare(&mut self, mut chunk: Vec<(u64, LogRecord)>) {
+        if self.spare.len() < SPARE_MAX {
+            chunk.clear();
+            self.spare.push(chunk);
+        }
+    }
+
     /// Drop the records with sequence numbers at or below `seq`.
     pub fn drop_through(&mut self, seq: u64) {
         while let Some(front) = self.chunks.front() {
@@ -88,11 +97,8 @@ impl RecordLog {
             if live.last().is_some_and(|&(s, _)| s <= seq) {
                 self.len -= live.len();
                 self.head = 0;
-                if let Some(mut c) = self.chunks.pop_front() {
-                    if self.spare.len() < SPARE_MAX {
-                        c.clear();
-                        self.spare.push(c);
-                    }
+                if let Some(c) = self.chunks.pop_front() {
+                    self.keep_spare(c);
                 }
                 continue;
             }
@@ -117,11 +123,8 @@ impl RecordLog {
     /// records it did not follow).
     pub fn retain(&mut self, mut keep: impl FnMut(&(u64, LogRecord)) -> bool) {
         let kept: Vec<(u64, LogRecord)> = self.iter().copied().filter(|r| keep(r)).collect();
-        while let Some(mut c) = self.chunks.pop_front() {
-            if self.spare.len() < SPARE_MAX {
-                c.clear();
-                self.spare.push(c);
-            }
+        while let Some(c) = self.chunks.pop_front() {
+            self.keep_spare(c);
         }
         self.head = 0;
         self.len = 0;
