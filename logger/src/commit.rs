@@ -408,12 +408,20 @@ impl CommitCore {
             return None;
         }
         self.stats.outputs += 1;
+        Some(self.first_release(packet_id, ordinal))
+    }
+
+    /// Whether (packet id, ordinal) is released for the first time now
+    /// (remembered, counted as released) or was released already
+    /// (counted as suppressed). Outputs at or below the released floor
+    /// are not remembered: no replay re-creates them.
+    fn first_release(&mut self, packet_id: u64, ordinal: u32) -> bool {
         if packet_id > self.released_floor && !self.released.insert(packet_id, ordinal) {
             self.stats.suppressed += 1;
-            return Some(false);
+            return false;
         }
         self.stats.released += 1;
-        Some(true)
+        true
     }
 
     /// The next committed output to send (step 4), lowest (packet id,
@@ -424,12 +432,9 @@ impl CommitCore {
             let Some(out) = self.held.try_remove(key) else {
                 continue;
             };
-            if packet_id > self.released_floor && !self.released.insert(packet_id, ordinal) {
-                self.stats.suppressed += 1;
-                continue;
+            if self.first_release(packet_id, ordinal) {
+                return Some(out);
             }
-            self.stats.released += 1;
-            return Some(out);
         }
         None
     }
