@@ -90,7 +90,7 @@ fn bench(c: &mut Criterion) {
 }
 
 fn monitor(c: &mut Criterion, flows: usize) {
-    let (mon, _) = filled("Monitor", "SHARING 1, PERFLOW true", 1, flows);
+    let (mut mon, _) = filled("Monitor", "SHARING 1, PERFLOW true", 1, flows);
     let mut g = c.benchmark_group(format!("snapshot/monitor-{flows}-flows"));
     g.sample_size(20);
     let mut bytes = Vec::new();

@@ -219,7 +219,7 @@ pub trait Element: Send + 'static {
     /// worker stands still for the copy only: a table of plain values is
     /// copied like memory, where encoding it (in key order) takes far
     /// longer. Default: `None`, and `save_state` runs at the cut.
-    fn copy_state(&self) -> Option<Box<dyn SavedState>> {
+    fn copy_state(&mut self) -> Option<Box<dyn SavedState>> {
         None
     }
 

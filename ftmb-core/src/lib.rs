@@ -33,6 +33,7 @@
 pub mod args;
 pub mod config;
 pub mod context;
+pub mod cow_map;
 pub mod depvec;
 pub mod driver;
 pub mod egress;

@@ -596,18 +596,19 @@ impl Worker {
             dv: self.ctx.dv.entries().to_vec(),
             elements: self
                 .elems
-                .iter()
+                .iter_mut()
                 .enumerate()
                 .map(|(i, e)| {
                     let mut b = Vec::new();
-                    match e.as_ref().map(|e| (e, e.copy_state())) {
-                        Some((_, Some(copy))) => round.deferred.lock().push(DeferredState {
-                            worker: w,
-                            element: i,
-                            copy,
-                        }),
-                        Some((e, None)) => e.save_state(&mut b),
-                        None => {}
+                    if let Some(e) = e {
+                        match e.copy_state() {
+                            Some(copy) => round.deferred.lock().push(DeferredState {
+                                worker: w,
+                                element: i,
+                                copy,
+                            }),
+                            None => e.save_state(&mut b),
+                        }
                     }
                     b
                 })

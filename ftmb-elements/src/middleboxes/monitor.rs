@@ -1,6 +1,7 @@
 //! `Monitor`: the paper's shared-counter microbenchmark.
 
 use super::{ip_bytes, load, save, FlowKey};
+use ftmb_core::cow_map::CowMap;
 use ftmb_core::element::element;
 use ftmb_core::headers::{FlowId, Ipv4View};
 use ftmb_core::shared::Shared;
@@ -38,7 +39,8 @@ pub struct Monitor {
     group: usize,
     counters: Shared<(u64, u64)>,
     perflow: bool,
-    flows: ftmb_core::shared::FlowMap<FlowKey, (u64, u64)>,
+    /// Shared with a snapshot's copy until written (see [`CowMap`]).
+    flows: CowMap<FlowKey, (u64, u64)>,
 }
 
 impl Monitor {
@@ -62,7 +64,7 @@ impl Element for Monitor {
         let len = pkt.len() as u64;
         if self.perflow {
             if let Some(k) = Self::flow_key(ip_bytes(&pkt)) {
-                let e = self.flows.entry(k).or_insert((0, 0));
+                let e = self.flows.entry_or_insert_with(k, || (0, 0));
                 e.0 += 1;
                 e.1 += len;
             }
@@ -90,10 +92,11 @@ impl Element for Monitor {
         save(&self.flows, out);
     }
 
-    /// The per-flow table is copied at the cut and encoded (in key order)
-    /// after the worker resumes.
-    fn copy_state(&self) -> Option<Box<dyn SavedState>> {
-        Some(Box::new(self.flows.clone()))
+    /// The per-flow table is copied at the cut (its shards shared until
+    /// the worker writes them) and encoded (in key order) after the worker
+    /// resumes.
+    fn copy_state(&mut self) -> Option<Box<dyn SavedState>> {
+        Some(Box::new(self.flows.share()))
     }
 
     fn load_state(&mut self, buf: &[u8]) -> Result<(), String> {
