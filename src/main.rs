@@ -424,6 +424,13 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
             eprintln!("error: output logger: {e}");
         }
     }
+    if let Some(s) = &snap_only {
+        // Its held outputs leave at the end-of-run snapshot: the run lasts
+        // until they have, as an FT run lasts until its last release.
+        s.finish();
+        let until = m.report.started.elapsed();
+        m.report.elapsed = m.report.elapsed.max(until);
+    }
     let secs = m.report.elapsed.as_secs_f64().max(1e-9);
     if let Some(c) = &counting {
         let (input, pal) = c.bytes();
@@ -435,7 +442,6 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
             .insert("pal_log_bytes_per_s".into(), (pal as f64 / secs).into());
     }
     if let Some(s) = &snap_only {
-        s.finish();
         m.stalls = s.snapshot_stalls();
         let st = s.stats();
         m.extra.insert(
