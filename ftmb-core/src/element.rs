@@ -214,8 +214,9 @@ pub trait Element: Send + 'static {
     fn save_state(&self, _out: &mut Vec<u8>) {}
 
     /// For an element whose worker-private state is large: a copy of it as
-    /// it is now, which the snapshot's capture thread encodes to the same
-    /// bytes as [`Element::save_state`] after the worker has resumed. The
+    /// it is now, which the snapshot's capture thread encodes after the
+    /// worker has resumed ([`SavedState::save`]: what
+    /// [`Element::load_state`] reads back as this state). The
     /// worker stands still for the copy only: a table of plain values is
     /// copied like memory, where encoding it (in key order) takes far
     /// longer. Default: `None`, and `save_state` runs at the cut.
@@ -232,13 +233,17 @@ pub trait Element: Send + 'static {
 /// Worker-private state copied at a snapshot's cut, encoded later (see
 /// [`Element::copy_state`]).
 pub trait SavedState: Send {
-    /// Append the encoding [`Element::save_state`] would have written.
+    /// Append an encoding that [`Element::load_state`] reads back as the
+    /// state at the copy: what [`Element::save_state`] would have written,
+    /// except that the entries of unordered tables may come in any order
+    /// (as in a snapshot's shared state: sorting a table of 100k flows is
+    /// most of its encoding, and only state digests need an order).
     fn save(&self, out: &mut Vec<u8>);
 }
 
 impl<T: StateCodec + Send> SavedState for T {
     fn save(&self, out: &mut Vec<u8>) {
-        self.encode(out);
+        self.encode_any_order(out);
     }
 }
 

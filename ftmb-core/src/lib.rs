@@ -23,6 +23,10 @@
 //!    state ([`shared`]), time and randomness only through the context, so
 //!    fault tolerance can log every such access as a PAL ([`pal`]) with a
 //!    dependency vector ([`depvec`]) and replay it in the same order.
+//!    Snapshots ([`snapshot`]) capture shared state copy-on-write per slot;
+//!    an element's large private table can live in a [`cow_map::CowMap`],
+//!    which a snapshot copies in microseconds and the worker takes back
+//!    shard by shard as it writes.
 //! 6. **Traces** ([`trace`]): pcap and pcapng reading and writing, and the
 //!    synthetic trace generator.
 
