@@ -48,6 +48,7 @@ pub mod headers;
 pub mod idle;
 pub mod packet;
 pub mod pal;
+pub mod placement;
 pub mod rng;
 pub mod router;
 pub mod shared;

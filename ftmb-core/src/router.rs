@@ -32,7 +32,7 @@ use crate::shared::SharedDyn;
 use crate::snapshot::{Snapshot, WorkerSnapshot};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -259,6 +259,8 @@ struct Captures {
     thread: parking_lot::Mutex<Option<(Sender<CaptureJob>, std::thread::JoinHandle<()>)>>,
     /// Bytes of the last snapshot's shared state.
     last_len: AtomicUsize,
+    /// The capture thread's id, once it runs (0 before).
+    tid: AtomicI32,
 }
 
 /// An element's private state copied at the cut ([`Element::copy_state`]),
@@ -289,6 +291,8 @@ impl Captures {
             let h = std::thread::Builder::new()
                 .name("ftmb-snapshot".into())
                 .spawn(move || {
+                    me.tid
+                        .store(crate::placement::this_thread_id(), Ordering::Release);
                     for job in rx {
                         me.capture(job);
                     }
@@ -300,6 +304,12 @@ impl Captures {
                     return;
                 }
             }
+        }
+        // Off this worker's core (see crate::placement); the first job may
+        // find the thread not started yet.
+        let tid = self.tid.load(Ordering::Acquire);
+        if tid != 0 {
+            crate::placement::away_from_this_cpu(tid);
         }
         if let Some((tx, _)) = t.as_ref() {
             if tx.send(job).is_err() {
