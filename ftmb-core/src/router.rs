@@ -280,6 +280,10 @@ struct CaptureJob {
     link: Arc<dyn FtLink>,
 }
 
+/// Snapshots whose shared state encodes to this many bytes or more have
+/// their capture thread kept off the core of the worker that wakes it.
+const AWAY_BYTES: usize = 1 << 20;
+
 impl Captures {
     /// Hand `job` to the capture thread, which encodes the shared state,
     /// stores the snapshot on the link and clears `busy`.
@@ -305,10 +309,13 @@ impl Captures {
                 }
             }
         }
-        // Off this worker's core (see crate::placement); the first job may
-        // find the thread not started yet.
+        // A long encoding goes off this worker's core (see
+        // crate::placement); a short one may run where Linux puts it, on a
+        // core about to idle (off it, it delayed the output logger's
+        // thread: p99 latency added at 5k packets/s 21-32 -> 52-93 µs).
+        // The first job may find the thread not started yet.
         let tid = self.tid.load(Ordering::Acquire);
-        if tid != 0 {
+        if tid != 0 && self.last_len.load(Ordering::Relaxed) >= AWAY_BYTES {
             crate::placement::away_from_this_cpu(tid);
         }
         if let Some((tx, _)) = t.as_ref() {
