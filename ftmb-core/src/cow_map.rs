@@ -14,8 +14,9 @@
 //! shard the worker owns is written without any atomic operation.
 //!
 //! It encodes exactly as a [`std::collections::HashMap`] of the same
-//! entries does (count, then entries in key order), so a snapshot does not
-//! tell the two apart.
+//! entries does (count, then entries in key order, for state digests), and
+//! for snapshots in the same form with the entries shard by shard
+//! ([`StateCodec::encode_any_order`]): either reads back with `decode`.
 
 use crate::shared::{CodecError, StateCodec};
 use hashbrown::hash_table::{Entry, HashTable};
@@ -109,17 +110,23 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
         Some(v)
     }
 
-    /// The entry of `k`, inserted as `make()` first when missing. Takes
-    /// the shard back from the copies first (copying it if one still
-    /// holds it).
+    /// The place of `k` in its shard, taken back from the copies first
+    /// (copied if one still holds it), and the entry count to bump on an
+    /// insert.
+    #[inline]
+    fn entry(&mut self, k: &K) -> (Entry<'_, (K, V)>, &mut usize) {
+        let CowMap { shards, len } = self;
+        let h = Self::hash(k);
+        let table = shards[Self::shard(h)].own();
+        (table.entry(h, |(x, _)| x == k, |(x, _)| Self::hash(x)), len)
+    }
+
+    /// The entry of `k`, inserted as `make()` first when missing.
     #[inline]
     pub fn entry_or_insert_with(&mut self, k: K, make: impl FnOnce() -> V) -> &mut V {
-        let CowMap { shards, len } = self;
-        let h = Self::hash(&k);
-        let table = shards[Self::shard(h)].own();
-        match table.entry(h, |(x, _)| *x == k, |(x, _)| Self::hash(x)) {
-            Entry::Occupied(e) => &mut e.into_mut().1,
-            Entry::Vacant(e) => {
+        match self.entry(&k) {
+            (Entry::Occupied(e), _) => &mut e.into_mut().1,
+            (Entry::Vacant(e), len) => {
                 *len += 1;
                 &mut e.insert((k, make())).into_mut().1
             }
@@ -128,10 +135,12 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
 
     /// Set the entry of `k` to `v`.
     pub fn insert(&mut self, k: K, v: V) {
-        let mut v = Some(v);
-        let slot = self.entry_or_insert_with(k, || v.take().expect("taken once, when inserted"));
-        if let Some(v) = v {
-            *slot = v;
+        match self.entry(&k) {
+            (Entry::Occupied(mut e), _) => e.get_mut().1 = v,
+            (Entry::Vacant(e), len) => {
+                *len += 1;
+                e.insert((k, v));
+            }
         }
     }
 
@@ -152,6 +161,8 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
                 if let Shard::Own(m) = s {
                     *s = Shard::Shared(Arc::new(std::mem::replace(m, Table::new())));
                 }
+                // Shared by now; the other arm would copy, which is
+                // correct too.
                 match s {
                     Shard::Shared(a) => Shard::Shared(a.clone()),
                     Shard::Own(m) => Shard::Own(m.clone()),

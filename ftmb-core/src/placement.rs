@@ -28,7 +28,9 @@ pub fn away_from_this_cpu(tid: i32) -> bool {
             return false;
         }
         let here = libc::sched_getcpu();
-        if here < 0 || !libc::CPU_ISSET(here as usize, &set) || libc::CPU_COUNT(&set) < 2 {
+        let in_set = usize::try_from(here)
+            .is_ok_and(|c| c < libc::CPU_SETSIZE as usize && libc::CPU_ISSET(c, &set));
+        if !in_set || libc::CPU_COUNT(&set) < 2 {
             return false;
         }
         libc::CPU_CLR(here as usize, &mut set);
