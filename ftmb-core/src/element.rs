@@ -356,7 +356,7 @@ impl<'a> InitCtx<'a> {
     /// variable `state` of this element, split into `slots` lock domains,
     /// each starting as `init(slot)`. Its ids are deterministic from the
     /// configuration: the element name, `state` and the slot.
-    pub fn shared<T: StateCodec>(
+    pub fn shared<T: StateCodec + Clone>(
         &mut self,
         state: &str,
         slots: usize,
