@@ -310,10 +310,9 @@ impl Captures {
             }
         }
         // A long encoding goes off this worker's core (see
-        // crate::placement); a short one may run where Linux puts it, on a
-        // core about to idle (off it, it delayed the output logger's
-        // thread: p99 latency added at 5k packets/s 21-32 -> 52-93 µs).
-        // The first job may find the thread not started yet.
+        // crate::placement); a short one (microseconds) may run where
+        // Linux puts it, often a core about to idle, and is not worth a
+        // system call. The first job may find the thread not started yet.
         let tid = self.tid.load(Ordering::Acquire);
         if tid != 0 && self.last_len.load(Ordering::Relaxed) >= AWAY_BYTES {
             crate::placement::away_from_this_cpu(tid);
