@@ -18,7 +18,7 @@
 //! for snapshots in the same form with the entries shard by shard
 //! ([`StateCodec::encode_any_order`]): either reads back with `decode`.
 
-use crate::shared::{CodecError, StateCodec};
+use crate::shared::{encode_map, CodecError, StateCodec};
 use hashbrown::hash_table::{Entry, HashTable};
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
@@ -184,21 +184,11 @@ where
     /// As a `HashMap` of the same entries: the count, then the entries in
     /// key order.
     fn encode(&self, out: &mut Vec<u8>) {
-        let mut entries: Vec<(&K, &V)> = self.iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        (entries.len() as u64).encode(out);
-        for (k, v) in entries {
-            k.encode(out);
-            v.encode(out);
-        }
+        encode_map(self.len, self.iter(), true, out);
     }
     /// The count, then the entries shard by shard in each shard's order.
     fn encode_any_order(&self, out: &mut Vec<u8>) {
-        (self.len as u64).encode(out);
-        for (k, v) in self.iter() {
-            k.encode(out);
-            v.encode(out);
-        }
+        encode_map(self.len, self.iter(), false, out);
     }
     fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
         let n = u64::decode(inp)?;

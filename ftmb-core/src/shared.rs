@@ -183,13 +183,7 @@ where
     /// Encoded in key order, so equal maps encode to equal bytes (state
     /// digests compare encodings).
     fn encode(&self, out: &mut Vec<u8>) {
-        (self.len() as u64).encode(out);
-        let mut entries: Vec<(&K, &V)> = self.iter().collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (k, v) in entries {
-            k.encode(out);
-            v.encode(out);
-        }
+        encode_map(self.len(), self.iter(), true, out);
     }
     fn decode(inp: &mut &[u8]) -> Result<Self, CodecError> {
         let n = u64::decode(inp)? as usize;
@@ -200,6 +194,32 @@ where
             m.insert(k, v);
         }
         Ok(m)
+    }
+}
+
+/// A map of `len` entries as [`HashMap`]'s [`StateCodec`] writes it: the
+/// count, then each key and value, in key order when `sorted` (canonical,
+/// for digests), else in the order given.
+pub(crate) fn encode_map<'a, K, V>(
+    len: usize,
+    entries: impl Iterator<Item = (&'a K, &'a V)>,
+    sorted: bool,
+    out: &mut Vec<u8>,
+) where
+    K: StateCodec + Ord + 'a,
+    V: StateCodec + 'a,
+{
+    (len as u64).encode(out);
+    let mut write = |(k, v): (&K, &V)| {
+        k.encode(out);
+        v.encode(out);
+    };
+    if sorted {
+        let mut all: Vec<(&K, &V)> = entries.collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        all.into_iter().for_each(&mut write);
+    } else {
+        entries.for_each(write);
     }
 }
 
