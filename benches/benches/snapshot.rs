@@ -4,7 +4,9 @@
 //! digests use, entries sorted), framing
 //! it (`Snapshot::encode`: header and checksum), reading it back
 //! (`Snapshot::decode`, the output logger and the replica) and loading it
-//! into the table (`decode_all`, the replica's restore). Then a Monitor's
+//! into the table (`decode_all`, the replica's restore). The same capture
+//! and canonical encoding for a firewall's connection table (slots of hash
+//! maps, written unsorted by the capture). Then a Monitor's
 //! worker-private per-flow table: encoded at the cut (`save_state`, what a
 //! worker stood still for before `Element::copy_state`) against copied
 //! there (`copy_state`) and encoded by the capture thread afterwards.
@@ -60,24 +62,7 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group(format!("snapshot/nat-{flows}-flows"));
     g.sample_size(20);
     g.throughput(Throughput::Bytes(encoded.len() as u64));
-    // Epochs must increase across every call criterion makes.
-    let mut epoch = 0;
-    g.bench_function("capture", |b| {
-        let mut out = Vec::with_capacity(body.len());
-        b.iter(|| {
-            out.clear();
-            epoch += 1;
-            table.begin_capture(epoch);
-            table.finish_capture(epoch, &mut out);
-        })
-    });
-    g.bench_function("encode_all", |b| {
-        let mut out = Vec::with_capacity(body.len());
-        b.iter(|| {
-            out.clear();
-            table.encode_all(&mut out);
-        })
-    });
+    capture_and_encode_all(&mut g, &table, body.len());
     g.bench_function("Snapshot::encode", |b| b.iter(|| snap.encode()));
     g.bench_function("Snapshot::decode", |b| {
         b.iter(|| Snapshot::decode(&encoded))
@@ -86,7 +71,51 @@ fn bench(c: &mut Criterion) {
         b.iter(|| table.decode_all(&mut body.as_slice()))
     });
     g.finish();
+
+    // A firewall's connection table: shared slots of hash maps.
+    let (_fw, shared) = filled(
+        "Firewall",
+        "allow src net 10.0.0.0/8, deny all, DEFAULT deny, CAPACITY 1000000",
+        1,
+        flows,
+    );
+    let table = shared.vars()[0].clone();
+    let mut body = Vec::new();
+    table.encode_all(&mut body);
+    let mut g = c.benchmark_group(format!("snapshot/firewall-{flows}-flows"));
+    g.sample_size(20);
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    capture_and_encode_all(&mut g, &table, body.len());
+    g.finish();
     monitor(c, flows);
+}
+
+/// A shared variable's snapshot capture (its slots in any order, what the
+/// master's snapshot thread writes) against its canonical encoding (sorted,
+/// what state digests use).
+fn capture_and_encode_all(
+    g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    table: &std::sync::Arc<dyn ftmb_core::shared::SharedDyn>,
+    bytes: usize,
+) {
+    // Epochs must increase across every call criterion makes.
+    let mut epoch = 0;
+    g.bench_function("capture", |b| {
+        let mut out = Vec::with_capacity(bytes);
+        b.iter(|| {
+            out.clear();
+            epoch += 1;
+            table.begin_capture(epoch);
+            table.finish_capture(epoch, &mut out);
+        })
+    });
+    g.bench_function("encode_all", |b| {
+        let mut out = Vec::with_capacity(bytes);
+        b.iter(|| {
+            out.clear();
+            table.encode_all(&mut out);
+        })
+    });
 }
 
 fn monitor(c: &mut Criterion, flows: usize) {
