@@ -14,9 +14,10 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ftmb_benches::{build_element, packets};
 use ftmb_core::egress::SinkRegistry;
-use ftmb_core::shared::SharedRegistry;
+use ftmb_core::shared::{SharedDyn, SharedRegistry};
 use ftmb_core::snapshot::{Snapshot, WorkerSnapshot};
 use ftmb_core::{Ctx, Element, Out};
+use std::sync::Arc;
 
 /// Element `class` with `args` after two packets of each of `flows` flows,
 /// and the shared state it declared.
@@ -39,17 +40,29 @@ fn filled(
     (e, shared)
 }
 
+/// The first shared variable of a [`filled`] element, and its canonical
+/// encoding.
+fn first_table(
+    class: &str,
+    args: &str,
+    ports: usize,
+    flows: usize,
+) -> (Arc<dyn SharedDyn>, Vec<u8>) {
+    let (_e, shared) = filled(class, args, ports, flows);
+    let table = shared.vars()[0].clone();
+    let mut body = Vec::new();
+    table.encode_all(&mut body);
+    (table, body)
+}
+
 fn bench(c: &mut Criterion) {
     let flows = 100_000;
-    let (_rw, shared) = filled(
+    let (table, body) = first_table(
         "IPRewriter",
         "pattern 198.18.0.1 1024-65535 - - 0 1, drop",
         2,
         flows,
     );
-    let table = shared.vars()[0].clone();
-    let mut body = Vec::new();
-    table.encode_all(&mut body);
     let snap = Snapshot {
         id: 1,
         next_packet: 1,
@@ -73,15 +86,12 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     // A firewall's connection table: shared slots of hash maps.
-    let (_fw, shared) = filled(
+    let (table, body) = first_table(
         "Firewall",
         "allow src net 10.0.0.0/8, deny all, DEFAULT deny, CAPACITY 1000000",
         1,
         flows,
     );
-    let table = shared.vars()[0].clone();
-    let mut body = Vec::new();
-    table.encode_all(&mut body);
     let mut g = c.benchmark_group(format!("snapshot/firewall-{flows}-flows"));
     g.sample_size(20);
     g.throughput(Throughput::Bytes(body.len() as u64));
@@ -95,7 +105,7 @@ fn bench(c: &mut Criterion) {
 /// what state digests use).
 fn capture_and_encode_all(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
-    table: &std::sync::Arc<dyn ftmb_core::shared::SharedDyn>,
+    table: &Arc<dyn SharedDyn>,
     bytes: usize,
 ) {
     // Epochs must increase across every call criterion makes.
