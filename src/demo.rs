@@ -5,7 +5,8 @@
 //! feeds a generated trace of many flows at a steady rate, SIGKILLs the
 //! master part-way, and reports recovery time (detection, restore, replay,
 //! total), what was released, lost and duplicated, and whether every
-//! released output agrees with one NAT mapping per flow.
+//! released output agrees with one NAT mapping per flow. `--config` runs
+//! another configuration the same way (`--trace` another trace).
 
 use anyhow::{bail, Context, Result};
 use ftmb_core::config::Source;
@@ -56,6 +57,16 @@ pub struct DemoArgs {
     /// A trace to use instead of a generated one (inside net 10.77.0.0/16).
     #[arg(long)]
     pub trace: Option<PathBuf>,
+    /// A Click configuration to run instead of the built-in NAT
+    /// (examples/nat.click). It reads its input from `$IN` and writes to
+    /// `$OUT` (and `$OUT2`, if it has a second output); `$INSIDE` is set
+    /// to 10.77.0.0/16.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// `NAME=value`: set `$NAME` in the configuration (repeatable), e.g.
+    /// `--var SHARING=2` for examples/monitor.click.
+    #[arg(long = "var", value_name = "NAME=value")]
+    pub vars: Vec<String>,
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -174,14 +185,31 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
             t
         }
     };
-    let cfg = dir.join("nat.click");
-    std::fs::write(&cfg, DEMO_NAT)?;
-    let vars = [
+    let cfg = match &a.config {
+        Some(c) => {
+            std::fs::metadata(c).with_context(|| format!("--config {}", c.display()))?;
+            c.clone()
+        }
+        None => {
+            let c = dir.join("nat.click");
+            std::fs::write(&c, DEMO_NAT)?;
+            c
+        }
+    };
+    for v in &a.vars {
+        match v.split_once('=') {
+            Some((k, _)) if !k.is_empty() && !["IN", "OUT", "OUT2"].contains(&k) => {}
+            Some((k, _)) if !k.is_empty() => bail!("--var {v}: ${k} is set by the demo"),
+            _ => bail!("--var {v}: expected NAME=value"),
+        }
+    }
+    let mut vars = vec![
         format!("IN={}", trace.display()),
         format!("OUT={}", dir.join("fwd.pcap").display()),
         format!("OUT2={}", dir.join("rev.pcap").display()),
         "INSIDE=10.77.0.0/16".to_string(),
     ];
+    vars.extend(a.vars.iter().cloned());
     let seed = 7u64;
 
     // What a run without failure releases (same numbering, same seed).
@@ -195,6 +223,14 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     let reference = reference_outputs(&cfg, &ref_vars, a.threads, seed)?;
     let inputs = input_flows(&trace)?;
     let npackets = inputs.len();
+    let flows = match &a.trace {
+        Some(_) => connections(&inputs),
+        None => a.flows,
+    };
+    let config_name = match &a.config {
+        Some(c) => c.display().to_string(),
+        None => "built-in NAT (examples/nat.click)".to_string(),
+    };
 
     let exe = std::env::current_exe()?;
     let (il, ol) = if a.tcp {
@@ -318,7 +354,8 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         "lost": lost,
         "duplicated": duplicated,
         "consistent": consistent,
-        "flows": a.flows,
+        "flows": flows,
+        "config": config_name,
         "packets": npackets,
         "snapshot_ms": a.snapshot_ms,
         "threads": a.threads,
@@ -336,8 +373,8 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         println!("{report}");
     } else {
         println!(
-            "FTMB demo: NAT, {} packets, {} flows, {} worker(s), {:.0} pps, snapshots every {} ms",
-            npackets, a.flows, a.threads, a.pps, a.snapshot_ms
+            "FTMB demo: {config_name}, {npackets} packets, {flows} flows, {} worker(s), {:.0} pps, snapshots every {} ms",
+            a.threads, a.pps, a.snapshot_ms
         );
         println!("  master SIGKILLed {} ms in", kill_after.as_millis());
         if early_failover {
@@ -407,17 +444,30 @@ fn input_flows(trace: &Path) -> Result<Vec<Option<FlowId>>> {
     Ok(v)
 }
 
-/// Every released forward output (sink 0) agrees with one mapping per
-/// original flow, and no translated tuple serves two flows.
+/// Connections (a flow and its reverse counted once) among the inputs.
+fn connections(inputs: &[Option<FlowId>]) -> usize {
+    inputs
+        .iter()
+        .flatten()
+        .map(|f| (*f).min(f.reverse()))
+        .collect::<HashSet<_>>()
+        .len()
+}
+
+/// Every released output agrees with one mapping per original flow and
+/// sink (for the NAT: its translation, before and after the failover
+/// alike), and at the first sink (the NAT's forward direction) no
+/// translated tuple serves two flows. Outputs that are not TCP/UDP over
+/// IPv4 are not looked at.
 fn mappings_consistent(released: &str, inputs: &[Option<FlowId>]) -> bool {
-    let mut mapping: HashMap<FlowId, FlowId> = HashMap::new();
+    let mut mapping: HashMap<(u64, FlowId), FlowId> = HashMap::new();
     let mut owner: HashMap<FlowId, FlowId> = HashMap::new();
     for line in released.lines() {
         let f: Vec<u64> = line
             .split_whitespace()
             .filter_map(|x| x.parse().ok())
             .collect();
-        if f.len() < 8 || f[2] != 0 {
+        if f.len() < 8 {
             continue;
         }
         let Some(Some(orig)) = inputs.get((f[0] as usize).wrapping_sub(1)) else {
@@ -430,9 +480,71 @@ fn mappings_consistent(released: &str, inputs: &[Option<FlowId>]) -> bool {
             dport: f[6] as u16,
             proto: f[7] as u8,
         };
-        if *mapping.entry(*orig).or_insert(tr) != tr || *owner.entry(tr).or_insert(*orig) != *orig {
+        if *mapping.entry((f[2], *orig)).or_insert(tr) != tr {
+            return false;
+        }
+        if f[2] == 0 && *owner.entry(tr).or_insert(*orig) != *orig {
             return false;
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(a: u8, sport: u16, b: u8, dport: u16) -> FlowId {
+        FlowId {
+            saddr: [10, 77, 0, a],
+            sport,
+            daddr: [198, 18, 0, b],
+            dport,
+            proto: 6,
+        }
+    }
+
+    /// A release record line: input id, ordinal, sink, then the tuple.
+    fn line(id: u64, sink: u64, f: FlowId) -> String {
+        format!(
+            "{id} 0 {sink} {} {} {} {} {}\n",
+            u32::from_be_bytes(f.saddr),
+            f.sport,
+            u32::from_be_bytes(f.daddr),
+            f.dport,
+            f.proto
+        )
+    }
+
+    #[test]
+    fn a_flow_keeps_one_mapping_per_sink_and_the_first_sink_serves_one_flow_each() {
+        let (a, b) = (flow(1, 1000, 1, 80), flow(2, 1000, 1, 80));
+        let (ta, tb) = (flow(9, 5000, 1, 80), flow(9, 5001, 1, 80));
+        let inputs = vec![Some(a), Some(a), Some(b), None];
+        let ok = line(1, 0, ta) + &line(2, 0, ta) + &line(3, 0, tb);
+        assert!(mappings_consistent(&ok, &inputs));
+        // The same flow translated two ways (at any sink).
+        assert!(!mappings_consistent(
+            &(line(1, 0, ta) + &line(2, 0, tb)),
+            &inputs
+        ));
+        assert!(!mappings_consistent(
+            &(line(1, 1, ta) + &line(2, 1, tb)),
+            &inputs
+        ));
+        // Two flows given one tuple: wrong at the first sink only.
+        assert!(!mappings_consistent(
+            &(line(1, 0, ta) + &line(3, 0, ta)),
+            &inputs
+        ));
+        assert!(mappings_consistent(
+            &(line(1, 1, ta) + &line(3, 1, ta)),
+            &inputs
+        ));
+        // An output claiming an input that was no TCP/UDP flow.
+        assert!(!mappings_consistent(&line(4, 0, ta), &inputs));
+        // Outputs without a tuple are not looked at.
+        assert!(mappings_consistent("4 0 0\n", &inputs));
+        assert_eq!(connections(&[Some(a), Some(a.reverse()), Some(b), None]), 2);
+    }
 }

@@ -1,6 +1,7 @@
 //! The kill-the-primary demo as a test: the four roles as real processes,
 //! the master SIGKILLed at several seeded points; nothing released may be
-//! lost, duplicated or inconsistent with one NAT mapping per flow.
+//! lost, duplicated or inconsistent with one NAT mapping per flow. Then
+//! the same with other configurations (`--config`).
 
 use std::process::Command;
 
@@ -9,6 +10,41 @@ fn xorshift(s: &mut u64) -> u64 {
     *s ^= *s >> 7;
     *s ^= *s << 17;
     *s
+}
+
+/// Run `ftmb demo --json` with the small test settings and `extra`, and
+/// return its report after checking that it succeeded.
+fn demo(extra: &[&str], kill_ms: u64) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_ftmb"))
+        .args([
+            "demo",
+            "--json",
+            "--packets",
+            "20000",
+            "--flows",
+            "2000",
+            "--pps",
+            "40000",
+            "--snapshot-ms",
+            "20",
+            "--kill-ms",
+            &kill_ms.to_string(),
+            // A SIGKILL is seen at once (the stream ends); a long
+            // deadline keeps a loaded test machine from taking a slow
+            // master for a dead one.
+            "--deadline-ms",
+            "500",
+        ])
+        .args(extra)
+        .output()
+        .expect("run ftmb demo");
+    assert!(
+        out.status.success(),
+        "demo {extra:?} failed (kill at {kill_ms} ms): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(stdout.trim()).expect("JSON report")
 }
 
 #[test]
@@ -21,41 +57,35 @@ fn sigkill_the_master_at_seeded_points() {
         // The last trial links the roles over TCP (loopback), as across
         // hosts.
         let transport: &[&str] = if trial == 3 { &["--tcp"] } else { &[] };
-        let out = Command::new(env!("CARGO_BIN_EXE_ftmb"))
-            .args([
-                "demo",
-                "--json",
-                "--packets",
-                "20000",
-                "--flows",
-                "2000",
-                "--pps",
-                "40000",
-                "--snapshot-ms",
-                "20",
-                "--threads",
-                &threads.to_string(),
-                "--kill-ms",
-                &kill_ms.to_string(),
-                // A SIGKILL is seen at once (the stream ends); a long
-                // deadline keeps a loaded test machine from taking a slow
-                // master for a dead one.
-                "--deadline-ms",
-                "500",
-            ])
-            .args(transport)
-            .output()
-            .expect("run ftmb demo");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "demo failed (kill at {kill_ms} ms): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON report");
+        let threads = threads.to_string();
+        let mut extra = vec!["--threads", &threads];
+        extra.extend_from_slice(transport);
+        let r = demo(&extra, kill_ms);
         assert_eq!(r["lost"], 0, "kill at {kill_ms} ms: {r}");
         assert_eq!(r["duplicated"], 0, "kill at {kill_ms} ms: {r}");
         assert_eq!(r["consistent"], true, "kill at {kill_ms} ms: {r}");
         assert_eq!(r["released"], 20000, "kill at {kill_ms} ms: {r}");
+    }
+}
+
+/// Other configurations through the same failover: the Monitor with
+/// counters shared by both workers (every packet's access logged), and the
+/// load balancer, whose per-flow backend must not change across it.
+#[test]
+fn sigkill_the_master_of_other_configurations() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let monitor = format!("{root}/examples/monitor.click");
+    let lb = format!("{root}/examples/loadbalancer.click");
+    let runs: [(&[&str], u64); 2] = [
+        (&["--config", &monitor, "--var", "SHARING=2"], 230),
+        (&["--config", &lb], 170),
+    ];
+    for (extra, kill_ms) in runs {
+        let r = demo(extra, kill_ms);
+        assert_eq!(r["lost"], 0, "{extra:?}: {r}");
+        assert_eq!(r["duplicated"], 0, "{extra:?}: {r}");
+        assert_eq!(r["consistent"], true, "{extra:?}: {r}");
+        assert_eq!(r["released"], 20000, "{extra:?}: {r}");
+        assert_eq!(r["config"], extra[1], "{extra:?}: {r}");
     }
 }
