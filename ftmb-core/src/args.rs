@@ -130,6 +130,25 @@ impl Args {
         }
     }
 
+    /// Read the next positional argument named `name` as a word, also when
+    /// it is a lone capitalised word (which otherwise reads as a keyword
+    /// without a value): for arguments whose values are such words, as
+    /// `ToSocket(TCP, ...)`'s type.
+    pub fn positional_word(&mut self, name: &str) -> Result<Option<String>, ConfigError> {
+        if let Some(v) = self.keyword(name)? {
+            return Ok(Some(v));
+        }
+        let Some(it) = self
+            .items
+            .iter_mut()
+            .find(|it| !it.used && (it.keyword.is_none() || it.value.is_empty()))
+        else {
+            return Ok(None);
+        };
+        it.used = true;
+        Ok(Some(it.keyword.clone().unwrap_or_else(|| it.value.clone())))
+    }
+
     /// Read a required positional argument.
     pub fn required<T: FromArg>(&mut self, name: &str) -> Result<T, ConfigError> {
         self.positional(name)?.ok_or_else(|| {
@@ -364,6 +383,20 @@ mod tests {
         assert!(!a.keyword_or("TIMING", true).unwrap());
         assert!(a.keyword::<bool>("FORCE_IP").unwrap().is_none());
         a.finish().unwrap();
+    }
+
+    #[test]
+    fn a_capitalised_word_reads_as_a_positional_when_asked() {
+        let mut a = args(&["TCP", "1.2.3.4", "FRAME true"]);
+        assert_eq!(a.positional_word("TYPE").unwrap().as_deref(), Some("TCP"));
+        assert_eq!(a.required::<String>("ADDR").unwrap(), "1.2.3.4");
+        assert!(a.keyword_or("FRAME", false).unwrap());
+        a.finish().unwrap();
+        // A keyword with a value is not a word; by its name it is the value.
+        let mut a = args(&["FRAME true"]);
+        assert_eq!(a.positional_word("TYPE").unwrap(), None);
+        let mut a = args(&["TYPE UDP"]);
+        assert_eq!(a.positional_word("TYPE").unwrap().as_deref(), Some("UDP"));
     }
 
     #[test]

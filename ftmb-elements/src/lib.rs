@@ -24,6 +24,7 @@ pub mod ipfilter;
 pub mod iprewriter;
 pub mod middleboxes;
 pub mod sink;
+pub mod socket;
 mod util;
 
 use ftmb_core::driver::DriverProgram;
@@ -57,6 +58,11 @@ const CLASSES: &[ClassRow] = &[
         "ToDevice",
         device::build_to_device,
         "send frames out of a network interface (AF_PACKET)",
+    ),
+    (
+        "ToSocket",
+        socket::build_to_socket,
+        "send packets over a UDP, TCP or Unix socket",
     ),
     (
         "EtherRewrite",
