@@ -54,6 +54,17 @@ pub struct DemoArgs {
     /// they would be across hosts).
     #[arg(long)]
     pub tcp: bool,
+    /// Hang the master (SIGSTOP) instead of killing it: alive, silent, its
+    /// sockets open, so only the heartbeat deadline can tell. It stays
+    /// stopped until the run is over (then it is killed), unless
+    /// `--resume-ms` lets it go on earlier.
+    #[arg(long)]
+    pub hang: bool,
+    /// With `--hang`: let the hung master go on (SIGCONT) this many ms
+    /// after it was stopped, while the replica serves: whatever it still
+    /// sends must be fenced off.
+    #[arg(long, requires = "hang")]
+    pub resume_ms: Option<u64>,
     /// A trace to use instead of a generated one (inside net 10.77.0.0/16).
     #[arg(long)]
     pub trace: Option<PathBuf>,
@@ -306,11 +317,25 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     let kill_after = Duration::from_millis(a.kill_ms.unwrap_or((run_s * 400.0) as u64));
     std::thread::sleep(kill_after);
     let killed_ns = wall_ns();
-    master.kill().context("SIGKILL the master")?;
-    let _ = master.wait();
+    if a.hang {
+        signal(&master, libc::SIGSTOP).context("SIGSTOP the master")?;
+        if let Some(ms) = a.resume_ms {
+            std::thread::sleep(Duration::from_millis(ms));
+            signal(&master, libc::SIGCONT).context("SIGCONT the master")?;
+        }
+    } else {
+        master.kill().context("SIGKILL the master")?;
+        let _ = master.wait();
+    }
     let limit = Duration::from_secs_f64(run_s * 3.0 + 60.0);
     wait_for(&mut kids.0[1], limit)?;
     wait_for(&mut kids.0[2], Duration::from_secs(10))?;
+    if a.hang {
+        // Stopped, or fenced off and still running: either way done with.
+        let _ = signal(&master, libc::SIGCONT);
+        let _ = master.kill();
+        let _ = master.wait();
+    }
     drop(kids);
 
     let olr: serde_json::Value =
@@ -359,6 +384,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         "packets": npackets,
         "snapshot_ms": a.snapshot_ms,
         "threads": a.threads,
+        "failure": if a.hang { "hang" } else { "kill" },
         "replayed_packets": rep["replayed_packets"],
         "failover_before_kill": early_failover,
         "snapshots_committed": olr["snapshots"],
@@ -376,7 +402,17 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
             "FTMB demo: {config_name}, {npackets} packets, {flows} flows, {} worker(s), {:.0} pps, snapshots every {} ms",
             a.threads, a.pps, a.snapshot_ms
         );
-        println!("  master SIGKILLed {} ms in", kill_after.as_millis());
+        if a.hang {
+            let resumed = a
+                .resume_ms
+                .map_or(String::new(), |ms| format!(" (SIGCONT {ms} ms later)"));
+            println!(
+                "  master SIGSTOPped {} ms in{resumed}",
+                kill_after.as_millis()
+            );
+        } else {
+            println!("  master SIGKILLed {} ms in", kill_after.as_millis());
+        }
         if early_failover {
             println!(
                 "  note: the output logger failed over {:.1} ms before the kill (a live master's heartbeats went unread past --deadline-ms); the timings below are from that failover",
@@ -394,6 +430,17 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         if a.keep {
             println!("  files: {}", dir.display());
         }
+    }
+    Ok(())
+}
+
+/// Send `sig` to `child`.
+fn signal(child: &Child, sig: libc::c_int) -> Result<()> {
+    let pid = libc::pid_t::try_from(child.id()).context("pid")?;
+    // SAFETY: kill(2) on our own child's pid, which it cannot outlive
+    // unwaited (the Child is not waited for yet).
+    if unsafe { libc::kill(pid, sig) } != 0 {
+        return Err(std::io::Error::last_os_error().into());
     }
     Ok(())
 }

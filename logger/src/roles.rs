@@ -335,8 +335,18 @@ pub fn resume(s: &Stream, from: u64) -> Result<(u64, InputReader), String> {
 /// Input logger state shared by its threads.
 struct IlState {
     log: InputLog,
-    consumer: Option<Writer>,
+    /// The consumer being fed (the master, or the replica that took over):
+    /// its generation and its stream, shut down when another takes over.
+    consumer: Option<(u64, Stream)>,
+    /// Generation of the newest consumer; a forwarder of an older one stops.
+    generation: u64,
     sources_done: bool,
+}
+
+/// The input logger's state and the signal that the log grew.
+struct Il {
+    state: Mutex<IlState>,
+    grew: parking_lot::Condvar,
 }
 
 /// Run the input logger: read `sources` (paced at `pps` packets per
@@ -344,6 +354,12 @@ struct IlState {
 /// the consumer takes them, from the start), number and log every
 /// packet, and serve consumers on `listen`. Returns when the sources are
 /// exhausted and `until` says so.
+///
+/// Each consumer is fed by a thread of its own from the log, so that a
+/// consumer that stops reading (a hung master, its socket buffer full)
+/// holds up neither the logging of new packets nor the replica that
+/// takes over from it: the takeover's `Resume` shuts the old consumer's
+/// stream down (fencing it off) and starts feeding the replica.
 pub fn run_input_logger(
     mut sources: Vec<Box<dyn Source>>,
     listen: &Addr,
@@ -351,21 +367,25 @@ pub fn run_input_logger(
     until: &AtomicBool,
 ) -> std::io::Result<u64> {
     let listener = Listener::bind(listen)?;
-    let st = Arc::new(Mutex::new(IlState {
-        log: InputLog::new(),
-        consumer: None,
-        sources_done: false,
-    }));
+    let il = Arc::new(Il {
+        state: Mutex::new(IlState {
+            log: InputLog::new(),
+            consumer: None,
+            generation: 0,
+            sources_done: false,
+        }),
+        grew: parking_lot::Condvar::new(),
+    });
     {
-        let st = st.clone();
+        let il = il.clone();
         std::thread::Builder::new()
             .name("ftmb-il-accept".into())
             .spawn(move || {
                 for conn in listener.incoming().flatten() {
-                    let st = st.clone();
+                    let il = il.clone();
                     let _ = std::thread::Builder::new()
                         .name("ftmb-il-conn".into())
-                        .spawn(move || serve_il_conn(conn, st));
+                        .spawn(move || serve_il_conn(conn, il));
                 }
             })?;
     }
@@ -373,7 +393,7 @@ pub fn run_input_logger(
     // consumer, the master, has connected: what it would find already
     // logged is a backlog it starts behind on, not traffic at the rate.
     if pps > 0.0 {
-        while st.lock().consumer.is_none() && !until.load(Ordering::Acquire) {
+        while il.state.lock().consumer.is_none() && !until.load(Ordering::Acquire) {
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -414,22 +434,13 @@ pub fn run_input_logger(
                 continue;
             }
             progressed = true;
-            let mut g = st.lock();
-            let IlState { log, consumer, .. } = &mut *g;
-            let mut ok = Ok(());
+            let mut g = il.state.lock();
             for p in tmp.drain(..) {
-                let (ts, src) = (p.anno.ts_ns, si as u16);
-                let id = log.append(ts, src, p.data().to_vec());
-                if let (Some(w), Ok(())) = (consumer.as_mut(), &ok) {
-                    ok = w.send_with(|b| PacketMsg::encode_parts(id, ts, src, p.data(), b));
-                }
+                g.log.append(p.anno.ts_ns, si as u16, p.data().to_vec());
                 sent += 1;
             }
-            if let Some(w) = consumer.as_mut() {
-                if ok.and_then(|_| w.flush()).is_err() {
-                    *consumer = None;
-                }
-            }
+            drop(g);
+            il.grew.notify_all();
         }
         if !progressed && pps <= 0.0 {
             // Wait on the live sources' sockets (at most ~1 ms), or sleep
@@ -443,65 +454,102 @@ pub fn run_input_logger(
             );
         }
     }
-    {
-        let mut g = st.lock();
-        g.sources_done = true;
-        if let Some(w) = g.consumer.as_mut() {
-            let _ = w.send(&Message::EndOfStream).and_then(|_| w.flush());
-        }
-    }
+    il.state.lock().sources_done = true;
+    il.grew.notify_all();
     while !until.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(5));
     }
     Ok(sent)
 }
 
-fn serve_il_conn(conn: Stream, st: Arc<Mutex<IlState>>) {
+/// Packets a forwarder copies out of the log at a time.
+const FORWARD_BATCH: usize = 256;
+
+fn serve_il_conn(conn: Stream, il: Arc<Il>) {
     let Ok(mut r) = reader(&conn) else { return };
     loop {
         match r.next_message() {
             Ok(Some(Message::Resume(m))) => {
-                // A (new) consumer: replay the log from its position, tell
-                // it where live traffic starts, then forward live.
+                // A (new) consumer: it replaces the one fed so far, whose
+                // stream is shut down (fencing a master that the output
+                // logger gave up on, even one that only hangs). Tell it
+                // where live traffic starts, then feed it from the log.
                 let Ok(mut w) = writer(&conn) else { return };
-                let mut g = st.lock();
-                let live = g.log.next_id();
+                let Ok(fence) = conn.try_clone() else { return };
+                let (generation, live) = {
+                    let mut g = il.state.lock();
+                    g.generation += 1;
+                    let generation = g.generation;
+                    if let Some((_, old)) = g.consumer.replace((generation, fence)) {
+                        let _ = old.shutdown(std::net::Shutdown::Both);
+                    }
+                    (generation, g.log.next_id())
+                };
+                il.grew.notify_all();
                 // The answer goes at once: a replica starts its run (and
                 // replays each packet as it comes) when it has it, not once
                 // the first few hundred kilobytes of the log are queued
                 // behind it (2-3 ms in the demo).
-                let mut ok = w
-                    .send(&Message::Resume(ResumeMsg { packet: live }))
+                if w.send(&Message::Resume(ResumeMsg { packet: live }))
                     .and_then(|_| w.flush())
-                    .is_ok();
-                if ok {
-                    for e in g.log.iter_after(m.packet.saturating_sub(1)) {
-                        let p = PacketMsg {
-                            id: e.id,
-                            ts_ns: e.ts_ns,
-                            source: e.source,
-                            data: e.data.clone(),
-                        };
-                        if w.send(&Message::Packet(p)).is_err() {
-                            ok = false;
-                            break;
-                        }
-                    }
+                    .is_err()
+                {
+                    return;
                 }
-                if ok && g.sources_done {
-                    let _ = w.send(&Message::EndOfStream);
-                }
-                if ok && w.flush().is_ok() {
-                    g.consumer = Some(w);
-                }
+                let il = il.clone();
+                let _ = std::thread::Builder::new()
+                    .name("ftmb-il-feed".into())
+                    .spawn(move || feed_consumer(w, &il, generation, m.packet));
             }
             Ok(Some(Message::SnapshotCommitted(m))) => {
                 // The output logger committed a snapshot: drop what
                 // precedes its cut.
-                st.lock().log.truncate_through(m.id.saturating_sub(1));
+                il.state.lock().log.truncate_through(m.id.saturating_sub(1));
             }
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => return,
+        }
+    }
+}
+
+/// Send consumer `generation` the log from packet `next` on, then each
+/// packet as it is logged, then the end of the stream once the sources
+/// are done; stop when another consumer replaces it or its stream fails.
+/// Packets are copied out under the lock and written outside it.
+fn feed_consumer(mut w: Writer, il: &Il, generation: u64, mut next: u64) {
+    let mut batch: Vec<PacketMsg> = Vec::with_capacity(FORWARD_BATCH);
+    loop {
+        let done = {
+            let mut g = il.state.lock();
+            loop {
+                if g.generation != generation {
+                    return;
+                }
+                batch.extend(
+                    g.log
+                        .iter_after(next.saturating_sub(1))
+                        .take(FORWARD_BATCH)
+                        .cloned(),
+                );
+                if !batch.is_empty() || g.sources_done {
+                    break;
+                }
+                il.grew.wait(&mut g);
+            }
+            batch.is_empty()
+        };
+        if done {
+            let _ = w.send(&Message::EndOfStream).and_then(|_| w.flush());
+            return;
+        }
+        for p in batch.drain(..) {
+            next = p.id + 1;
+            if w.send(&Message::Packet(p)).is_err() {
+                return;
+            }
+        }
+        if w.flush().is_err() {
+            return;
         }
     }
 }
