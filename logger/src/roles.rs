@@ -587,15 +587,23 @@ pub fn run_output_logger(
 ) -> std::io::Result<OlReport> {
     let listener = Listener::bind(listen)?;
     let last = Arc::new(AtomicU64::new(wall_ns()));
+    // The heartbeat connections open now: at a failover they are the
+    // failed role's, and are shut down, so that a hung master that goes
+    // on afterwards cannot pass for the replica being alive.
+    let hb_conns: Arc<Mutex<Vec<Stream>>> = Arc::default();
     {
         // Heartbeats arrive on a socket of their own; every frame on any
         // heartbeat connection proves the serving role alive.
         let hb = Listener::bind(&listen.heartbeat()?)?;
         let last = last.clone();
+        let hb_conns = hb_conns.clone();
         std::thread::Builder::new()
             .name("ftmb-ol-heartbeats".into())
             .spawn(move || {
                 for conn in hb.incoming().flatten() {
+                    if let Ok(c) = conn.try_clone() {
+                        hb_conns.lock().push(c);
+                    }
                     let last = last.clone();
                     let _ =
                         std::thread::Builder::new()
@@ -704,6 +712,9 @@ pub fn run_output_logger(
         }
         report.detected_ns = Some(wall_ns());
         report.last_heard_ns = Some(last.load(Ordering::Acquire));
+        for c in hb_conns.lock().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
         let take = ol.begin_failover();
         report.dropped_on_failover = take.dropped;
         // The standby (waited for if none has connected yet), and the
