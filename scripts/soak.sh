@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Kill-anywhere soak: run the kill-the-primary demo N times (default 50)
-# with the master SIGKILLed at a seeded random point each time, and stop at
-# the first run that loses, duplicates or mis-maps an output.
+# with the master failing at a seeded random point each time, and stop at
+# the first run that loses, duplicates or mis-maps an output. Two runs in
+# three SIGKILL the master; the third hangs it (SIGSTOP), for good or let
+# go on 20-200 ms later while the replica serves.
 #   scripts/soak.sh [N] [SEED]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,9 +14,15 @@ RANDOM=$seed
 for i in $(seq 1 "$n"); do
   kill_ms=$(( 50 + RANDOM % 900 ))
   threads=$(( 1 + RANDOM % 2 ))
+  failure=()
+  how="kill"
+  case $(( RANDOM % 6 )) in
+    4) failure=(--hang); how="hang" ;;
+    5) resume=$(( 20 + RANDOM % 180 )); failure=(--hang --resume-ms "$resume"); how="hang, resumed after ${resume} ms" ;;
+  esac
   out=$(target/release/ftmb demo --json --packets 60000 --flows 10000 --pps 50000 \
-        --snapshot-ms 50 --threads "$threads" --kill-ms "$kill_ms")
-  echo "run $i: kill at ${kill_ms} ms, ${threads} worker(s): $out"
+        --snapshot-ms 50 --threads "$threads" --kill-ms "$kill_ms" "${failure[@]}")
+  echo "run $i: ${how} at ${kill_ms} ms, ${threads} worker(s): $out"
   echo "$out" | python3 -c '
 import json, sys
 r = json.load(sys.stdin)
