@@ -553,14 +553,7 @@ mod tests {
 
     /// A release record line: input id, ordinal, sink, then the tuple.
     fn line(id: u64, sink: u64, f: FlowId) -> String {
-        format!(
-            "{id} 0 {sink} {} {} {} {} {}\n",
-            u32::from_be_bytes(f.saddr),
-            f.sport,
-            u32::from_be_bytes(f.daddr),
-            f.dport,
-            f.proto
-        )
+        format!("{id} 0 {sink} {}\n", crate::roles::flow_fields(&f))
     }
 
     #[test]

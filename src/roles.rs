@@ -83,16 +83,7 @@ pub fn output_logger(a: &RoleArgs, deadline_ms: f64, record: Option<PathBuf>) ->
                 .data
                 .get(14..)
                 .and_then(ftmb_core::headers::FlowId::of_ipv4)
-                .map_or("-".to_string(), |f| {
-                    format!(
-                        "{} {} {} {} {}",
-                        u32::from_be_bytes(f.saddr),
-                        f.sport,
-                        u32::from_be_bytes(f.daddr),
-                        f.dport,
-                        f.proto
-                    )
-                });
+                .map_or("-".to_string(), |f| flow_fields(&f));
             writeln!(f, "{} {} {} {flow}", r.packet_id, r.ordinal, r.sink)?;
         }
         f.flush()?;
@@ -234,4 +225,17 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         })
     );
     Ok(())
+}
+
+/// A flow as a release record writes it: source address (as a number),
+/// source port, destination address, destination port, protocol.
+pub(crate) fn flow_fields(f: &ftmb_core::headers::FlowId) -> String {
+    format!(
+        "{} {} {} {} {}",
+        u32::from_be_bytes(f.saddr),
+        f.sport,
+        u32::from_be_bytes(f.daddr),
+        f.dport,
+        f.proto
+    )
 }

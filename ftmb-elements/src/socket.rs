@@ -157,23 +157,23 @@ impl Egress for SocketEgress {
             }
         };
         let (mut sent, mut bytes, mut failed) = (0u64, 0u64, 0u64);
+        // One datagram per packet; one the kernel refuses is counted and
+        // the rest still go.
+        let mut datagrams = |send: &dyn Fn(&[u8]) -> std::io::Result<usize>| {
+            for p in pkts {
+                match send(p.data()) {
+                    Ok(_) => (sent, bytes) = (sent + 1, bytes + p.len() as u64),
+                    Err(_) => failed += 1,
+                }
+            }
+        };
         let stream: Option<&mut dyn Write> = match conn {
             Conn::Udp(s) => {
-                for p in pkts {
-                    match s.send(p.data()) {
-                        Ok(_) => (sent, bytes) = (sent + 1, bytes + p.len() as u64),
-                        Err(_) => failed += 1,
-                    }
-                }
+                datagrams(&|d| s.send(d));
                 None
             }
             Conn::UnixDgram(s) => {
-                for p in pkts {
-                    match s.send(p.data()) {
-                        Ok(_) => (sent, bytes) = (sent + 1, bytes + p.len() as u64),
-                        Err(_) => failed += 1,
-                    }
-                }
+                datagrams(&|d| s.send(d));
                 None
             }
             Conn::Tcp(s) => Some(s),
