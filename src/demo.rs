@@ -319,9 +319,14 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     let killed_ns = wall_ns();
     if a.hang {
         signal(&master, libc::SIGSTOP).context("SIGSTOP the master")?;
+        // Stopped, or fenced off and running again: killed with the other
+        // roles however the demo ends (SIGKILL ends a stopped process too).
+        kids.0.push(master);
         if let Some(ms) = a.resume_ms {
             std::thread::sleep(Duration::from_millis(ms));
-            signal(&master, libc::SIGCONT).context("SIGCONT the master")?;
+            if let Some(m) = kids.0.last() {
+                signal(m, libc::SIGCONT).context("SIGCONT the master")?;
+            }
         }
     } else {
         master.kill().context("SIGKILL the master")?;
@@ -330,12 +335,6 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     let limit = Duration::from_secs_f64(run_s * 3.0 + 60.0);
     wait_for(&mut kids.0[1], limit)?;
     wait_for(&mut kids.0[2], Duration::from_secs(10))?;
-    if a.hang {
-        // Stopped, or fenced off and still running: either way done with.
-        let _ = signal(&master, libc::SIGCONT);
-        let _ = master.kill();
-        let _ = master.wait();
-    }
     drop(kids);
 
     let olr: serde_json::Value =
