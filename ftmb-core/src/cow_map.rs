@@ -158,15 +158,12 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
             .shards
             .iter_mut()
             .map(|s| {
-                if let Shard::Own(m) = s {
-                    *s = Shard::Shared(Arc::new(std::mem::replace(m, Table::new())));
-                }
-                // Shared by now; the other arm would copy, which is
-                // correct too.
-                match s {
-                    Shard::Shared(a) => Shard::Shared(a.clone()),
-                    Shard::Own(m) => Shard::Own(m.clone()),
-                }
+                let a = match std::mem::replace(s, Shard::Own(Table::new())) {
+                    Shard::Own(m) => Arc::new(m),
+                    Shard::Shared(a) => a,
+                };
+                *s = Shard::Shared(a.clone());
+                Shard::Shared(a)
             })
             .collect();
         CowMap {
