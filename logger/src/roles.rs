@@ -335,9 +335,9 @@ pub fn resume(s: &Stream, from: u64) -> Result<(u64, InputReader), String> {
 /// Input logger state shared by its threads.
 struct IlState {
     log: InputLog,
-    /// The consumer being fed (the master, or the replica that took over):
-    /// its generation and its stream, shut down when another takes over.
-    consumer: Option<(u64, Stream)>,
+    /// The stream of the consumer being fed (the master, or the replica
+    /// that took over), shut down when another takes over.
+    consumer: Option<Stream>,
     /// Generation of the newest consumer; a forwarder of an older one stops.
     generation: u64,
     sources_done: bool,
@@ -480,7 +480,7 @@ fn serve_il_conn(conn: Stream, il: Arc<Il>) {
                     let mut g = il.state.lock();
                     g.generation += 1;
                     let generation = g.generation;
-                    if let Some((_, old)) = g.consumer.replace((generation, fence)) {
+                    if let Some(old) = g.consumer.replace(fence) {
                         let _ = old.shutdown(std::net::Shutdown::Both);
                     }
                     (generation, g.log.next_id())
