@@ -3,27 +3,22 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use ftmb_baselines::{redis, RedisCounters, SnapshotOnlyLink};
 use ftmb_core::config::Source;
-use ftmb_core::context::RemoteState;
 use ftmb_core::ft::{FtLink, FtOptions, SnapshotTrigger};
 use ftmb_core::graph::{build, Graph};
-use ftmb_core::router::{run, Progress, RemoteStateFactory, RunOptions, RunReport};
+use ftmb_core::router::{run, Progress, RunOptions, RunReport};
 use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceSpec};
 use ftmb_logger::output_logger::{OutputLogger, ThreadedOutputLogger};
-use ftmb_logger::snapshot_only::SnapshotOnlyLink;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 mod bench;
 mod demo;
-mod lab;
-mod parity;
-mod redis;
 mod roles;
 
 #[global_allocator]
@@ -201,18 +196,6 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         snapshot_ms: u64,
     },
-    /// Lab (scripts/lab.sh): echo server for `lab-client`, TCP and UDP;
-    /// every echo carries the client address:port the server saw.
-    LabServer(lab::ServerArgs),
-    /// Lab (scripts/lab.sh --parity): compare two NATs' captures of one
-    /// replayed trace, per direction and per packet header (all fields but
-    /// the chosen source port and the checksum over it); exits 1 on a
-    /// mismatch.
-    NatParity(parity::ParityArgs),
-    /// Lab (scripts/lab.sh): many long-lived TCP connections and UDP flows
-    /// echoing at a steady rate; reports stalls, resets, reconnects and
-    /// whether each flow kept its translated address:port.
-    LabClient(lab::ClientArgs),
 }
 
 #[derive(clap::Args)]
@@ -328,26 +311,16 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
         (None, Some(s)) => Some(s.clone()),
         (None, None) => None,
     };
-    let redis_counters = Arc::new(redis::RedisCounters::default());
+    let redis_counters = Arc::new(RedisCounters::default());
     let remote_state = if mode == Mode::RemoteState {
         let addr = a
             .redis
-            .clone()
+            .as_deref()
             .context("--mode remote-state needs --redis HOST:PORT")?;
-        redis::RedisConn::connect(&addr, redis_counters.clone())
-            .and_then(|mut c| c.reset())
-            .with_context(|| format!("cannot reach Redis at {addr}"))?;
-        let counters = redis_counters.clone();
-        Some(RemoteStateFactory(Arc::new(
-            move |_w| match redis::RedisConn::connect(&addr, counters.clone()) {
-                Ok(c) => Box::new(c) as Box<dyn RemoteState>,
-                Err(e) => {
-                    eprintln!("error: cannot reach Redis at {addr}: {e}");
-                    counters.errors.fetch_add(1, Ordering::Relaxed);
-                    Box::new(redis::Unreachable)
-                }
-            },
-        )))
+        Some(
+            redis::remote_state(addr, redis_counters.clone())
+                .with_context(|| format!("cannot reach Redis at {addr}"))?,
+        )
     } else {
         None
     };
@@ -444,14 +417,7 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
     if let Some(s) = &snap_only {
         m.stalls = s.snapshot_stalls();
         let st = s.stats();
-        m.extra.insert(
-            "snapshot_only".into(),
-            serde_json::json!({
-                "released": st.released, "max_held": st.max_held,
-                "snapshots": st.snapshots, "released_at_finish": st.released_at_finish,
-                "log_records": st.records,
-            }),
-        );
+        m.extra.insert("snapshot_only".into(), st.json());
         if !a.quiet {
             eprintln!(
                 "snapshot-only: {} outputs released ({} at the end), at most {} held, {} snapshots",
@@ -460,21 +426,8 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
         }
     }
     if mode == Mode::RemoteState {
-        let c = &redis_counters;
-        let (gets, sets) = (
-            c.gets.load(Ordering::Relaxed),
-            c.sets.load(Ordering::Relaxed),
-        );
-        m.extra.insert(
-            "redis".into(),
-            serde_json::json!({
-                "gets": gets, "sets": sets,
-                "errors": c.errors.load(Ordering::Relaxed),
-                "mean_round_trip_us": c.wait_ns.load(Ordering::Relaxed) as f64
-                    / (gets + sets).max(1) as f64 / 1e3,
-                "round_trips_per_packet": (gets + sets) as f64 / m.report.packets.max(1) as f64,
-            }),
-        );
+        m.extra
+            .insert("redis".into(), redis_counters.json(m.report.packets));
     }
     for p in probes {
         m.latency_ns.append(&mut p.lock());
@@ -616,13 +569,6 @@ fn main() -> Result<()> {
         } => roles::output_logger(&role, deadline_ms, record)?,
         Cmd::Master { role, snapshot_ms } => roles::master(&role, snapshot_ms)?,
         Cmd::Replica { role, snapshot_ms } => roles::replica(&role, snapshot_ms)?,
-        Cmd::LabServer(a) => lab::server(&a)?,
-        Cmd::NatParity(a) => {
-            if !parity::run(&a)? {
-                std::process::exit(1);
-            }
-        }
-        Cmd::LabClient(a) => lab::client(&a)?,
     }
     Ok(())
 }
