@@ -340,14 +340,7 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
         remote_state,
         ..RunOptions::default()
     };
-    let bar = (!a.quiet).then(|| {
-        let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        b.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed}] {bar:30} {percent}% {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    });
+    let bar = (!a.quiet).then(progress_bar);
     let mut progress = |p: Progress| {
         if let Some(b) = &bar {
             if p.elapsed >= Duration::from_secs(1) {
@@ -375,55 +368,13 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
         extra: serde_json::Map::new(),
     };
     if let Some(ol) = ol {
-        let ol = ol.finish();
-        ol.flush();
-        // The run is over when its last output has left: with FT that is
-        // the output logger's last release, which may come after the
-        // workers stopped.
-        if let Some(t) = ol.last_release() {
-            let until = t.saturating_duration_since(m.report.started);
-            m.report.elapsed = m.report.elapsed.max(until);
-        }
-        m.stalls = ol.snapshot_stalls();
-        m.records = ol.records();
-        let st = ol.stats();
-        if !a.quiet {
-            eprintln!(
-                "ft: {} outputs released, {} held, {} snapshots, {} log records stored",
-                st.released, st.held, st.snapshots, st.stored_records
-            );
-        }
-        for e in ol.errors() {
-            eprintln!("error: output logger: {e}");
-        }
+        collect_ftmb(ol, a.quiet, &mut m);
     }
-    if let Some(s) = &snap_only {
-        // Its held outputs leave at the end-of-run snapshot: the run lasts
-        // until they have, as an FT run lasts until its last release.
-        s.finish();
-        let until = m.report.started.elapsed();
-        m.report.elapsed = m.report.elapsed.max(until);
-    }
-    let secs = m.report.elapsed.as_secs_f64().max(1e-9);
     if let Some(c) = &counting {
-        let (input, pal) = c.bytes();
-        m.extra.insert("input_log_bytes".into(), input.into());
-        m.extra.insert("pal_log_bytes".into(), pal.into());
-        m.extra
-            .insert("input_log_bytes_per_s".into(), (input as f64 / secs).into());
-        m.extra
-            .insert("pal_log_bytes_per_s".into(), (pal as f64 / secs).into());
+        collect_log_bytes(c, &mut m);
     }
     if let Some(s) = &snap_only {
-        m.stalls = s.snapshot_stalls();
-        let st = s.stats();
-        m.extra.insert("snapshot_only".into(), st.json());
-        if !a.quiet {
-            eprintln!(
-                "snapshot-only: {} outputs released ({} at the end), at most {} held, {} snapshots",
-                st.released, st.released_at_finish, st.max_held, st.snapshots
-            );
-        }
+        collect_snapshot_only(s, a.quiet, &mut m);
     }
     if mode == Mode::RemoteState {
         m.extra
@@ -433,6 +384,71 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
         m.latency_ns.append(&mut p.lock());
     }
     Ok(m)
+}
+
+/// The progress line on stderr.
+fn progress_bar() -> ProgressBar {
+    let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    b.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed}] {bar:30} {percent}% {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b
+}
+
+/// With FTMB: stop the output logger and take its figures.
+fn collect_ftmb(ol: Arc<ThreadedOutputLogger>, quiet: bool, m: &mut Measured) {
+    let ol = ol.finish();
+    ol.flush();
+    // The run is over when its last output has left: with FT that is
+    // the output logger's last release, which may come after the
+    // workers stopped.
+    if let Some(t) = ol.last_release() {
+        let until = t.saturating_duration_since(m.report.started);
+        m.report.elapsed = m.report.elapsed.max(until);
+    }
+    m.stalls = ol.snapshot_stalls();
+    m.records = ol.records();
+    let st = ol.stats();
+    if !quiet {
+        eprintln!(
+            "ft: {} outputs released, {} held, {} snapshots, {} log records stored",
+            st.released, st.held, st.snapshots, st.stored_records
+        );
+    }
+    for e in ol.errors() {
+        eprintln!("error: output logger: {e}");
+    }
+}
+
+/// With FTMB: the bytes its input and PAL logs would put on the wire.
+fn collect_log_bytes(c: &bench::CountingLink, m: &mut Measured) {
+    let secs = m.report.elapsed.as_secs_f64().max(1e-9);
+    let (input, pal) = c.bytes();
+    m.extra.insert("input_log_bytes".into(), input.into());
+    m.extra.insert("pal_log_bytes".into(), pal.into());
+    m.extra
+        .insert("input_log_bytes_per_s".into(), (input as f64 / secs).into());
+    m.extra
+        .insert("pal_log_bytes_per_s".into(), (pal as f64 / secs).into());
+}
+
+/// With snapshot-only: release what is held and take its figures.
+fn collect_snapshot_only(s: &SnapshotOnlyLink, quiet: bool, m: &mut Measured) {
+    // Its held outputs leave at the end-of-run snapshot: the run lasts
+    // until they have, as an FT run lasts until its last release.
+    s.finish();
+    let until = m.report.started.elapsed();
+    m.report.elapsed = m.report.elapsed.max(until);
+    m.stalls = s.snapshot_stalls();
+    let st = s.stats();
+    m.extra.insert("snapshot_only".into(), st.json());
+    if !quiet {
+        eprintln!(
+            "snapshot-only: {} outputs released ({} at the end), at most {} held, {} snapshots",
+            st.released, st.released_at_finish, st.max_held, st.snapshots
+        );
+    }
 }
 
 /// Turn transparent huge pages off for this process (every role, run and
