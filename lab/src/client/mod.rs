@@ -4,7 +4,7 @@
 //! gap between echoes, the gap across the mark (the stall the failover
 //! caused), round trips, resets, reconnects and whether the flow kept its
 //! translated address:port; then one JSON object on stdout and a line on
-//! stderr ([`summary`]).
+//! stderr.
 //! `scripts/lab.sh` runs it across a NAT in network namespaces.
 
 mod flow;

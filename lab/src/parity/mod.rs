@@ -19,9 +19,9 @@
 //! flows sharing a translated 5-tuple, and inbound packets restored to the
 //! original client address:port.
 //!
-//! The pieces: [`packet`] reads a frame's headers (through the core's
-//! header views), [`capture`] pairs captures with the trace,
-//! [`translations`] and [`compare`] judge them, [`report`] writes it up.
+//! The pieces: `packet` reads a frame's headers (through the core's header
+//! views), `capture` pairs captures with the trace, `translations` and
+//! `compare` judge them, `report` writes it up.
 
 mod capture;
 mod compare;
