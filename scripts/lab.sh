@@ -22,7 +22,7 @@
 # kernel's NAT. A reflector on the server side (examples/lab-mirror.click:
 # EtherMirror + IPMirror) sends every packet back, so both directions go
 # through the NAT; tcpdump captures what reaches the server and what comes
-# back to the client, and `ftmb nat-parity` compares each of ours with the
+# back to the client, and `ftmb-lab nat-parity` compares each of ours with the
 # kernel's: counts per direction and every header field but the chosen
 # source port (and the checksum over it). The client's and server's own
 # stacks drop everything (nft), so neither answers the replayed packets.
@@ -116,12 +116,15 @@ need ip:iproute2 ethtool:ethtool
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 FTMB="$CARGO_TARGET_DIR/release/ftmb"
+LAB="$CARGO_TARGET_DIR/release/ftmb-lab" # the instruments: server, client, nat-parity
 MB=(nice -n "$MB_NICE" "$FTMB") # how the middlebox's processes run
 if [ "$BUILD" = 1 ]; then
   say "building (cargo build --release)"
-  cargo build --release --bin ftmb -q
+  cargo build --release -p ftmb -p ftmb-lab -q
 fi
-[ -x "$FTMB" ] || die "no $FTMB (build it, or drop --no-build)"
+for b in "$FTMB" "$LAB"; do
+  [ -x "$b" ] || die "no $b (build it, or drop --no-build)"
+done
 
 # ------------------------------------------------------------------ topology
 ID="$$"
@@ -333,7 +336,7 @@ EOF
   done
   RC=0
   for a in run roles; do
-    "$FTMB" nat-parity --trace "$T" --json \
+    "$LAB" nat-parity --trace "$T" --json \
       --a-name "ftmb-$a" --a-out "$TMP/$a-out.pcap" --a-in "$TMP/$a-in.pcap" \
       --b-name kernel --b-out "$TMP/kernel-out.pcap" --b-in "$TMP/kernel-in.pcap" \
       >"$TMP/parity-$a.json" 2>"$TMP/parity-$a.txt" || RC=1
@@ -347,7 +350,7 @@ EOF
   exit 0
 fi
 
-bg_ns "$NS" "$TMP/server" "$FTMB" lab-server --listen 10.0.2.2:7000
+bg_ns "$NS" "$TMP/server" "$LAB" server --listen 10.0.2.2:7000
 if [ "$MODE" = throughput ]; then
   bg_ns "$NS" "$TMP/iperf3-server" iperf3 -s -p 5201
 fi
@@ -395,7 +398,7 @@ say "$(case $MODE in kernel) echo "kernel NAT" ;; run) echo "ftmb NAT, ftmb run 
 # kernel mode the same instant is only marked (a baseline for the gap).
 KILL=(--kill-after "$KILL_AT")
 [ "$MODE" = ft ] && KILL+=(--kill-pid "$MASTER")
-bg_ns "$NC" "$TMP/client" "$FTMB" lab-client --server 10.0.2.2:7000 --tcp "$TCP" --udp "$UDP" \
+bg_ns "$NC" "$TMP/client" "$LAB" client --server 10.0.2.2:7000 --tcp "$TCP" --udp "$UDP" \
   --interval-ms "$INTERVAL" --duration "$DURATION" --detail "$TMP/flows.jsonl" "${KILL[@]}"
 CLIENT=$LAST
 wait "$CLIENT" || die "lab-client failed"

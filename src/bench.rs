@@ -10,6 +10,7 @@ use anyhow::Result;
 use ftmb_core::ft::{FtLink, OutputBatch, Shipment};
 use ftmb_core::pal::LogRecord;
 use ftmb_core::snapshot::Snapshot;
+use ftmb_core::stats::percentile;
 use ftmb_core::Packet;
 use ftmb_logger::wire::{LogBatchMsg, HEADER_LEN};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -84,13 +85,9 @@ impl FtLink for CountingLink {
     }
 }
 
-/// Percentile `q` (0..=1) of sorted samples.
+/// Percentile `q` (0..=1) of sorted samples, 0 when there are none.
 fn pct(sorted: &[u64], q: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() - 1) as f64 * q).round() as usize;
-    sorted[i.min(sorted.len() - 1)] as f64
+    percentile(sorted, q).unwrap_or(0) as f64
 }
 
 fn median(v: &mut [f64]) -> f64 {

@@ -3,27 +3,22 @@
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
+use ftmb_baselines::{redis, RedisCounters, SnapshotOnlyLink};
 use ftmb_core::config::Source;
-use ftmb_core::context::RemoteState;
 use ftmb_core::ft::{FtLink, FtOptions, SnapshotTrigger};
 use ftmb_core::graph::{build, Graph};
-use ftmb_core::router::{run, Progress, RemoteStateFactory, RunOptions, RunReport};
+use ftmb_core::router::{run, Progress, RunOptions, RunReport};
 use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceSpec};
 use ftmb_logger::output_logger::{OutputLogger, ThreadedOutputLogger};
-use ftmb_logger::snapshot_only::SnapshotOnlyLink;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 mod bench;
 mod demo;
-mod lab;
-mod parity;
-mod redis;
 mod roles;
 
 #[global_allocator]
@@ -201,18 +196,6 @@ enum Cmd {
         #[arg(long, default_value_t = 50)]
         snapshot_ms: u64,
     },
-    /// Lab (scripts/lab.sh): echo server for `lab-client`, TCP and UDP;
-    /// every echo carries the client address:port the server saw.
-    LabServer(lab::ServerArgs),
-    /// Lab (scripts/lab.sh --parity): compare two NATs' captures of one
-    /// replayed trace, per direction and per packet header (all fields but
-    /// the chosen source port and the checksum over it); exits 1 on a
-    /// mismatch.
-    NatParity(parity::ParityArgs),
-    /// Lab (scripts/lab.sh): many long-lived TCP connections and UDP flows
-    /// echoing at a steady rate; reports stalls, resets, reconnects and
-    /// whether each flow kept its translated address:port.
-    LabClient(lab::ClientArgs),
 }
 
 #[derive(clap::Args)]
@@ -328,26 +311,16 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
         (None, Some(s)) => Some(s.clone()),
         (None, None) => None,
     };
-    let redis_counters = Arc::new(redis::RedisCounters::default());
+    let redis_counters = Arc::new(RedisCounters::default());
     let remote_state = if mode == Mode::RemoteState {
         let addr = a
             .redis
-            .clone()
+            .as_deref()
             .context("--mode remote-state needs --redis HOST:PORT")?;
-        redis::RedisConn::connect(&addr, redis_counters.clone())
-            .and_then(|mut c| c.reset())
-            .with_context(|| format!("cannot reach Redis at {addr}"))?;
-        let counters = redis_counters.clone();
-        Some(RemoteStateFactory(Arc::new(
-            move |_w| match redis::RedisConn::connect(&addr, counters.clone()) {
-                Ok(c) => Box::new(c) as Box<dyn RemoteState>,
-                Err(e) => {
-                    eprintln!("error: cannot reach Redis at {addr}: {e}");
-                    counters.errors.fetch_add(1, Ordering::Relaxed);
-                    Box::new(redis::Unreachable)
-                }
-            },
-        )))
+        Some(
+            redis::remote_state(addr, redis_counters.clone())
+                .with_context(|| format!("cannot reach Redis at {addr}"))?,
+        )
     } else {
         None
     };
@@ -367,14 +340,7 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
         remote_state,
         ..RunOptions::default()
     };
-    let bar = (!a.quiet).then(|| {
-        let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-        b.set_style(
-            ProgressStyle::with_template("{spinner} [{elapsed}] {bar:30} {percent}% {msg}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        b
-    });
+    let bar = (!a.quiet).then(progress_bar);
     let mut progress = |p: Progress| {
         if let Some(b) = &bar {
             if p.elapsed >= Duration::from_secs(1) {
@@ -402,84 +368,87 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
         extra: serde_json::Map::new(),
     };
     if let Some(ol) = ol {
-        let ol = ol.finish();
-        ol.flush();
-        // The run is over when its last output has left: with FT that is
-        // the output logger's last release, which may come after the
-        // workers stopped.
-        if let Some(t) = ol.last_release() {
-            let until = t.saturating_duration_since(m.report.started);
-            m.report.elapsed = m.report.elapsed.max(until);
-        }
-        m.stalls = ol.snapshot_stalls();
-        m.records = ol.records();
-        let st = ol.stats();
-        if !a.quiet {
-            eprintln!(
-                "ft: {} outputs released, {} held, {} snapshots, {} log records stored",
-                st.released, st.held, st.snapshots, st.stored_records
-            );
-        }
-        for e in ol.errors() {
-            eprintln!("error: output logger: {e}");
-        }
+        collect_ftmb(ol, a.quiet, &mut m);
     }
-    if let Some(s) = &snap_only {
-        // Its held outputs leave at the end-of-run snapshot: the run lasts
-        // until they have, as an FT run lasts until its last release.
-        s.finish();
-        let until = m.report.started.elapsed();
-        m.report.elapsed = m.report.elapsed.max(until);
-    }
-    let secs = m.report.elapsed.as_secs_f64().max(1e-9);
     if let Some(c) = &counting {
-        let (input, pal) = c.bytes();
-        m.extra.insert("input_log_bytes".into(), input.into());
-        m.extra.insert("pal_log_bytes".into(), pal.into());
-        m.extra
-            .insert("input_log_bytes_per_s".into(), (input as f64 / secs).into());
-        m.extra
-            .insert("pal_log_bytes_per_s".into(), (pal as f64 / secs).into());
+        collect_log_bytes(c, &mut m);
     }
     if let Some(s) = &snap_only {
-        m.stalls = s.snapshot_stalls();
-        let st = s.stats();
-        m.extra.insert(
-            "snapshot_only".into(),
-            serde_json::json!({
-                "released": st.released, "max_held": st.max_held,
-                "snapshots": st.snapshots, "released_at_finish": st.released_at_finish,
-                "log_records": st.records,
-            }),
-        );
-        if !a.quiet {
-            eprintln!(
-                "snapshot-only: {} outputs released ({} at the end), at most {} held, {} snapshots",
-                st.released, st.released_at_finish, st.max_held, st.snapshots
-            );
-        }
+        collect_snapshot_only(s, a.quiet, &mut m);
     }
     if mode == Mode::RemoteState {
-        let c = &redis_counters;
-        let (gets, sets) = (
-            c.gets.load(Ordering::Relaxed),
-            c.sets.load(Ordering::Relaxed),
-        );
-        m.extra.insert(
-            "redis".into(),
-            serde_json::json!({
-                "gets": gets, "sets": sets,
-                "errors": c.errors.load(Ordering::Relaxed),
-                "mean_round_trip_us": c.wait_ns.load(Ordering::Relaxed) as f64
-                    / (gets + sets).max(1) as f64 / 1e3,
-                "round_trips_per_packet": (gets + sets) as f64 / m.report.packets.max(1) as f64,
-            }),
-        );
+        m.extra
+            .insert("redis".into(), redis_counters.json(m.report.packets));
     }
     for p in probes {
         m.latency_ns.append(&mut p.lock());
     }
     Ok(m)
+}
+
+/// The progress line on stderr.
+fn progress_bar() -> ProgressBar {
+    let b = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    b.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed}] {bar:30} {percent}% {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    b
+}
+
+/// With FTMB: stop the output logger and take its figures.
+fn collect_ftmb(ol: Arc<ThreadedOutputLogger>, quiet: bool, m: &mut Measured) {
+    let ol = ol.finish();
+    ol.flush();
+    // The run is over when its last output has left: with FT that is
+    // the output logger's last release, which may come after the
+    // workers stopped.
+    if let Some(t) = ol.last_release() {
+        let until = t.saturating_duration_since(m.report.started);
+        m.report.elapsed = m.report.elapsed.max(until);
+    }
+    m.stalls = ol.snapshot_stalls();
+    m.records = ol.records();
+    let st = ol.stats();
+    if !quiet {
+        eprintln!(
+            "ft: {} outputs released, {} held, {} snapshots, {} log records stored",
+            st.released, st.held, st.snapshots, st.stored_records
+        );
+    }
+    for e in ol.errors() {
+        eprintln!("error: output logger: {e}");
+    }
+}
+
+/// With FTMB: the bytes its input and PAL logs would put on the wire.
+fn collect_log_bytes(c: &bench::CountingLink, m: &mut Measured) {
+    let secs = m.report.elapsed.as_secs_f64().max(1e-9);
+    let (input, pal) = c.bytes();
+    m.extra.insert("input_log_bytes".into(), input.into());
+    m.extra.insert("pal_log_bytes".into(), pal.into());
+    m.extra
+        .insert("input_log_bytes_per_s".into(), (input as f64 / secs).into());
+    m.extra
+        .insert("pal_log_bytes_per_s".into(), (pal as f64 / secs).into());
+}
+
+/// With snapshot-only: release what is held and take its figures.
+fn collect_snapshot_only(s: &SnapshotOnlyLink, quiet: bool, m: &mut Measured) {
+    // Its held outputs leave at the end-of-run snapshot: the run lasts
+    // until they have, as an FT run lasts until its last release.
+    s.finish();
+    let until = m.report.started.elapsed();
+    m.report.elapsed = m.report.elapsed.max(until);
+    m.stalls = s.snapshot_stalls();
+    let st = s.stats();
+    m.extra.insert("snapshot_only".into(), st.json());
+    if !quiet {
+        eprintln!(
+            "snapshot-only: {} outputs released ({} at the end), at most {} held, {} snapshots",
+            st.released, st.released_at_finish, st.max_held, st.snapshots
+        );
+    }
 }
 
 /// Turn transparent huge pages off for this process (every role, run and
@@ -616,13 +585,6 @@ fn main() -> Result<()> {
         } => roles::output_logger(&role, deadline_ms, record)?,
         Cmd::Master { role, snapshot_ms } => roles::master(&role, snapshot_ms)?,
         Cmd::Replica { role, snapshot_ms } => roles::replica(&role, snapshot_ms)?,
-        Cmd::LabServer(a) => lab::server(&a)?,
-        Cmd::NatParity(a) => {
-            if !parity::run(&a)? {
-                std::process::exit(1);
-            }
-        }
-        Cmd::LabClient(a) => lab::client(&a)?,
     }
     Ok(())
 }

@@ -152,6 +152,152 @@ impl<'a> Ipv4View<'a> {
         let l4 = self.payload();
         Some((be16(l4, 0)?, be16(l4, 2)?))
     }
+    /// Type-of-service (DSCP and ECN) byte.
+    #[inline]
+    pub fn tos(&self) -> u8 {
+        self.b[1]
+    }
+    /// Identification field.
+    #[inline]
+    pub fn ident(&self) -> u16 {
+        u16::from_be_bytes([self.b[4], self.b[5]])
+    }
+    /// Don't-fragment flag.
+    #[inline]
+    pub fn dont_fragment(&self) -> bool {
+        self.b[6] & 0x40 != 0
+    }
+    /// Header checksum field.
+    #[inline]
+    pub fn checksum(&self) -> u16 {
+        u16::from_be_bytes([self.b[10], self.b[11]])
+    }
+    /// The header, options included (verify with [`checksum`]: 0).
+    #[inline]
+    pub fn header(&self) -> &'a [u8] {
+        &self.b[..self.header_len()]
+    }
+    /// Options (the header past its fixed 20 bytes).
+    #[inline]
+    pub fn options(&self) -> &'a [u8] {
+        &self.b[20..self.header_len()]
+    }
+}
+
+/// A checked view of a TCP header at the start of `bytes` (the IPv4
+/// payload): after [`TcpView::new`] succeeds, every accessor is in bounds.
+#[derive(Clone, Copy, Debug)]
+pub struct TcpView<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> TcpView<'a> {
+    /// A view when `bytes` holds a fixed TCP header and its data offset
+    /// (at least 20 bytes) fits in `bytes`.
+    #[inline]
+    pub fn new(bytes: &'a [u8]) -> Option<TcpView<'a>> {
+        let hl = usize::from(*bytes.get(12)? >> 4) * 4;
+        if bytes.len() < 20 || hl < 20 || hl > bytes.len() {
+            return None;
+        }
+        Some(TcpView { b: bytes })
+    }
+    /// Source port.
+    #[inline]
+    pub fn src_port(&self) -> u16 {
+        u16::from_be_bytes([self.b[0], self.b[1]])
+    }
+    /// Destination port.
+    #[inline]
+    pub fn dst_port(&self) -> u16 {
+        u16::from_be_bytes([self.b[2], self.b[3]])
+    }
+    /// Sequence number.
+    #[inline]
+    pub fn seq(&self) -> u32 {
+        u32::from_be_bytes([self.b[4], self.b[5], self.b[6], self.b[7]])
+    }
+    /// Acknowledgment number.
+    #[inline]
+    pub fn ack(&self) -> u32 {
+        u32::from_be_bytes([self.b[8], self.b[9], self.b[10], self.b[11]])
+    }
+    /// Header length in bytes (the data offset), options included.
+    #[inline]
+    pub fn header_len(&self) -> usize {
+        usize::from(self.b[12] >> 4) * 4
+    }
+    /// The twelve flag bits (reserved, NS, CWR, ECE, URG, ACK, PSH, RST,
+    /// SYN, FIN).
+    #[inline]
+    pub fn flags(&self) -> u16 {
+        u16::from_be_bytes([self.b[12], self.b[13]]) & 0x0fff
+    }
+    /// Window field.
+    #[inline]
+    pub fn window(&self) -> u16 {
+        u16::from_be_bytes([self.b[14], self.b[15]])
+    }
+    /// Checksum field.
+    #[inline]
+    pub fn checksum(&self) -> u16 {
+        u16::from_be_bytes([self.b[16], self.b[17]])
+    }
+    /// Urgent pointer.
+    #[inline]
+    pub fn urgent(&self) -> u16 {
+        u16::from_be_bytes([self.b[18], self.b[19]])
+    }
+    /// Options (the header past its fixed 20 bytes).
+    #[inline]
+    pub fn options(&self) -> &'a [u8] {
+        &self.b[20..self.header_len()]
+    }
+    /// Bytes after the header.
+    #[inline]
+    pub fn payload(&self) -> &'a [u8] {
+        &self.b[self.header_len()..]
+    }
+}
+
+/// A checked view of a UDP header at the start of `bytes` (the IPv4
+/// payload): after [`UdpView::new`] succeeds, every accessor is in bounds.
+#[derive(Clone, Copy, Debug)]
+pub struct UdpView<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> UdpView<'a> {
+    /// A view when `bytes` holds the 8-byte UDP header.
+    #[inline]
+    pub fn new(bytes: &'a [u8]) -> Option<UdpView<'a>> {
+        (bytes.len() >= 8).then_some(UdpView { b: bytes })
+    }
+    /// Source port.
+    #[inline]
+    pub fn src_port(&self) -> u16 {
+        u16::from_be_bytes([self.b[0], self.b[1]])
+    }
+    /// Destination port.
+    #[inline]
+    pub fn dst_port(&self) -> u16 {
+        u16::from_be_bytes([self.b[2], self.b[3]])
+    }
+    /// Length field (header and payload).
+    #[inline]
+    pub fn length(&self) -> u16 {
+        u16::from_be_bytes([self.b[4], self.b[5]])
+    }
+    /// Checksum field (0: none).
+    #[inline]
+    pub fn checksum(&self) -> u16 {
+        u16::from_be_bytes([self.b[6], self.b[7]])
+    }
+    /// Bytes after the header.
+    #[inline]
+    pub fn payload(&self) -> &'a [u8] {
+        &self.b[8..]
+    }
 }
 
 /// A TCP/UDP flow identifier in one direction.
@@ -519,6 +665,34 @@ pub(crate) mod tests {
         s[co] = 0;
         s[co + 1] = 0;
         crate::trace::l4_checksum_v4(v.src(), v.dst(), v.protocol(), &s)
+    }
+
+    #[test]
+    fn transport_views_read_the_fields_and_refuse_short_headers() {
+        let p = tcp_packet([10, 0, 0, 1], 1234, [198, 18, 0, 2], 80, b"hi");
+        let v = Ipv4View::new(&p).unwrap();
+        assert_eq!((v.tos(), v.ident(), v.dont_fragment()), (0, 0, false));
+        assert_eq!(checksum(v.header()), 0);
+        assert!(v.options().is_empty());
+        let t = TcpView::new(v.payload()).unwrap();
+        assert_eq!((t.src_port(), t.dst_port()), (1234, 80));
+        assert_eq!((t.seq(), t.ack(), t.header_len()), (0, 0, 20));
+        assert_eq!((t.flags(), t.window(), t.urgent()), (0x002, 0, 0));
+        assert_eq!(t.checksum(), l4_full_checksum(&p));
+        assert_eq!((t.options(), t.payload()), (&[][..], &b"hi"[..]));
+        for cut in 0..20 {
+            assert!(TcpView::new(&v.payload()[..cut]).is_none());
+        }
+        let mut bad = v.payload().to_vec();
+        bad[12] = 0x40; // 16-byte header
+        assert!(TcpView::new(&bad).is_none());
+        bad[12] = 0x60; // 24 bytes, more than there is
+        assert!(TcpView::new(&bad).is_none());
+        let udp = [0x12, 0x34, 0x00, 0x35, 0x00, 0x0a, 0xab, 0xcd, 7, 8];
+        let u = UdpView::new(&udp).unwrap();
+        assert_eq!((u.src_port(), u.dst_port(), u.length()), (0x1234, 53, 10));
+        assert_eq!((u.checksum(), u.payload()), (0xabcd, &[7u8, 8][..]));
+        assert!(UdpView::new(&udp[..7]).is_none());
     }
 
     #[test]

@@ -54,6 +54,7 @@ pub mod router;
 pub mod shared;
 pub mod snapshot;
 pub mod spin;
+pub mod stats;
 pub mod trace;
 
 pub use args::{Args, FromArg, Ipv4Prefix};

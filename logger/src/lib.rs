@@ -53,7 +53,6 @@ pub mod output_logger;
 pub mod record_log;
 pub mod released;
 pub mod roles;
-pub mod snapshot_only;
 pub mod sync;
 pub mod transport;
 pub mod wire;

@@ -4,6 +4,7 @@
 //! packet. Only what that needs: `GET`, `SET`, `FLUSHDB`, `PING`.
 
 use ftmb_core::context::RemoteState;
+use ftmb_core::router::RemoteStateFactory;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,6 +18,46 @@ pub struct RedisCounters {
     pub errors: AtomicU64,
     /// Nanoseconds spent waiting for replies.
     pub wait_ns: AtomicU64,
+}
+
+impl RedisCounters {
+    /// The counters as the `redis` object of `ftmb bench --mode
+    /// remote-state`'s report, over a run of `packets` packets.
+    pub fn json(&self, packets: u64) -> serde_json::Value {
+        let (gets, sets) = (
+            self.gets.load(Ordering::Relaxed),
+            self.sets.load(Ordering::Relaxed),
+        );
+        serde_json::json!({
+            "gets": gets, "sets": sets,
+            "errors": self.errors.load(Ordering::Relaxed),
+            "mean_round_trip_us": self.wait_ns.load(Ordering::Relaxed) as f64
+                / (gets + sets).max(1) as f64 / 1e3,
+            "round_trips_per_packet": (gets + sets) as f64 / packets.max(1) as f64,
+        })
+    }
+}
+
+/// The remote state of a run: checks that the Redis server at `addr`
+/// answers and empties it, then gives every worker a connection of its own.
+/// A worker that cannot connect says so on stderr, counts an error and
+/// keeps its state local ([`Unreachable`]).
+pub fn remote_state(
+    addr: &str,
+    counters: Arc<RedisCounters>,
+) -> std::io::Result<RemoteStateFactory> {
+    RedisConn::connect(addr, counters.clone()).and_then(|mut c| c.reset())?;
+    let addr = addr.to_string();
+    Ok(RemoteStateFactory(Arc::new(
+        move |_w| match RedisConn::connect(&addr, counters.clone()) {
+            Ok(c) => Box::new(c) as Box<dyn RemoteState>,
+            Err(e) => {
+                eprintln!("error: cannot reach Redis at {addr}: {e}");
+                counters.errors.fetch_add(1, Ordering::Relaxed);
+                Box::new(Unreachable)
+            }
+        },
+    )))
 }
 
 /// One connection.

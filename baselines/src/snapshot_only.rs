@@ -38,6 +38,18 @@ pub struct SnapshotOnlyStats {
     pub records: u64,
 }
 
+impl SnapshotOnlyStats {
+    /// The counters as the `snapshot_only` object of `ftmb bench --mode
+    /// snapshot-only`'s report.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "released": self.released, "max_held": self.max_held,
+            "snapshots": self.snapshots, "released_at_finish": self.released_at_finish,
+            "log_records": self.records,
+        })
+    }
+}
+
 #[derive(Default)]
 struct State {
     held: VecDeque<OutputBatch>,
