@@ -1,7 +1,8 @@
 //! Click's simple elements: `Strip`, `Unstrip`, `Discard`, `Tee`, `Paint`,
 //! `PaintSwitch` and `Counter`.
 
-use ftmb_core::element::element;
+use crate::util::decode_state;
+use ftmb_core::element::{element, Filter, Verdict};
 use ftmb_core::shared::StateCodec;
 use ftmb_core::{Args, Built, ConfigError, Ctx, Element, InitCtx, Out, Packet, Ports, Value};
 
@@ -20,19 +21,12 @@ pub struct Strip {
     n: usize,
 }
 
-impl Element for Strip {
+impl Filter for Strip {
     #[inline]
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+    fn action(&mut self, _ctx: &mut Ctx, pkt: &mut Packet) -> Verdict {
         let n = self.n.min(pkt.len());
         pkt.pull(n);
-        out.push(0, pkt);
-    }
-    fn push_batch(&mut self, _ctx: &mut Ctx, _port: usize, batch: &mut Vec<Packet>, out: &mut Out) {
-        for p in batch.iter_mut() {
-            let n = self.n.min(p.len());
-            p.pull(n);
-        }
-        out.push_all(0, batch);
+        Verdict::Pass
     }
 }
 
@@ -56,17 +50,11 @@ pub struct Unstrip {
     n: usize,
 }
 
-impl Element for Unstrip {
+impl Filter for Unstrip {
     #[inline]
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+    fn action(&mut self, _ctx: &mut Ctx, pkt: &mut Packet) -> Verdict {
         pkt.push_front(self.n);
-        out.push(0, pkt);
-    }
-    fn push_batch(&mut self, _ctx: &mut Ctx, _port: usize, batch: &mut Vec<Packet>, out: &mut Out) {
-        for p in batch.iter_mut() {
-            p.push_front(self.n);
-        }
-        out.push_all(0, batch);
+        Verdict::Pass
     }
 }
 
@@ -113,8 +101,8 @@ impl Element for Discard {
     fn save_state(&self, out: &mut Vec<u8>) {
         self.count.encode(out);
     }
-    fn load_state(&mut self, mut buf: &[u8]) -> Result<(), String> {
-        self.count = u64::decode(&mut buf).map_err(|e| e.to_string())?;
+    fn load_state(&mut self, buf: &[u8]) -> Result<(), String> {
+        self.count = decode_state(buf)?;
         Ok(())
     }
 }
@@ -176,10 +164,11 @@ pub struct Paint {
     color: u8,
 }
 
-impl Element for Paint {
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+impl Filter for Paint {
+    #[inline]
+    fn action(&mut self, _ctx: &mut Ctx, pkt: &mut Packet) -> Verdict {
         pkt.anno.paint = self.color;
-        out.push(0, pkt);
+        Verdict::Pass
     }
 }
 
@@ -266,8 +255,8 @@ impl Element for Counter {
     fn save_state(&self, out: &mut Vec<u8>) {
         (self.count, self.bytes).encode(out);
     }
-    fn load_state(&mut self, mut buf: &[u8]) -> Result<(), String> {
-        (self.count, self.bytes) = <(u64, u64)>::decode(&mut buf).map_err(|e| e.to_string())?;
+    fn load_state(&mut self, buf: &[u8]) -> Result<(), String> {
+        (self.count, self.bytes) = decode_state(buf)?;
         Ok(())
     }
 }

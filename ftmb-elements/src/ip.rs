@@ -2,7 +2,7 @@
 //! `IPMirror`.
 
 use ftmb_core::args::Ipv4Prefix;
-use ftmb_core::element::element;
+use ftmb_core::element::{element, Filter, Verdict};
 use ftmb_core::headers::{checksum, checksum_update16, set_ipv4_addr, Ipv4View};
 use ftmb_core::shared::StateCodec;
 use ftmb_core::{Args, Built, ConfigError, Ctx, Element, InitCtx, Out, Packet, Ports, Value};
@@ -202,30 +202,24 @@ pub struct DecIpTtl {
     drops: u64,
 }
 
-impl Element for DecIpTtl {
+impl Filter for DecIpTtl {
     fn ports(&self) -> Ports {
         Ports::ONE_ONE_OR_TWO
     }
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+    fn action(&mut self, _ctx: &mut Ctx, pkt: &mut Packet) -> Verdict {
         let Some(ip) = pkt.ip_mut().filter(|ip| Ipv4View::new(ip).is_some()) else {
-            out.drop(pkt, "not IPv4 (no CheckIPHeader before?)");
-            return;
+            return Verdict::Drop("not IPv4 (no CheckIPHeader before?)");
         };
         if ip[8] <= 1 {
             self.drops += 1;
-            if out.nports() > 1 {
-                out.push(1, pkt);
-            } else {
-                out.drop(pkt, "TTL expired");
-            }
-            return;
+            return Verdict::Reject("TTL expired");
         }
         let old = u16::from_be_bytes([ip[8], ip[9]]);
         ip[8] -= 1;
         let new = u16::from_be_bytes([ip[8], ip[9]]);
         let ck = checksum_update16(u16::from_be_bytes([ip[10], ip[11]]), old, new);
         ip[10..12].copy_from_slice(&ck.to_be_bytes());
-        out.push(0, pkt);
+        Verdict::Pass
     }
     fn stats(&self) -> Vec<(&'static str, Value)> {
         vec![("drops", Value::Count(self.drops))]
@@ -233,8 +227,8 @@ impl Element for DecIpTtl {
     fn save_state(&self, out: &mut Vec<u8>) {
         self.drops.encode(out);
     }
-    fn load_state(&mut self, mut buf: &[u8]) -> Result<(), String> {
-        self.drops = u64::decode(&mut buf).map_err(|e| e.to_string())?;
+    fn load_state(&mut self, buf: &[u8]) -> Result<(), String> {
+        self.drops = crate::util::decode_state(buf)?;
         Ok(())
     }
 }
@@ -272,11 +266,11 @@ pub struct StoreIpAddress {
     target: StoreTarget,
 }
 
-impl Element for StoreIpAddress {
+impl Filter for StoreIpAddress {
     fn ports(&self) -> Ports {
         Ports::ONE_ONE_OR_TWO
     }
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+    fn action(&mut self, _ctx: &mut Ctx, pkt: &mut Packet) -> Verdict {
         let addr = self.addr.unwrap_or(pkt.anno.dst_ip.to_be_bytes());
         let ok = match self.target {
             StoreTarget::Offset(off) => match pkt.data_mut().get_mut(off..off + 4) {
@@ -289,11 +283,9 @@ impl Element for StoreIpAddress {
             StoreTarget::Field(dst) => pkt.ip_mut().is_some_and(|ip| set_ipv4_addr(ip, dst, addr)),
         };
         if ok {
-            out.push(0, pkt);
-        } else if out.nports() > 1 {
-            out.push(1, pkt);
+            Verdict::Pass
         } else {
-            out.drop(pkt, "no IP header to store into");
+            Verdict::Reject("no IP header to store into")
         }
     }
 }
@@ -393,21 +385,19 @@ impl IpMirror {
     }
 }
 
-impl Element for IpMirror {
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+impl Filter for IpMirror {
+    fn action(&mut self, _ctx: &mut Ctx, pkt: &mut Packet) -> Verdict {
         let off = pkt.anno.net_off.map_or(0, usize::from);
         let Some(ip) = pkt.data_mut().get_mut(off..) else {
-            out.drop(pkt, "not IPv4");
-            return;
+            return Verdict::Drop("not IPv4");
         };
         if !IpMirror::mirror(ip) {
-            out.drop(pkt, "not IPv4");
-            return;
+            return Verdict::Drop("not IPv4");
         }
         if self.dst_anno {
             pkt.anno.dst_ip = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
         }
-        out.push(0, pkt);
+        Verdict::Pass
     }
 }
 
