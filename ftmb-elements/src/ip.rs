@@ -410,38 +410,25 @@ pub(crate) fn build_ip_mirror(a: &mut Args, _: &mut InitCtx<'_>) -> Result<Built
 mod tests {
     use super::*;
     use ftmb_core::headers::checksum;
-    use ftmb_core::trace::l4_checksum_v4;
+    use ftmb_core::trace::{l4_checksum_v4, udp_datagram, Ipv4Header, TcpHeader};
 
     /// IPv4 + TCP (or UDP) with correct checksums.
     fn packet(proto: u8, payload: &[u8]) -> Vec<u8> {
-        let l4h = if proto == 6 { 20 } else { 8 };
-        let total = 20 + l4h + payload.len();
-        let mut p = vec![0u8; total];
-        p[0] = 0x45;
-        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        p[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
-        p[6] = 0x40;
-        p[8] = 64;
-        p[9] = proto;
-        p[12..16].copy_from_slice(&[10, 0, 1, 2]);
-        p[16..20].copy_from_slice(&[198, 18, 7, 9]);
-        let ck = checksum(&p[..20]);
-        p[10..12].copy_from_slice(&ck.to_be_bytes());
-        p[20..22].copy_from_slice(&40001u16.to_be_bytes());
-        p[22..24].copy_from_slice(&443u16.to_be_bytes());
+        let ip = Ipv4Header {
+            ident: 0x1234,
+            dont_fragment: true,
+            ..Ipv4Header::new([10, 0, 1, 2], [198, 18, 7, 9])
+        };
         if proto == 6 {
-            p[24..28].copy_from_slice(&0xdead_beefu32.to_be_bytes());
-            p[28..32].copy_from_slice(&0x0102_0304u32.to_be_bytes());
-            p[32] = 0x50;
-            p[33] = 0x18;
+            let tcp = TcpHeader {
+                seq: 0xdead_beef,
+                ack: 0x0102_0304,
+                ..TcpHeader::new(40001, 443, 0x18)
+            };
+            ip.tcp(&tcp, payload)
         } else {
-            p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            ip.packet(proto, &udp_datagram(40001, 443, payload))
         }
-        p[20 + l4h..].copy_from_slice(payload);
-        let at = 20 + if proto == 6 { 16 } else { 6 };
-        let ck = l4_checksum_v4([10, 0, 1, 2], [198, 18, 7, 9], proto, &p[20..]);
-        p[at..at + 2].copy_from_slice(&ck.to_be_bytes());
-        p
     }
 
     /// Both checksums of an IPv4 TCP/UDP packet verify.

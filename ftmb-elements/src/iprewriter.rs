@@ -1152,6 +1152,7 @@ mod tests {
     use ftmb_core::egress::SinkRegistry;
     use ftmb_core::headers::checksum;
     use ftmb_core::shared::SharedRegistry;
+    use ftmb_core::trace::{udp_datagram, Ipv4Header, TcpHeader};
 
     const IN: [u8; 4] = [10, 0, 0, 1];
     const IN2: [u8; 4] = [10, 0, 0, 2];
@@ -1194,45 +1195,22 @@ mod tests {
         ftmb_core::trace::l4_checksum_v4(v.src(), v.dst(), v.protocol(), &s)
     }
 
-    fn ip_hdr(p: &mut [u8], protocol: u8, src: [u8; 4], dst: [u8; 4]) {
-        let total = p.len() as u16;
-        p[0] = 0x45;
-        p[2..4].copy_from_slice(&total.to_be_bytes());
-        p[8] = 64;
-        p[9] = protocol;
-        p[12..16].copy_from_slice(&src);
-        p[16..20].copy_from_slice(&dst);
-        let ck = checksum(&p[..20]);
-        p[10..12].copy_from_slice(&ck.to_be_bytes());
-    }
-
     fn tcp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0u8; 40 + payload.len()];
-        ip_hdr(&mut p, proto::TCP, src, dst);
-        p[20..22].copy_from_slice(&sp.to_be_bytes());
-        p[22..24].copy_from_slice(&dp.to_be_bytes());
-        p[24..28].copy_from_slice(&0x0102_0304u32.to_be_bytes());
-        p[32] = 0x50;
-        p[33] = flags;
-        p[34] = 0x20;
-        p[40..].copy_from_slice(payload);
-        let ck = l4_ck(&p);
-        p[36..38].copy_from_slice(&ck.to_be_bytes());
-        p
+        let tcp = TcpHeader {
+            seq: 0x0102_0304,
+            window: 0x2000,
+            ..TcpHeader::new(sp, dp, flags)
+        };
+        Ipv4Header::new(src, dst).tcp(&tcp, payload)
     }
 
     fn udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, payload: &[u8], with_ck: bool) -> Vec<u8> {
-        let mut p = vec![0u8; 28 + payload.len()];
-        ip_hdr(&mut p, proto::UDP, src, dst);
-        p[20..22].copy_from_slice(&sp.to_be_bytes());
-        p[22..24].copy_from_slice(&dp.to_be_bytes());
-        p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-        p[28..].copy_from_slice(payload);
+        let ip = Ipv4Header::new(src, dst);
         if with_ck {
-            let ck = l4_ck(&p);
-            p[26..28].copy_from_slice(&ck.to_be_bytes());
+            ip.udp(sp, dp, payload)
+        } else {
+            ip.packet_as_is(proto::UDP, &udp_datagram(sp, dp, payload))
         }
-        p
     }
 
     /// Push one packet; returns every (output, bytes) and the drop reasons.
@@ -1363,8 +1341,8 @@ mod tests {
         let (v, d) = push(&mut e, &mut ctx, 1, &tcp(SRV, 80, NAT, 7777, 0x12, b""));
         assert!(v.is_empty());
         assert_eq!(d, vec!["no mapping (drop input)"]);
-        let mut icmp = tcp(IN, 1, SRV, 2, 0, b"");
-        ip_hdr(&mut icmp, proto::ICMP, IN, SRV);
+        let icmp =
+            Ipv4Header::new(IN, SRV).packet_as_is(proto::ICMP, &tcp(IN, 1, SRV, 2, 0, b"")[20..]);
         let (v, d) = push(&mut e, &mut ctx, 0, &icmp);
         assert!(v.is_empty() && d == vec!["not a TCP/UDP first fragment"]);
 
