@@ -137,12 +137,17 @@ impl Element for Tee {
         }
     }
     fn push(&mut self, _ctx: &mut Ctx, _port: usize, pkt: Packet, out: &mut Out) {
-        let n = out.nports();
-        for p in 0..n.saturating_sub(1) {
-            out.push(p, pkt.clone());
-        }
-        out.push(n.saturating_sub(1), pkt);
+        copy_to_every_output(pkt, out);
     }
+}
+
+/// Clones of `pkt` to outputs 0..n-2 in order, `pkt` itself to the last.
+fn copy_to_every_output(pkt: Packet, out: &mut Out) {
+    let n = out.nports();
+    for p in 0..n.saturating_sub(1) {
+        out.push(p, pkt.clone());
+    }
+    out.push(n.saturating_sub(1), pkt);
 }
 
 pub(crate) fn build_tee(a: &mut Args, _: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
@@ -197,11 +202,7 @@ impl Element for PaintSwitch {
     fn push(&mut self, _ctx: &mut Ctx, _port: usize, pkt: Packet, out: &mut Out) {
         let c = pkt.anno.paint;
         if c == 0xff {
-            let n = out.nports();
-            for p in 0..n.saturating_sub(1) {
-                out.push(p, pkt.clone());
-            }
-            out.push(n.saturating_sub(1), pkt);
+            copy_to_every_output(pkt, out);
         } else {
             out.push(c as usize, pkt);
         }
