@@ -6,7 +6,7 @@ use ftmb_core::config::{split_args, Source, Span};
 use ftmb_core::egress::SinkRegistry;
 use ftmb_core::element::{Built, Element};
 use ftmb_core::shared::SharedRegistry;
-use ftmb_core::{Args, InitCtx, Packet};
+use ftmb_core::{Args, Ctx, InitCtx, Out, Packet};
 use ftmb_testkit::{example_config, example_vars, generated_frames, write_spec, TraceSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -36,6 +36,14 @@ pub fn build_element(
         Ok(_) => panic!("{class} is not a packet element"),
         Err(e) => panic!("{class}: {}", e.message),
     }
+}
+
+/// What driving an element by hand needs beside it: worker 0's context
+/// (of 1) at time 1 s, and an output set of `ports` ports.
+pub fn worker_context(ports: usize) -> (Ctx, Out) {
+    let mut ctx = Ctx::new(0, 1, 1);
+    ctx.set_now_ns(1_000_000_000);
+    (ctx, Out::with_ports(ports))
 }
 
 /// `n` generated Ethernet frames (inside 10.77.0.0/16), as packets with the
