@@ -8,6 +8,10 @@
 //! packet-processing element per worker thread, so an element's own fields
 //! are worker-private state; anything several workers must see goes through
 //! a [`crate::shared::Shared`] handle declared at initialize.
+//!
+//! A one-in/one-out element that acts on one packet at a time implements
+//! [`Filter`] (one function per packet, Click's `simple_action`) and gets
+//! its `push` and `push_batch` from the blanket [`Element`] impl.
 
 use crate::args::Args;
 use crate::config::ConfigError;

@@ -1,4 +1,4 @@
-//! Deterministic replay (SPEC section 7, check 1): a run with ordered
+//! Deterministic replay (docs/design.md, section 7, check 1): a run with ordered
 //! logging, then a replay under its logs on a fresh router, from the start
 //! or from a snapshot taken mid-run, must end in exactly the same state (digest of every shared
 //! variable with its access counters and vector clocks, every worker's

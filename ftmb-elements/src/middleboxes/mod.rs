@@ -1,6 +1,6 @@
 //! The paper's middleboxes: a stateful [`firewall::Firewall`], a
 //! [`loadbalancer::LoadBalancer`], the [`monitor::Monitor`] microbenchmark
-//! and the [`gen::Gen`] synthetic state-access generator (SPEC section 9).
+//! and the [`gen::Gen`] synthetic state-access generator (docs/design.md, section 9).
 //!
 //! All four keep to the state access contract of [`ftmb_core::context`]:
 //! tables that more than one worker can reach are
