@@ -99,7 +99,7 @@ pub(crate) mod testutil {
     use ftmb_core::headers::{checksum, l4_checksum_offset, proto};
     use ftmb_core::shared::SharedRegistry;
     use ftmb_core::trace::{Ipv4Header, TcpHeader};
-    use ftmb_core::{Args, Built, ConfigError, Element, InitCtx, Packet};
+    use ftmb_core::{Args, Built, ConfigError, Element, InitCtx, Packet, Value};
 
     pub use super::tcp::{ACK, FIN, RST, SYN};
 
@@ -162,6 +162,15 @@ pub(crate) mod testutil {
             }
             _ => true,
         }
+    }
+
+    /// The value of `e`'s read handler `name`.
+    pub fn stat(e: &dyn Element, name: &str) -> Value {
+        e.stats()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no handler {name}"))
+            .1
     }
 
     /// Source and destination address of an IPv4 packet.
