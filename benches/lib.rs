@@ -6,8 +6,8 @@ use ftmb_core::config::{split_args, Source, Span};
 use ftmb_core::egress::SinkRegistry;
 use ftmb_core::element::{Built, Element};
 use ftmb_core::shared::SharedRegistry;
-use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceReader, TraceSpec};
-use ftmb_core::{Args, InitCtx, Packet};
+use ftmb_core::{Args, Ctx, InitCtx, Out, Packet};
+use ftmb_testkit::{example_config, example_vars, generated_frames, write_spec, TraceSpec};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -38,33 +38,30 @@ pub fn build_element(
     }
 }
 
+/// What driving an element by hand needs beside it: worker 0's context
+/// (of 1) at time 1 s, and an output set of `ports` ports.
+pub fn worker_context(ports: usize) -> (Ctx, Out) {
+    let mut ctx = Ctx::new(0, 1, 1);
+    ctx.set_now_ns(1_000_000_000);
+    (ctx, Out::with_ports(ports))
+}
+
 /// `n` generated Ethernet frames (inside 10.77.0.0/16), as packets with the
 /// IP header annotation set at offset 14 after stripping.
 pub fn packets(n: usize, flows: usize) -> Vec<Packet> {
     let spec = TraceSpec {
-        packets: n,
-        flows,
-        seed: 11,
-        inside_net: ([10, 77, 0, 0], 16),
-        outside_net: ([198, 18, 0, 0], 16),
         max_size: 600,
-        ..TraceSpec::default()
+        ..TraceSpec::example_nets(n, flows, 11)
     };
-    let mut buf = Vec::new();
-    {
-        let mut w = PcapWriter::new(&mut buf, LinkType::Ethernet, false).expect("writer");
-        generate(&spec, &mut w).expect("generate");
-        w.flush().expect("flush");
-    }
-    let mut r = TraceReader::from_bytes(buf).expect("reader");
-    let mut v = Vec::with_capacity(n);
-    while let Some(Ok(rec)) = r.next_record() {
-        let mut p = Packet::from_bytes(rec.data);
-        p.pull(14);
-        p.anno.net_off = Some(0);
-        v.push(p);
-    }
-    v
+    generated_frames(&spec)
+        .iter()
+        .map(|frame| {
+            let mut p = Packet::from_bytes(frame);
+            p.pull(14);
+            p.anno.net_off = Some(0);
+            p
+        })
+        .collect()
 }
 
 /// `examples/nat.click` (inside network 10.77.0.0/16) with its variables:
@@ -76,21 +73,11 @@ pub fn nat_config(
     (out, out2): (&str, &str),
 ) -> (Source, BTreeMap<String, String>) {
     let trace = dir.join("t.pcap");
-    let mut w = PcapWriter::create(&trace, LinkType::Ethernet, false).expect("create trace");
-    generate(spec, &mut w).expect("generate trace");
-    w.flush().expect("write trace");
-    let vars = [
-        ("IN", trace.display().to_string()),
-        ("OUT", out.to_string()),
-        ("OUT2", out2.to_string()),
-        ("INSIDE", "10.77.0.0/16".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    write_spec(spec, &trace);
+    let vars = example_vars(&trace.display().to_string(), out, out2);
     let source = Source {
         name: "nat.click".into(),
-        text: include_str!("../examples/nat.click").into(),
+        text: example_config("nat.click"),
     };
     (source, vars)
 }

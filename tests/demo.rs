@@ -3,14 +3,8 @@
 //! lost, duplicated or inconsistent with one NAT mapping per flow. Then
 //! the same with other configurations (`--config`).
 
+use ftmb_testkit::xorshift;
 use std::process::Command;
-
-fn xorshift(s: &mut u64) -> u64 {
-    *s ^= *s << 13;
-    *s ^= *s >> 7;
-    *s ^= *s << 17;
-    *s
-}
 
 /// Run `ftmb demo --json` with the small test settings and `extra`, and
 /// return its report after checking that it succeeded. Unless `extra`

@@ -11,13 +11,8 @@ fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let n = 100_000;
     let spec = TraceSpec {
-        packets: n,
-        flows: 5_000,
-        seed: 3,
-        inside_net: ([10, 77, 0, 0], 16),
-        outside_net: ([198, 18, 0, 0], 16),
         max_size: 600,
-        ..TraceSpec::default()
+        ..TraceSpec::example_nets(n, 5_000, 3)
     };
     let (source, vars) = nat_config(dir.path(), &spec, ("/dev/null", "/dev/null"));
     let reg = ftmb_elements::registry();

@@ -1,10 +1,9 @@
 //! Per-element cost: one batch of 64 packets through one element.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use ftmb_benches::{build_element, packets};
+use ftmb_benches::{build_element, packets, worker_context};
 use ftmb_core::egress::SinkRegistry;
 use ftmb_core::shared::SharedRegistry;
-use ftmb_core::{Ctx, Out};
 
 fn bench(c: &mut Criterion) {
     let pkts = packets(4096, 512);
@@ -36,9 +35,7 @@ fn bench(c: &mut Criterion) {
         let mut shared = SharedRegistry::new();
         let mut sinks = SinkRegistry::new();
         let mut el = build_element(class, args, &mut shared, &mut sinks);
-        let mut ctx = Ctx::new(0, 1, 1);
-        ctx.set_now_ns(1_000_000_000);
-        let mut out = Out::with_ports(nout);
+        let (mut ctx, mut out) = worker_context(nout);
         let mut i = 0usize;
         g.bench_function(class, |b| {
             b.iter_batched(

@@ -46,14 +46,9 @@ impl Setup {
     fn new(threads: usize) -> Setup {
         let dir = tempfile::tempdir().expect("temp dir");
         let spec = TraceSpec {
-            packets: PACKETS,
-            flows: FLOWS,
-            seed: 5,
-            inside_net: ([10, 77, 0, 0], 16),
-            outside_net: ([198, 18, 0, 0], 16),
             min_size: 60,
             max_size: 140,
-            ..TraceSpec::default()
+            ..TraceSpec::example_nets(PACKETS, FLOWS, 5)
         };
         let path = |n: &str| dir.path().join(n).display().to_string();
         let (source, vars) = nat_config(dir.path(), &spec, (&path("o1.pcap"), &path("o2.pcap")));

@@ -12,11 +12,11 @@
 //! there (`copy_state`) and encoded by the capture thread afterwards.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ftmb_benches::{build_element, packets};
+use ftmb_benches::{build_element, packets, worker_context};
 use ftmb_core::egress::SinkRegistry;
 use ftmb_core::shared::{SharedDyn, SharedRegistry};
 use ftmb_core::snapshot::{Snapshot, WorkerSnapshot};
-use ftmb_core::{Ctx, Element, Out};
+use ftmb_core::Element;
 use std::sync::Arc;
 
 /// Element `class` with `args` after two packets of each of `flows` flows,
@@ -30,9 +30,7 @@ fn filled(
     let mut shared = SharedRegistry::new();
     let mut sinks = SinkRegistry::new();
     let mut e = build_element(class, args, &mut shared, &mut sinks);
-    let mut ctx = Ctx::new(0, 1, 1);
-    ctx.set_now_ns(1_000_000_000);
-    let mut out = Out::with_ports(ports);
+    let (mut ctx, mut out) = worker_context(ports);
     for mut batch in packets(2 * flows, flows).chunks(64).map(<[_]>::to_vec) {
         e.push_batch(&mut ctx, 0, &mut batch, &mut out);
         out.clear();

@@ -8,6 +8,10 @@
 //! packet-processing element per worker thread, so an element's own fields
 //! are worker-private state; anything several workers must see goes through
 //! a [`crate::shared::Shared`] handle declared at initialize.
+//!
+//! A one-in/one-out element that acts on one packet at a time implements
+//! [`Filter`] (one function per packet, Click's `simple_action`) and gets
+//! its `push` and `push_batch` from the blanket [`Element`] impl.
 
 use crate::args::Args;
 use crate::config::ConfigError;
@@ -227,6 +231,115 @@ pub trait Element: Send + 'static {
     /// Restore what [`Element::save_state`] wrote.
     fn load_state(&mut self, _buf: &[u8]) -> Result<(), String> {
         Ok(())
+    }
+}
+
+/// What a [`Filter`] decided for one packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send the packet (as the filter left it) out of output 0.
+    Pass,
+    /// Drop the packet, counted under this reason.
+    Drop(&'static str),
+    /// Send the packet out of output 1 when that port is connected, else
+    /// drop it, counted under this reason (Click's optional reject port).
+    Reject(&'static str),
+}
+
+/// A one-in/one-out element written as one per-packet function (Click's
+/// `simple_action`): every `Filter` is an [`Element`] whose `push` and
+/// `push_batch` are written once, here. The batch loop is generic over the
+/// filter and inlined, so a packet costs one direct call of
+/// [`Filter::action`]; a batch in which every packet passes is forwarded
+/// whole (a buffer swap, see [`Out::push_all`]).
+///
+/// The other methods mirror [`Element`]'s and have the same defaults.
+pub trait Filter: Send + 'static {
+    /// Port counts ([`Element::ports`]); a filter with a reject port
+    /// returns [`Ports::ONE_ONE_OR_TWO`].
+    fn ports(&self) -> Ports {
+        Ports::ONE_ONE
+    }
+
+    /// Change `pkt` in place if need be and say where it goes.
+    fn action(&mut self, ctx: &mut Ctx, pkt: &mut Packet) -> Verdict;
+
+    /// As [`Element::stats`].
+    fn stats(&self) -> Vec<(&'static str, Value)> {
+        Vec::new()
+    }
+
+    /// As [`Element::save_state`].
+    fn save_state(&self, _out: &mut Vec<u8>) {}
+
+    /// As [`Element::load_state`].
+    fn load_state(&mut self, _buf: &[u8]) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Route one packet by its filter's verdict.
+#[inline(always)]
+fn route(verdict: Verdict, pkt: Packet, out: &mut Out) {
+    match verdict {
+        Verdict::Pass => out.push(0, pkt),
+        Verdict::Drop(reason) => out.drop(pkt, reason),
+        Verdict::Reject(_) if out.nports() > 1 => out.push(1, pkt),
+        Verdict::Reject(reason) => out.drop(pkt, reason),
+    }
+}
+
+impl<F: Filter> Element for F {
+    fn ports(&self) -> Ports {
+        Filter::ports(self)
+    }
+
+    #[inline]
+    fn push(&mut self, ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+        let verdict = self.action(ctx, &mut pkt);
+        route(verdict, pkt, out);
+    }
+
+    /// Each packet is acted on once, in order. While every packet passes
+    /// they stay in the batch; at the first that does not, the ones before
+    /// it go to output 0 and the rest are routed one by one.
+    #[inline]
+    fn push_batch(&mut self, ctx: &mut Ctx, _port: usize, batch: &mut Vec<Packet>, out: &mut Out) {
+        let mut first = None;
+        for (i, p) in batch.iter_mut().enumerate() {
+            let verdict = self.action(ctx, p);
+            if verdict != Verdict::Pass {
+                first = Some((i, verdict));
+                break;
+            }
+        }
+        let Some((stop, verdict)) = first else {
+            out.push_all(0, batch);
+            return;
+        };
+        let mut rest = batch.drain(..);
+        for p in rest.by_ref().take(stop) {
+            out.push(0, p);
+        }
+        if let Some(p) = rest.next() {
+            route(verdict, p, out);
+        }
+        for mut p in rest {
+            let verdict = self.action(ctx, &mut p);
+            route(verdict, p, out);
+        }
+    }
+
+    fn stats(&self) -> Vec<(&'static str, Value)> {
+        Filter::stats(self)
+    }
+
+    fn save_state(&self, out: &mut Vec<u8>) {
+        Filter::save_state(self, out);
+    }
+
+    fn load_state(&mut self, buf: &[u8]) -> Result<(), String> {
+        Filter::load_state(self, buf)
     }
 }
 

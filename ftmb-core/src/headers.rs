@@ -635,26 +635,10 @@ pub(crate) mod tests {
         }
     }
 
-    /// A minimal IPv4/TCP packet with correct checksums.
+    /// A minimal IPv4/TCP packet (a SYN) with correct checksums.
     pub fn tcp_packet(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, payload: &[u8]) -> Vec<u8> {
-        let total = 20 + 20 + payload.len();
-        let mut p = vec![0u8; total];
-        p[0] = 0x45;
-        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        p[8] = 64;
-        p[9] = proto::TCP;
-        p[12..16].copy_from_slice(&src);
-        p[16..20].copy_from_slice(&dst);
-        let ck = checksum(&p[..20]);
-        p[10..12].copy_from_slice(&ck.to_be_bytes());
-        p[20..22].copy_from_slice(&sp.to_be_bytes());
-        p[22..24].copy_from_slice(&dp.to_be_bytes());
-        p[32] = 0x50;
-        p[33] = 0x02;
-        p[40..].copy_from_slice(payload);
-        let ck = l4_full_checksum(&p);
-        p[36..38].copy_from_slice(&ck.to_be_bytes());
-        p
+        let syn = crate::trace::TcpHeader::new(sp, dp, 0x02);
+        crate::trace::Ipv4Header::new(src, dst).tcp(&syn, payload)
     }
 
     /// The TCP/UDP checksum computed from scratch.

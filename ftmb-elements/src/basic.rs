@@ -1,7 +1,8 @@
 //! Click's simple elements: `Strip`, `Unstrip`, `Discard`, `Tee`, `Paint`,
 //! `PaintSwitch` and `Counter`.
 
-use ftmb_core::element::element;
+use crate::util::decode_state;
+use ftmb_core::element::{element, Filter, Verdict};
 use ftmb_core::shared::StateCodec;
 use ftmb_core::{Args, Built, ConfigError, Ctx, Element, InitCtx, Out, Packet, Ports, Value};
 
@@ -20,19 +21,12 @@ pub struct Strip {
     n: usize,
 }
 
-impl Element for Strip {
+impl Filter for Strip {
     #[inline]
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+    fn action(&mut self, _ctx: &mut Ctx, pkt: &mut Packet) -> Verdict {
         let n = self.n.min(pkt.len());
         pkt.pull(n);
-        out.push(0, pkt);
-    }
-    fn push_batch(&mut self, _ctx: &mut Ctx, _port: usize, batch: &mut Vec<Packet>, out: &mut Out) {
-        for p in batch.iter_mut() {
-            let n = self.n.min(p.len());
-            p.pull(n);
-        }
-        out.push_all(0, batch);
+        Verdict::Pass
     }
 }
 
@@ -56,17 +50,11 @@ pub struct Unstrip {
     n: usize,
 }
 
-impl Element for Unstrip {
+impl Filter for Unstrip {
     #[inline]
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+    fn action(&mut self, _ctx: &mut Ctx, pkt: &mut Packet) -> Verdict {
         pkt.push_front(self.n);
-        out.push(0, pkt);
-    }
-    fn push_batch(&mut self, _ctx: &mut Ctx, _port: usize, batch: &mut Vec<Packet>, out: &mut Out) {
-        for p in batch.iter_mut() {
-            p.push_front(self.n);
-        }
-        out.push_all(0, batch);
+        Verdict::Pass
     }
 }
 
@@ -113,8 +101,8 @@ impl Element for Discard {
     fn save_state(&self, out: &mut Vec<u8>) {
         self.count.encode(out);
     }
-    fn load_state(&mut self, mut buf: &[u8]) -> Result<(), String> {
-        self.count = u64::decode(&mut buf).map_err(|e| e.to_string())?;
+    fn load_state(&mut self, buf: &[u8]) -> Result<(), String> {
+        self.count = decode_state(buf)?;
         Ok(())
     }
 }
@@ -149,12 +137,17 @@ impl Element for Tee {
         }
     }
     fn push(&mut self, _ctx: &mut Ctx, _port: usize, pkt: Packet, out: &mut Out) {
-        let n = out.nports();
-        for p in 0..n.saturating_sub(1) {
-            out.push(p, pkt.clone());
-        }
-        out.push(n.saturating_sub(1), pkt);
+        copy_to_every_output(pkt, out);
     }
+}
+
+/// Clones of `pkt` to outputs 0..n-2 in order, `pkt` itself to the last.
+fn copy_to_every_output(pkt: Packet, out: &mut Out) {
+    let n = out.nports();
+    for p in 0..n.saturating_sub(1) {
+        out.push(p, pkt.clone());
+    }
+    out.push(n.saturating_sub(1), pkt);
 }
 
 pub(crate) fn build_tee(a: &mut Args, _: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
@@ -176,10 +169,11 @@ pub struct Paint {
     color: u8,
 }
 
-impl Element for Paint {
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+impl Filter for Paint {
+    #[inline]
+    fn action(&mut self, _ctx: &mut Ctx, pkt: &mut Packet) -> Verdict {
         pkt.anno.paint = self.color;
-        out.push(0, pkt);
+        Verdict::Pass
     }
 }
 
@@ -208,11 +202,7 @@ impl Element for PaintSwitch {
     fn push(&mut self, _ctx: &mut Ctx, _port: usize, pkt: Packet, out: &mut Out) {
         let c = pkt.anno.paint;
         if c == 0xff {
-            let n = out.nports();
-            for p in 0..n.saturating_sub(1) {
-                out.push(p, pkt.clone());
-            }
-            out.push(n.saturating_sub(1), pkt);
+            copy_to_every_output(pkt, out);
         } else {
             out.push(c as usize, pkt);
         }
@@ -266,8 +256,8 @@ impl Element for Counter {
     fn save_state(&self, out: &mut Vec<u8>) {
         (self.count, self.bytes).encode(out);
     }
-    fn load_state(&mut self, mut buf: &[u8]) -> Result<(), String> {
-        (self.count, self.bytes) = <(u64, u64)>::decode(&mut buf).map_err(|e| e.to_string())?;
+    fn load_state(&mut self, buf: &[u8]) -> Result<(), String> {
+        (self.count, self.bytes) = decode_state(buf)?;
         Ok(())
     }
 }

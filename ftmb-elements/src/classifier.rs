@@ -26,6 +26,78 @@ fn filter_error(class: &str, e: FilterError, text: &str, span: Span) -> ConfigEr
     ConfigError::new(format!("{class}: {}", e.message), inner)
 }
 
+/// A test a classifying element applies to each packet.
+pub trait Matcher: Send + 'static {
+    /// The bytes of `pkt` the test reads (once per packet).
+    fn bytes(pkt: &Packet) -> &[u8];
+    /// Whether those bytes match.
+    fn test(&self, bytes: &[u8]) -> bool;
+}
+
+/// A byte pattern tests the packet from its start.
+impl Matcher for ClassifierPattern {
+    #[inline]
+    fn bytes(pkt: &Packet) -> &[u8] {
+        pkt.data()
+    }
+    #[inline]
+    fn test(&self, bytes: &[u8]) -> bool {
+        self.matches(bytes)
+    }
+}
+
+/// An IP expression tests the IP header (see [`IpClassifier`]).
+impl Matcher for IpExpr {
+    #[inline]
+    fn bytes(pkt: &Packet) -> &[u8] {
+        pkt.ip_or_data()
+    }
+    #[inline]
+    fn test(&self, bytes: &[u8]) -> bool {
+        self.matches(bytes)
+    }
+}
+
+/// One input, one output per test: each packet goes to the output of the
+/// first test it matches; one matching none is dropped, counted under
+/// `miss`.
+pub struct FirstMatch<M> {
+    tests: Vec<M>,
+    miss: &'static str,
+}
+
+impl<M: Matcher> Element for FirstMatch<M> {
+    fn ports(&self) -> Ports {
+        Ports::fixed(1, self.tests.len())
+    }
+    #[inline]
+    fn push(&mut self, _ctx: &mut Ctx, _port: usize, pkt: Packet, out: &mut Out) {
+        let bytes = M::bytes(&pkt);
+        match self.tests.iter().position(|t| t.test(bytes)) {
+            Some(i) => out.push(i, pkt),
+            None => out.drop(pkt, self.miss),
+        }
+    }
+}
+
+/// Parse every remaining argument of `class` with `parse`; at least one
+/// (else `none` is the error).
+fn parse_all<T>(
+    a: &mut Args,
+    class: &str,
+    parse: fn(&str) -> Result<T, FilterError>,
+    none: &str,
+) -> Result<Vec<T>, ConfigError> {
+    let mut v = Vec::new();
+    for (text, span) in a.rest_raw() {
+        v.push(parse(&text).map_err(|e| filter_error(class, e, &text, span))?);
+    }
+    if v.is_empty() {
+        return Err(a.error(none));
+    }
+    Ok(v)
+}
+
 /// `Classifier(PATTERN, ...)`: send each packet to the output of the first
 /// byte pattern it matches (`12/0800`, `33/02%12`, `!12/0800`, `-`).
 ///
@@ -35,34 +107,19 @@ fn filter_error(class: &str, e: FilterError, text: &str, span: Span) -> ConfigEr
 ///
 /// # Shared state
 /// None.
-pub struct Classifier {
-    patterns: Vec<ClassifierPattern>,
-}
-
-impl Element for Classifier {
-    fn ports(&self) -> Ports {
-        Ports::fixed(1, self.patterns.len())
-    }
-    #[inline]
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, pkt: Packet, out: &mut Out) {
-        let d = pkt.data();
-        match self.patterns.iter().position(|p| p.matches(d)) {
-            Some(i) => out.push(i, pkt),
-            None => out.drop(pkt, "no pattern matched"),
-        }
-    }
-}
+pub type Classifier = FirstMatch<ClassifierPattern>;
 
 pub(crate) fn build_classifier(a: &mut Args, _: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
-    let mut patterns = Vec::new();
-    for (text, span) in a.rest_raw() {
-        patterns
-            .push(parse_classifier(&text).map_err(|e| filter_error("Classifier", e, &text, span))?);
-    }
-    if patterns.is_empty() {
-        return Err(a.error("needs at least one pattern"));
-    }
-    element(Classifier { patterns })
+    let tests = parse_all(
+        a,
+        "Classifier",
+        parse_classifier,
+        "needs at least one pattern",
+    )?;
+    element(Classifier {
+        tests,
+        miss: "no pattern matched",
+    })
 }
 
 /// `IPClassifier(EXPR, ...)`: send each IP packet to the output of the
@@ -79,33 +136,19 @@ pub(crate) fn build_classifier(a: &mut Args, _: &mut InitCtx<'_>) -> Result<Buil
 ///
 /// # Shared state
 /// None.
-pub struct IpClassifier {
-    exprs: Vec<IpExpr>,
-}
-
-impl Element for IpClassifier {
-    fn ports(&self) -> Ports {
-        Ports::fixed(1, self.exprs.len())
-    }
-    #[inline]
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, pkt: Packet, out: &mut Out) {
-        let ip = pkt.ip_or_data();
-        match self.exprs.iter().position(|e| e.matches(ip)) {
-            Some(i) => out.push(i, pkt),
-            None => out.drop(pkt, "no expression matched"),
-        }
-    }
-}
+pub type IpClassifier = FirstMatch<IpExpr>;
 
 pub(crate) fn build_ip_classifier(a: &mut Args, _: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
-    let mut exprs = Vec::new();
-    for (text, span) in a.rest_raw() {
-        exprs.push(parse_expr(&text).map_err(|e| filter_error("IPClassifier", e, &text, span))?);
-    }
-    if exprs.is_empty() {
-        return Err(a.error("needs at least one expression"));
-    }
-    element(IpClassifier { exprs })
+    let tests = parse_all(
+        a,
+        "IPClassifier",
+        parse_expr,
+        "needs at least one expression",
+    )?;
+    element(IpClassifier {
+        tests,
+        miss: "no expression matched",
+    })
 }
 
 /// `IPFilter(ACTION EXPR, ...)`: rules `allow EXPR`, `deny EXPR` / `drop
@@ -147,10 +190,13 @@ impl Element for IpFilter {
 }
 
 pub(crate) fn build_ip_filter(a: &mut Args, _: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
-    let mut rules = Vec::new();
-    for (text, span) in a.rest_raw() {
-        rules.push(parse_filter_rule(&text).map_err(|e| filter_error("IPFilter", e, &text, span))?);
-    }
+    let rules: Vec<_> = a
+        .rest_raw()
+        .into_iter()
+        .map(|(text, span)| {
+            parse_filter_rule(&text).map_err(|e| filter_error("IPFilter", e, &text, span))
+        })
+        .collect::<Result<_, _>>()?;
     let nout = rules
         .iter()
         .map(|(a, _)| match a {

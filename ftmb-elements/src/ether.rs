@@ -1,8 +1,8 @@
 //! Ethernet headers: `EtherRewrite`, `EtherMirror`, and the MAC address
 //! argument type.
 
-use ftmb_core::element::element;
-use ftmb_core::{Args, Built, ConfigError, Ctx, Element, FromArg, InitCtx, Out, Packet};
+use ftmb_core::element::{element, Filter, Verdict};
+use ftmb_core::{Args, Built, ConfigError, Ctx, FromArg, InitCtx, Packet};
 
 /// A 48-bit Ethernet address, written `aa:bb:cc:dd:ee:ff` (or with `-`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,16 +56,15 @@ pub struct EtherRewrite {
     header: [u8; 12],
 }
 
-impl Element for EtherRewrite {
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+impl Filter for EtherRewrite {
+    fn action(&mut self, _ctx: &mut Ctx, pkt: &mut Packet) -> Verdict {
         if pkt.len() < 14 {
-            out.drop(pkt, "short");
-            return;
+            return Verdict::Drop("short");
         }
         if let Some(h) = pkt.data_mut().get_mut(..12) {
             h.copy_from_slice(&self.header);
         }
-        out.push(0, pkt);
+        Verdict::Pass
     }
 }
 
@@ -103,13 +102,12 @@ impl EtherMirror {
     }
 }
 
-impl Element for EtherMirror {
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+impl Filter for EtherMirror {
+    fn action(&mut self, _ctx: &mut Ctx, pkt: &mut Packet) -> Verdict {
         if pkt.len() < 14 || !EtherMirror::mirror(pkt.data_mut()) {
-            out.drop(pkt, "short");
-            return;
+            return Verdict::Drop("short");
         }
-        out.push(0, pkt);
+        Verdict::Pass
     }
 }
 

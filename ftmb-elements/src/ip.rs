@@ -2,7 +2,7 @@
 //! `IPMirror`.
 
 use ftmb_core::args::Ipv4Prefix;
-use ftmb_core::element::element;
+use ftmb_core::element::{element, Filter, Verdict};
 use ftmb_core::headers::{checksum, checksum_update16, set_ipv4_addr, Ipv4View};
 use ftmb_core::shared::StateCodec;
 use ftmb_core::{Args, Built, ConfigError, Ctx, Element, InitCtx, Out, Packet, Ports, Value};
@@ -202,30 +202,24 @@ pub struct DecIpTtl {
     drops: u64,
 }
 
-impl Element for DecIpTtl {
+impl Filter for DecIpTtl {
     fn ports(&self) -> Ports {
         Ports::ONE_ONE_OR_TWO
     }
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+    fn action(&mut self, _ctx: &mut Ctx, pkt: &mut Packet) -> Verdict {
         let Some(ip) = pkt.ip_mut().filter(|ip| Ipv4View::new(ip).is_some()) else {
-            out.drop(pkt, "not IPv4 (no CheckIPHeader before?)");
-            return;
+            return Verdict::Drop("not IPv4 (no CheckIPHeader before?)");
         };
         if ip[8] <= 1 {
             self.drops += 1;
-            if out.nports() > 1 {
-                out.push(1, pkt);
-            } else {
-                out.drop(pkt, "TTL expired");
-            }
-            return;
+            return Verdict::Reject("TTL expired");
         }
         let old = u16::from_be_bytes([ip[8], ip[9]]);
         ip[8] -= 1;
         let new = u16::from_be_bytes([ip[8], ip[9]]);
         let ck = checksum_update16(u16::from_be_bytes([ip[10], ip[11]]), old, new);
         ip[10..12].copy_from_slice(&ck.to_be_bytes());
-        out.push(0, pkt);
+        Verdict::Pass
     }
     fn stats(&self) -> Vec<(&'static str, Value)> {
         vec![("drops", Value::Count(self.drops))]
@@ -233,8 +227,8 @@ impl Element for DecIpTtl {
     fn save_state(&self, out: &mut Vec<u8>) {
         self.drops.encode(out);
     }
-    fn load_state(&mut self, mut buf: &[u8]) -> Result<(), String> {
-        self.drops = u64::decode(&mut buf).map_err(|e| e.to_string())?;
+    fn load_state(&mut self, buf: &[u8]) -> Result<(), String> {
+        self.drops = crate::util::decode_state(buf)?;
         Ok(())
     }
 }
@@ -272,11 +266,11 @@ pub struct StoreIpAddress {
     target: StoreTarget,
 }
 
-impl Element for StoreIpAddress {
+impl Filter for StoreIpAddress {
     fn ports(&self) -> Ports {
         Ports::ONE_ONE_OR_TWO
     }
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+    fn action(&mut self, _ctx: &mut Ctx, pkt: &mut Packet) -> Verdict {
         let addr = self.addr.unwrap_or(pkt.anno.dst_ip.to_be_bytes());
         let ok = match self.target {
             StoreTarget::Offset(off) => match pkt.data_mut().get_mut(off..off + 4) {
@@ -289,11 +283,9 @@ impl Element for StoreIpAddress {
             StoreTarget::Field(dst) => pkt.ip_mut().is_some_and(|ip| set_ipv4_addr(ip, dst, addr)),
         };
         if ok {
-            out.push(0, pkt);
-        } else if out.nports() > 1 {
-            out.push(1, pkt);
+            Verdict::Pass
         } else {
-            out.drop(pkt, "no IP header to store into");
+            Verdict::Reject("no IP header to store into")
         }
     }
 }
@@ -393,21 +385,19 @@ impl IpMirror {
     }
 }
 
-impl Element for IpMirror {
-    fn push(&mut self, _ctx: &mut Ctx, _port: usize, mut pkt: Packet, out: &mut Out) {
+impl Filter for IpMirror {
+    fn action(&mut self, _ctx: &mut Ctx, pkt: &mut Packet) -> Verdict {
         let off = pkt.anno.net_off.map_or(0, usize::from);
         let Some(ip) = pkt.data_mut().get_mut(off..) else {
-            out.drop(pkt, "not IPv4");
-            return;
+            return Verdict::Drop("not IPv4");
         };
         if !IpMirror::mirror(ip) {
-            out.drop(pkt, "not IPv4");
-            return;
+            return Verdict::Drop("not IPv4");
         }
         if self.dst_anno {
             pkt.anno.dst_ip = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
         }
-        out.push(0, pkt);
+        Verdict::Pass
     }
 }
 
@@ -420,38 +410,25 @@ pub(crate) fn build_ip_mirror(a: &mut Args, _: &mut InitCtx<'_>) -> Result<Built
 mod tests {
     use super::*;
     use ftmb_core::headers::checksum;
-    use ftmb_core::trace::l4_checksum_v4;
+    use ftmb_core::trace::{l4_checksum_v4, udp_datagram, Ipv4Header, TcpHeader};
 
     /// IPv4 + TCP (or UDP) with correct checksums.
     fn packet(proto: u8, payload: &[u8]) -> Vec<u8> {
-        let l4h = if proto == 6 { 20 } else { 8 };
-        let total = 20 + l4h + payload.len();
-        let mut p = vec![0u8; total];
-        p[0] = 0x45;
-        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        p[4..6].copy_from_slice(&0x1234u16.to_be_bytes());
-        p[6] = 0x40;
-        p[8] = 64;
-        p[9] = proto;
-        p[12..16].copy_from_slice(&[10, 0, 1, 2]);
-        p[16..20].copy_from_slice(&[198, 18, 7, 9]);
-        let ck = checksum(&p[..20]);
-        p[10..12].copy_from_slice(&ck.to_be_bytes());
-        p[20..22].copy_from_slice(&40001u16.to_be_bytes());
-        p[22..24].copy_from_slice(&443u16.to_be_bytes());
+        let ip = Ipv4Header {
+            ident: 0x1234,
+            dont_fragment: true,
+            ..Ipv4Header::new([10, 0, 1, 2], [198, 18, 7, 9])
+        };
         if proto == 6 {
-            p[24..28].copy_from_slice(&0xdead_beefu32.to_be_bytes());
-            p[28..32].copy_from_slice(&0x0102_0304u32.to_be_bytes());
-            p[32] = 0x50;
-            p[33] = 0x18;
+            let tcp = TcpHeader {
+                seq: 0xdead_beef,
+                ack: 0x0102_0304,
+                ..TcpHeader::new(40001, 443, 0x18)
+            };
+            ip.tcp(&tcp, payload)
         } else {
-            p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+            ip.packet(proto, &udp_datagram(40001, 443, payload))
         }
-        p[20 + l4h..].copy_from_slice(payload);
-        let at = 20 + if proto == 6 { 16 } else { 6 };
-        let ck = l4_checksum_v4([10, 0, 1, 2], [198, 18, 7, 9], proto, &p[20..]);
-        p[at..at + 2].copy_from_slice(&ck.to_be_bytes());
-        p
     }
 
     /// Both checksums of an IPv4 TCP/UDP packet verify.

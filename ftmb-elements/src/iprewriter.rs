@@ -295,6 +295,18 @@ struct Variation {
     same_first: bool,
 }
 
+impl Variation {
+    /// `base` with variation `val` applied (before reversing into the
+    /// reply key).
+    fn apply(&self, mut base: FlowId, val: u32) -> FlowId {
+        match self.kind {
+            VarKind::Port => base.sport = (self.base + val) as u16,
+            VarKind::Addr => base.saddr = self.base.wrapping_add(val).to_be_bytes(),
+        }
+        base
+    }
+}
+
 /// `SADDR SPORT DADDR DPORT`, `None` fields unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Pattern {
@@ -303,6 +315,25 @@ struct Pattern {
     daddr: Option<[u8; 4]>,
     dport: Option<u16>,
     variation: Option<Variation>,
+}
+
+impl Pattern {
+    /// `flow` with the pattern's fixed fields written over it.
+    fn apply(&self, mut flow: FlowId) -> FlowId {
+        if let Some(a) = self.saddr {
+            flow.saddr = a;
+        }
+        if let Some(sp) = self.sport {
+            flow.sport = sp;
+        }
+        if let Some(a) = self.daddr {
+            flow.daddr = a;
+        }
+        if let Some(dp) = self.dport {
+            flow.dport = dp;
+        }
+        flow
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -812,7 +843,11 @@ impl IpRewriter {
     }
 
     /// A miss on a `keep` or `pattern` input: make the mapping and return
-    /// how to rewrite the packet, or `None` (counted as a failure).
+    /// how to rewrite the packet, or `None` (counted as a failure). Steps:
+    /// reserve capacity, claim a reply key (the pattern's, or a free one of
+    /// its variation), then insert the forward entry, unless another
+    /// worker mapped the flow meanwhile (then its mapping wins and the
+    /// claimed key is given back).
     fn create(
         &mut self,
         ctx: &mut Ctx,
@@ -823,23 +858,7 @@ impl IpRewriter {
         (fout, rout): (usize, usize),
     ) -> Option<Hit> {
         let key = info.flow;
-        let mut base = key;
-        let mut variation = None;
-        if let Some(p) = pat {
-            if let Some(a) = p.saddr {
-                base.saddr = a;
-            }
-            if let Some(sp) = p.sport {
-                base.sport = sp;
-            }
-            if let Some(a) = p.daddr {
-                base.daddr = a;
-            }
-            if let Some(dp) = p.dport {
-                base.dport = dp;
-            }
-            variation = p.variation;
-        }
+        let base = pat.map_or(key, |p| p.apply(key));
         if !self.reserve(ctx, pkt) {
             return None;
         }
@@ -857,78 +876,10 @@ impl IpRewriter {
             peer_last: now,
             peer_state: state,
         };
-        // Claim the reply key: atomic check-and-insert within its slot.
-        let mut chosen = None;
-        match variation {
-            None => {
-                let kr = base.reverse();
-                if kr != key {
-                    let e = reply_entry.clone();
-                    // As Click's store_flow: an old mapping with this reply
-                    // key is destroyed.
-                    let old = self
-                        .table
-                        .access(ctx, pkt, slot_of(&kr), |b| b.map.insert(kr, e));
-                    if let Some(old) = old {
-                        let kf = old.peer;
-                        self.table.access(ctx, pkt, slot_of(&kf), |b| {
-                            if b.map.get(&kf).is_some_and(|f| f.id == old.id) {
-                                b.map.remove(&kf);
-                            }
-                        });
-                        self.release(ctx, pkt);
-                    }
-                    chosen = Some((kr, 0));
-                }
-            }
-            Some(v) => {
-                let probe = |ctx: &mut Ctx, pkt: &mut Packet, val: u32| -> Option<FlowId> {
-                    let mut w = base;
-                    match v.kind {
-                        VarKind::Port => w.sport = (v.base + val) as u16,
-                        VarKind::Addr => w.saddr = v.base.wrapping_add(val).to_be_bytes(),
-                    }
-                    let kr = w.reverse();
-                    if kr == key {
-                        return None;
-                    }
-                    let e = reply_entry.clone();
-                    let free =
-                        self.table
-                            .access(ctx, pkt, slot_of(&kr), |b| match b.map.entry(kr) {
-                                Slot::Occupied(_) => false,
-                                Slot::Vacant(v) => {
-                                    v.insert(e);
-                                    true
-                                }
-                            });
-                    free.then_some(kr)
-                };
-                let own = u32::from(key.sport).wrapping_sub(v.base);
-                if v.same_first && v.kind == VarKind::Port && own <= v.top {
-                    chosen = probe(ctx, pkt, own).map(|k| (k, own));
-                }
-                if chosen.is_none() {
-                    let mut val = if v.sequential {
-                        let n = self.next_variation.get(port).copied().unwrap_or(0);
-                        if n > v.top {
-                            0
-                        } else {
-                            n
-                        }
-                    } else {
-                        ctx.random_below(u64::from(v.top) + 1) as u32
-                    };
-                    for _ in 0..=u64::from(v.top) {
-                        if let Some(k) = probe(ctx, pkt, val) {
-                            chosen = Some((k, val));
-                            break;
-                        }
-                        val = if val == v.top { 0 } else { val + 1 };
-                    }
-                }
-            }
-        }
+        let chosen = match pat.and_then(|p| p.variation) {
+            None => self.claim_reply_key(ctx, pkt, key, base, reply_entry),
+            Some(v) => self.claim_varied_reply_key(ctx, pkt, port, (key, base), &v, reply_entry),
+        };
         let Some((kr, val)) = chosen else {
             self.release(ctx, pkt);
             return None;
@@ -947,9 +898,120 @@ impl IpRewriter {
             peer_last: now,
             peer_state: 0,
         };
-        let existing = self.table.access(ctx, pkt, slot_of(&key), |b| {
+        if let Some(hit) = self.insert_forward(ctx, pkt, key, fwd, info) {
+            let freed = self.remove_owned(ctx, pkt, kr, id);
+            if freed {
+                self.release(ctx, pkt);
+            }
+            return Some(hit);
+        }
+        Some(Hit {
+            to: kr.reverse(),
+            output: fout,
+        })
+    }
+
+    /// Claim the reply key of `base` (a pattern without variation), as
+    /// Click's `store_flow`: an old mapping with this reply key is
+    /// destroyed. `None` when the reply key is the flow's own key.
+    fn claim_reply_key(
+        &mut self,
+        ctx: &mut Ctx,
+        pkt: &mut Packet,
+        key: FlowId,
+        base: FlowId,
+        reply_entry: Entry,
+    ) -> Option<(FlowId, u32)> {
+        let kr = base.reverse();
+        if kr == key {
+            return None;
+        }
+        let old = self
+            .table
+            .access(ctx, pkt, slot_of(&kr), |b| b.map.insert(kr, reply_entry));
+        if let Some(old) = old {
+            let kf = old.peer;
+            self.table.access(ctx, pkt, slot_of(&kf), |b| {
+                if b.map.get(&kf).is_some_and(|f| f.id == old.id) {
+                    b.map.remove(&kf);
+                }
+            });
+            self.release(ctx, pkt);
+        }
+        Some((kr, 0))
+    }
+
+    /// Claim a free reply key among `v`'s variations of `base`: the
+    /// flow's own source port first when `same_first` asks, then from the
+    /// input's next variation (sequential) or a random one, wrapping
+    /// around; each probe is an atomic check-and-insert within its slot.
+    /// Returns the key and the variation value it took; `key` is the
+    /// flow's, `base` the pattern's fixed fields over it.
+    fn claim_varied_reply_key(
+        &mut self,
+        ctx: &mut Ctx,
+        pkt: &mut Packet,
+        port: usize,
+        (key, base): (FlowId, FlowId),
+        v: &Variation,
+        reply_entry: Entry,
+    ) -> Option<(FlowId, u32)> {
+        let probe = |ctx: &mut Ctx, pkt: &mut Packet, val: u32| -> Option<FlowId> {
+            let kr = v.apply(base, val).reverse();
+            if kr == key {
+                return None;
+            }
+            let e = reply_entry.clone();
+            let free = self
+                .table
+                .access(ctx, pkt, slot_of(&kr), |b| match b.map.entry(kr) {
+                    Slot::Occupied(_) => false,
+                    Slot::Vacant(v) => {
+                        v.insert(e);
+                        true
+                    }
+                });
+            free.then_some(kr)
+        };
+        let own = u32::from(key.sport).wrapping_sub(v.base);
+        if v.same_first && v.kind == VarKind::Port && own <= v.top {
+            if let Some(k) = probe(ctx, pkt, own) {
+                return Some((k, own));
+            }
+        }
+        let mut val = if v.sequential {
+            let n = self.next_variation.get(port).copied().unwrap_or(0);
+            if n > v.top {
+                0
+            } else {
+                n
+            }
+        } else {
+            ctx.random_below(u64::from(v.top) + 1) as u32
+        };
+        for _ in 0..=u64::from(v.top) {
+            if let Some(k) = probe(ctx, pkt, val) {
+                return Some((k, val));
+            }
+            val = if val == v.top { 0 } else { val + 1 };
+        }
+        None
+    }
+
+    /// Insert the forward entry `fwd` under `key`, unless another worker
+    /// made a mapping for this flow meanwhile: then that one is refreshed
+    /// and returned.
+    fn insert_forward(
+        &mut self,
+        ctx: &mut Ctx,
+        pkt: &mut Packet,
+        key: FlowId,
+        fwd: Entry,
+        info: &PktInfo,
+    ) -> Option<Hit> {
+        let now = fwd.last;
+        self.table.access(ctx, pkt, slot_of(&key), |b| {
             if let Some(e) = b.map.get_mut(&key) {
-                // Another worker made a mapping for this flow meanwhile.
                 e.last = now;
                 e.state = apply_state(e.state, info);
                 Some(Hit {
@@ -960,17 +1022,6 @@ impl IpRewriter {
                 b.map.insert(key, fwd);
                 None
             }
-        });
-        if let Some(hit) = existing {
-            let freed = self.remove_owned(ctx, pkt, kr, id);
-            if freed {
-                self.release(ctx, pkt);
-            }
-            return Some(hit);
-        }
-        Some(Hit {
-            to: kr.reverse(),
-            output: fout,
         })
     }
 
@@ -1152,6 +1203,7 @@ mod tests {
     use ftmb_core::egress::SinkRegistry;
     use ftmb_core::headers::checksum;
     use ftmb_core::shared::SharedRegistry;
+    use ftmb_core::trace::{udp_datagram, Ipv4Header, TcpHeader};
 
     const IN: [u8; 4] = [10, 0, 0, 1];
     const IN2: [u8; 4] = [10, 0, 0, 2];
@@ -1194,45 +1246,22 @@ mod tests {
         ftmb_core::trace::l4_checksum_v4(v.src(), v.dst(), v.protocol(), &s)
     }
 
-    fn ip_hdr(p: &mut [u8], protocol: u8, src: [u8; 4], dst: [u8; 4]) {
-        let total = p.len() as u16;
-        p[0] = 0x45;
-        p[2..4].copy_from_slice(&total.to_be_bytes());
-        p[8] = 64;
-        p[9] = protocol;
-        p[12..16].copy_from_slice(&src);
-        p[16..20].copy_from_slice(&dst);
-        let ck = checksum(&p[..20]);
-        p[10..12].copy_from_slice(&ck.to_be_bytes());
-    }
-
     fn tcp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![0u8; 40 + payload.len()];
-        ip_hdr(&mut p, proto::TCP, src, dst);
-        p[20..22].copy_from_slice(&sp.to_be_bytes());
-        p[22..24].copy_from_slice(&dp.to_be_bytes());
-        p[24..28].copy_from_slice(&0x0102_0304u32.to_be_bytes());
-        p[32] = 0x50;
-        p[33] = flags;
-        p[34] = 0x20;
-        p[40..].copy_from_slice(payload);
-        let ck = l4_ck(&p);
-        p[36..38].copy_from_slice(&ck.to_be_bytes());
-        p
+        let tcp = TcpHeader {
+            seq: 0x0102_0304,
+            window: 0x2000,
+            ..TcpHeader::new(sp, dp, flags)
+        };
+        Ipv4Header::new(src, dst).tcp(&tcp, payload)
     }
 
     fn udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, payload: &[u8], with_ck: bool) -> Vec<u8> {
-        let mut p = vec![0u8; 28 + payload.len()];
-        ip_hdr(&mut p, proto::UDP, src, dst);
-        p[20..22].copy_from_slice(&sp.to_be_bytes());
-        p[22..24].copy_from_slice(&dp.to_be_bytes());
-        p[24..26].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-        p[28..].copy_from_slice(payload);
+        let ip = Ipv4Header::new(src, dst);
         if with_ck {
-            let ck = l4_ck(&p);
-            p[26..28].copy_from_slice(&ck.to_be_bytes());
+            ip.udp(sp, dp, payload)
+        } else {
+            ip.packet_as_is(proto::UDP, &udp_datagram(sp, dp, payload))
         }
-        p
     }
 
     /// Push one packet; returns every (output, bytes) and the drop reasons.
@@ -1363,8 +1392,8 @@ mod tests {
         let (v, d) = push(&mut e, &mut ctx, 1, &tcp(SRV, 80, NAT, 7777, 0x12, b""));
         assert!(v.is_empty());
         assert_eq!(d, vec!["no mapping (drop input)"]);
-        let mut icmp = tcp(IN, 1, SRV, 2, 0, b"");
-        ip_hdr(&mut icmp, proto::ICMP, IN, SRV);
+        let icmp =
+            Ipv4Header::new(IN, SRV).packet_as_is(proto::ICMP, &tcp(IN, 1, SRV, 2, 0, b"")[20..]);
         let (v, d) = push(&mut e, &mut ctx, 0, &icmp);
         assert!(v.is_empty() && d == vec!["not a TCP/UDP first fragment"]);
 

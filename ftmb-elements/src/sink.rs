@@ -53,8 +53,8 @@ impl Element for ToSink {
     fn save_state(&self, out: &mut Vec<u8>) {
         self.count.encode(out);
     }
-    fn load_state(&mut self, mut buf: &[u8]) -> Result<(), String> {
-        self.count = u64::decode(&mut buf).map_err(|e| e.to_string())?;
+    fn load_state(&mut self, buf: &[u8]) -> Result<(), String> {
+        self.count = crate::util::decode_state(buf)?;
         Ok(())
     }
 }

@@ -1,5 +1,13 @@
 //! Small helpers shared by several elements.
 
+use ftmb_core::shared::StateCodec;
+
+/// Decode what an element's `save_state` wrote with [`StateCodec`] (a
+/// counter, a tuple of counters), as `load_state` reports it.
+pub fn decode_state<T: StateCodec>(mut buf: &[u8]) -> Result<T, String> {
+    T::decode(&mut buf).map_err(|e| e.to_string())
+}
+
 /// Click's `RateEWMA`: per-millisecond epochs, weight 1/16, 10 fraction
 /// bits; a gap of 100 epochs or more resets the average.
 #[derive(Clone, Debug, Default)]

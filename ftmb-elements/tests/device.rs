@@ -3,13 +3,11 @@
 //! trace. The device tests need root (creating namespaces, raw sockets);
 //! unprivileged they print why they skip and pass.
 
-mod common;
-
-use common::{read_packets, run_config, udp_frame, write_trace, Scratch};
 use ftmb_core::config::Source as ConfigSource;
 use ftmb_core::element::{Source, SourceStatus};
 use ftmb_core::graph::{build, Graph};
 use ftmb_core::{Packet, Value};
+use ftmb_testkit::{read_packets, run_config, udp_frame, write_trace, Scratch};
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -318,13 +316,13 @@ fn unprivileged_open_says_cap_net_raw() {
 
 #[test]
 fn bad_arguments_are_config_errors() {
-    let e = common::config_error("FromDevice(eth0, BURST 0) -> Discard;", &[]);
+    let e = ftmb_testkit::config_error("FromDevice(eth0, BURST 0) -> Discard;", &[]);
     assert!(e.contains("BURST 0 is out of range"), "{e}");
-    let e = common::config_error("FromDevice(a/b) -> Discard;", &[]);
+    let e = ftmb_testkit::config_error("FromDevice(a/b) -> Discard;", &[]);
     assert!(e.contains("not a valid interface name"), "{e}");
-    let e = common::config_error("d :: FromDevice(eth0, METHOD PCAP) -> Discard;", &[]);
+    let e = ftmb_testkit::config_error("d :: FromDevice(eth0, METHOD PCAP) -> Discard;", &[]);
     assert!(e.contains("unknown METHOD"), "{e}");
-    let e = common::config_error(
+    let e = ftmb_testkit::config_error(
         "FromDevice(eth0) -> EtherRewrite(02:00:00:00:00:01, 02:00:00) -> Discard;",
         &[],
     );

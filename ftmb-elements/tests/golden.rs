@@ -1,8 +1,7 @@
 //! Whole-config tests: a trace in, packets and handler values out, through
 //! the real runtime with 1 and 2 workers.
 
-mod common;
-use common::*;
+use ftmb_testkit::*;
 
 #[test]
 fn counter_by_protocol_adds_up_and_matches_across_thread_counts() {
@@ -229,14 +228,6 @@ fn not_a_pcap_is_a_clear_error() {
     assert!(e.contains("not a pcap or pcapng file"), "{e}");
 }
 
-/// Seeded xorshift, for reproducible garbage.
-fn xorshift(state: &mut u64) -> u64 {
-    *state ^= *state << 13;
-    *state ^= *state >> 7;
-    *state ^= *state << 17;
-    *state
-}
-
 #[test]
 fn garbage_packets_never_panic_a_worker() {
     let s = Scratch::new();
@@ -273,7 +264,6 @@ fn garbage_packets_never_panic_a_worker() {
     let bad = bad.to_str().unwrap();
     let out = s.s("out.pcap");
     let out2 = s.s("out2.pcap");
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/");
     for ex in [
         "nat.click",
         "firewall.click",
@@ -282,7 +272,7 @@ fn garbage_packets_never_panic_a_worker() {
         "gen.click",
         "mazu-nat.click",
     ] {
-        let cfg = std::fs::read_to_string(format!("{root}{ex}")).unwrap();
+        let cfg = example_config(ex);
         for threads in [1, 2] {
             let (_, r) = run_config(
                 &cfg,
@@ -290,7 +280,7 @@ fn garbage_packets_never_panic_a_worker() {
                     ("IN", bad),
                     ("OUT", &out),
                     ("OUT2", &out2),
-                    ("INSIDE", "10.77.0.0/16"),
+                    ("INSIDE", EXAMPLE_INSIDE),
                 ],
                 threads,
             );

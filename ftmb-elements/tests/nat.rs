@@ -4,9 +4,8 @@
 //! original, forward packets consistently translated with valid checksums,
 //! and the same output with 1 and 2 workers.
 
-mod common;
-use common::*;
 use ftmb_core::headers::{FlowId, Ipv4View};
+use ftmb_testkit::*;
 use std::collections::{HashMap, HashSet};
 
 const NAT: &str = include_str!("../../examples/nat.click");

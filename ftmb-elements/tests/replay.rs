@@ -1,17 +1,16 @@
-//! Deterministic replay (SPEC section 7, check 1): a run with ordered
+//! Deterministic replay (docs/design.md, section 7, check 1): a run with ordered
 //! logging, then a replay under its logs on a fresh router, from the start
 //! or from a snapshot taken mid-run, must end in exactly the same state (digest of every shared
 //! variable with its access counters and vector clocks, every worker's
 //! element state and random generator) and produce the same outputs, for
 //! every example middlebox and for 1 and 2 workers.
 
-mod common;
-use common::*;
 use ftmb_core::config::Source;
 use ftmb_core::ft::{FtOptions, MemoryLink, ReplayPlan, SnapshotTrigger};
 use ftmb_core::graph::{build, Graph};
 use ftmb_core::router::{run, RunOptions, RunReport};
 use ftmb_core::snapshot::Snapshot;
+use ftmb_testkit::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -77,19 +76,6 @@ fn ok(r: RunReport) -> RunReport {
     r
 }
 
-/// The variables every example config takes.
-fn example_vars(s: &Scratch, trace: &str) -> BTreeMap<String, String> {
-    [
-        ("IN", trace.to_string()),
-        ("OUT", s.s("o1.pcap")),
-        ("OUT2", s.s("o2.pcap")),
-        ("INSIDE", "10.77.0.0/16".to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
-}
-
 /// The NAT example's configuration and variables, over a generated trace
 /// of `packets` packets in `flows` flows.
 fn nat_example(
@@ -99,12 +85,8 @@ fn nat_example(
     seed: u64,
 ) -> (String, BTreeMap<String, String>) {
     let trace = gen_trace(s, "in.pcap", packets, flows, seed);
-    let cfg = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../examples/nat.click"
-    ))
-    .unwrap();
-    let vars = example_vars(s, &trace);
+    let cfg = example_config("nat.click");
+    let vars = example_vars(&trace, &s.s("o1.pcap"), &s.s("o2.pcap"));
     (cfg, vars)
 }
 
@@ -154,7 +136,7 @@ fn assert_replay_matches(
 
 fn check_replay(name: &str, cfg: &str, trace: &str, threads: usize, from_snapshot: bool) {
     let s = Scratch::new();
-    let vars = example_vars(&s, trace);
+    let vars = example_vars(trace, &s.s("o1.pcap"), &s.s("o2.pcap"));
     let master = Arc::new(MemoryLink::default());
     let trigger = from_snapshot.then_some(SnapshotTrigger::EveryPackets(1500));
     let r1 = ok(run_ft(
@@ -224,9 +206,8 @@ const EXAMPLES: &[&str] = &[
 fn replay_reproduces_state_and_outputs_for_every_example() {
     let s = Scratch::new();
     let trace = gen_trace(&s, "in.pcap", 6_000, 800, 17);
-    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/");
     for ex in EXAMPLES {
-        let cfg = std::fs::read_to_string(format!("{root}{ex}")).unwrap();
+        let cfg = example_config(ex);
         for threads in [1, 2] {
             check_replay(ex, &cfg, &trace, threads, false);
             check_replay(ex, &cfg, &trace, threads, true);

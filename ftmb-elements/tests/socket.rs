@@ -2,9 +2,7 @@
 //! (framed) and over a Unix datagram socket, received by this test on
 //! loopback or in its scratch directory; and the configurations it refuses.
 
-mod common;
-
-use common::{config_error, gen_trace, read_packets, run_config, sorted, Scratch};
+use ftmb_testkit::{config_error, gen_trace, read_packets, run_config, sorted, Scratch};
 use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::net::UnixDatagram;

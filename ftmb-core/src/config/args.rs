@@ -157,6 +157,13 @@ pub(super) fn cook(raw: &str, base: usize, lookup: &mut Lookup<'_>) -> Result<St
     let mut in_dq = false;
     while i < b.len() {
         let c = b[i];
+        // `$` substitutes in and out of double quotes alike.
+        if c == b'$' {
+            if let Some(next) = substitute(raw, base, i, &mut out, lookup)? {
+                i = next;
+                continue;
+            }
+        }
         if in_dq {
             match c {
                 b'\\' => {
@@ -166,12 +173,6 @@ pub(super) fn cook(raw: &str, base: usize, lookup: &mut Lookup<'_>) -> Result<St
                     continue;
                 }
                 b'"' => in_dq = false,
-                b'$' => {
-                    if let Some(next) = substitute(raw, base, i, &mut out, lookup)? {
-                        i = next;
-                        continue;
-                    }
-                }
                 _ => {}
             }
             out.push(c);
@@ -190,12 +191,6 @@ pub(super) fn cook(raw: &str, base: usize, lookup: &mut Lookup<'_>) -> Result<St
                 if let Some(r) = skip_comment(b, i) {
                     i = r.unwrap_or(b.len());
                     out.push(b' ');
-                    continue;
-                }
-            }
-            b'$' => {
-                if let Some(next) = substitute(raw, base, i, &mut out, lookup)? {
-                    i = next;
                     continue;
                 }
             }

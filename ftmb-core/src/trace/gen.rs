@@ -60,6 +60,32 @@ impl Default for TraceSpec {
     }
 }
 
+impl TraceSpec {
+    /// The address plan of the example configurations (`examples/*.click`)
+    /// and of the demo: clients inside 10.77.0.0/16, servers outside in
+    /// 198.18.0.0/16; `packets` packets over `flows` flows from `seed`, the
+    /// rest as [`TraceSpec::default`].
+    pub fn example_nets(packets: usize, flows: usize, seed: u64) -> TraceSpec {
+        TraceSpec {
+            packets,
+            flows,
+            seed,
+            inside_net: ([10, 77, 0, 0], 16),
+            outside_net: ([198, 18, 0, 0], 16),
+            ..TraceSpec::default()
+        }
+    }
+}
+
+/// Generate the trace of `spec` into a new Ethernet pcap file at `path`
+/// (microsecond timestamps), flushed.
+pub fn write_generated(spec: &TraceSpec, path: &std::path::Path) -> io::Result<GenStats> {
+    let mut w = PcapWriter::create(path, super::LinkType::Ethernet, false)?;
+    let stats = generate(spec, &mut w)?;
+    w.flush()?;
+    Ok(stats)
+}
+
 /// What [`generate`] wrote.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct GenStats {

@@ -1,6 +1,6 @@
 //! Packet trace I/O for ftmb: a zero-copy pcap / pcapng reader, a classic
-//! pcap writer, a deterministic synthetic traffic generator and Internet
-//! checksum helpers.
+//! pcap writer, a deterministic synthetic traffic generator, hand-built
+//! packets and Internet checksum helpers.
 //!
 //! ```ignore
 //! use std::path::Path;
@@ -13,6 +13,7 @@
 //! ```
 
 mod checksum;
+mod craft;
 mod error;
 pub mod r#gen;
 mod link;
@@ -23,8 +24,9 @@ mod writer;
 mod tests;
 
 pub use checksum::{ipv4_checksum, l4_checksum_v4};
+pub use craft::{ethernet_frame, udp_datagram, Ipv4Header, TcpHeader};
 pub use error::TraceError;
 pub use link::LinkType;
-pub use r#gen::{generate, GenStats, TraceSpec};
+pub use r#gen::{generate, write_generated, GenStats, TraceSpec};
 pub use reader::{Record, TraceFormat, TraceReader, MAX_CAPLEN};
 pub use writer::{PcapWriter, PCAP_MAGIC_MICROS, PCAP_MAGIC_NANOS, WRITER_SNAPLEN};

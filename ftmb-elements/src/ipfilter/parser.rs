@@ -183,10 +183,13 @@ enum RelOp {
     Ge,
 }
 
+/// A primitive's type keyword (or `[...]`) and where it stands.
+type TypeKeyword = (Range<usize>, String);
+
 /// Token spans gathered while parsing one primitive, for error reporting.
 struct Spans {
     whole: Range<usize>,
-    type_kw: Option<(Range<usize>, String)>,
+    type_kw: Option<TypeKeyword>,
     /// Span of the data token, or of the token where data was expected.
     data: Option<Range<usize>>,
 }
@@ -443,10 +446,48 @@ impl<'s, 't> Parser<'s, 't> {
         let first = self.pos;
         let start = self.peek().map_or(self.src_len, |t| t.span.start);
         let mut prim = Prim::default();
-        let mut negated = false;
-        let mut type_kw: Option<(Range<usize>, String)> = None;
+        let (negated, mut type_kw) = self.parse_qualifiers(&mut prim)?;
+        if self.pos != first {
+            self.prev = Prim::default();
+        }
+        if let Some(raw) = self.parse_raw_field(&mut prim, first, start)? {
+            type_kw = Some(raw);
+        }
+        let mask = self.parse_mask()?;
+        let op = self.parse_relop();
+        let (data, data_span) = self.parse_data(&prim)?;
+        if let Some((_, o)) = op.filter(|_| data == Data::None) {
+            let at = data_span.clone().unwrap_or_else(|| o.span.clone());
+            return err(format!("expected value after `{}`", o.text), at);
+        }
+        if self.pos == first {
+            return self.not_a_primitive();
+        }
+        let end = self
+            .pos
+            .checked_sub(1)
+            .and_then(|i| self.toks.get(i))
+            .map_or(start, |t| t.span.end);
+        let spans = Spans {
+            whole: start..end,
+            type_kw,
+            data: data_span,
+        };
+        let op = op.map_or(RelOp::Eq, |(o, _)| o);
+        let node = self.build(prim, data, op, mask, &spans)?;
+        Ok(if negated {
+            Node::Not(Box::new(node))
+        } else {
+            node
+        })
+    }
 
-        // Qualifiers.
+    /// The qualifiers (type, protocol, `src`/`dst`, `ip`, `not`/`!`) into
+    /// `prim`; returns whether the primitive is negated and the type
+    /// keyword with its span.
+    fn parse_qualifiers(&mut self, prim: &mut Prim) -> PResult<(bool, Option<TypeKeyword>)> {
+        let mut negated = false;
+        let mut type_kw = None;
         while let Some(t) = self.peek() {
             if t.kind == TokKind::Bang {
                 negated = !negated;
@@ -469,27 +510,15 @@ impl<'s, 't> Parser<'s, 't> {
                     _ => None,
                 };
                 if let Some(p) = implied {
-                    set_proto(&mut prim, TProto::Num(p), t)?;
+                    set_proto(prim, TProto::Num(p), t)?;
                 }
             } else if let Some(p) = proto_word(w) {
-                set_proto(&mut prim, p, t)?;
+                set_proto(prim, p, t)?;
             } else if w == "src" {
-                let mut sd = SrcDst::Src;
-                let pair = self.peek_at(1).zip(self.peek_at(2)).filter(|(_, b)| {
-                    b.kind == TokKind::Word && (b.text == "dst" || b.text == "dest")
-                });
-                if let Some((a, _)) = pair {
-                    if is_and(a) {
-                        sd = SrcDst::And;
-                        self.pos += 2;
-                    } else if is_or(a) {
-                        sd = SrcDst::Or;
-                        self.pos += 2;
-                    }
-                }
-                set_srcdst(&mut prim, sd, t)?;
+                let sd = self.src_or_src_and_dst();
+                set_srcdst(prim, sd, t)?;
             } else if w == "dst" || w == "dest" {
-                set_srcdst(&mut prim, SrcDst::Dst, t)?;
+                set_srcdst(prim, SrcDst::Dst, t)?;
             } else if w == "not" {
                 negated = !negated;
             } else if w != "ip" {
@@ -497,118 +526,131 @@ impl<'s, 't> Parser<'s, 't> {
             }
             self.pos += 1;
         }
-        if self.pos != first {
-            self.prev = Prim::default();
-        }
+        Ok((negated, type_kw))
+    }
 
-        // Optional brackets: ip[POS], ip[POS:LEN], ip[POS,POS2].
+    /// At `src`: `src and dst` / `src or dst` (consumed up to the `dst`),
+    /// else `src` alone.
+    fn src_or_src_and_dst(&mut self) -> SrcDst {
+        let pair = self
+            .peek_at(1)
+            .zip(self.peek_at(2))
+            .filter(|(_, b)| b.kind == TokKind::Word && (b.text == "dst" || b.text == "dest"));
+        if let Some((a, _)) = pair {
+            if is_and(a) {
+                self.pos += 2;
+                return SrcDst::And;
+            }
+            if is_or(a) {
+                self.pos += 2;
+                return SrcDst::Or;
+            }
+        }
+        SrcDst::Src
+    }
+
+    /// Optional brackets after qualifiers without a type: `ip[POS]`,
+    /// `ip[POS:LEN]`, `ip[POS,POS2]`; returns the type keyword it stands
+    /// for.
+    fn parse_raw_field(
+        &mut self,
+        prim: &mut Prim,
+        first: usize,
+        start: usize,
+    ) -> PResult<Option<TypeKeyword>> {
         let bracket_ok = self.pos > first && prim.ty.is_none();
-        if let Some(t) = self
+        let Some(t) = self
             .peek()
             .filter(|t| t.kind == TokKind::LBrack && bracket_ok)
-        {
-            let (off, width) = self.parse_brackets(t)?;
-            prim.ty = Some(Ty::Raw { off, width });
-            type_kw = Some((start..t.span.end, "[...]".to_string()));
-        }
+        else {
+            return Ok(None);
+        };
+        let (off, width) = self.parse_brackets(t)?;
+        prim.ty = Some(Ty::Raw { off, width });
+        Ok(Some((start..t.span.end, "[...]".to_string())))
+    }
 
-        // Optional bit mask.
-        let mut mask = None;
-        if let Some(t) = self.peek().filter(|t| t.kind == TokKind::Amp) {
-            let m = self
-                .peek_at(1)
-                .filter(|m| m.kind == TokKind::Word)
-                .and_then(|m| names::parse_int(m.text));
-            match m {
-                Some(0) => return err("bit mask must be nonzero", t.span.clone()),
-                Some(m) => {
-                    mask = Some(m);
-                    self.pos += 2;
+    /// Optional bit mask: `& MASK`.
+    fn parse_mask(&mut self) -> PResult<Option<u32>> {
+        let Some(t) = self.peek().filter(|t| t.kind == TokKind::Amp) else {
+            return Ok(None);
+        };
+        let m = self
+            .peek_at(1)
+            .filter(|m| m.kind == TokKind::Word)
+            .and_then(|m| names::parse_int(m.text));
+        match m {
+            Some(0) => err("bit mask must be nonzero", t.span.clone()),
+            Some(m) => {
+                self.pos += 2;
+                Ok(Some(m))
+            }
+            None => err("expected number after `&`", t.span.clone()),
+        }
+    }
+
+    /// Optional relational operator, with its token.
+    fn parse_relop(&mut self) -> Option<(RelOp, &'t Tok<'s>)> {
+        let (t, o) = self.peek().and_then(|t| relop(t.kind).map(|o| (t, o)))?;
+        self.pos += 1;
+        Some((o, t))
+    }
+
+    /// Optional data: a name, number, range, address (`A mask M`) or
+    /// prefix; returns it with the span of its token (or of the token
+    /// where it was expected).
+    fn parse_data(&mut self, prim: &Prim) -> PResult<(Data, Option<Range<usize>>)> {
+        let Some(t) = self.peek() else {
+            return Ok((Data::None, None));
+        };
+        if t.kind != TokKind::Word {
+            return Ok((Data::None, Some(t.span.clone())));
+        }
+        let mut data = Data::None;
+        let mut data_span = t.span.clone();
+        let w = t.text;
+        match lookup_name(w, prim.ty, prim.proto) {
+            Err(msg) => return err(msg, t.span.clone()),
+            Ok(Some((k, v))) => data = Data::Name(k, v),
+            Ok(None) => {
+                if let Some(v) = names::parse_int(w) {
+                    data = Data::Int(v);
+                } else if let Some(r) = parse_range(w) {
+                    data = Data::Range(r.0, r.1);
+                } else if let Some(a) = names::parse_addr(w) {
+                    data = Data::Addr(a);
+                    let m = self
+                        .peek_at(1)
+                        .zip(self.peek_at(2))
+                        .filter(|(mk, _)| mk.kind == TokKind::Word && mk.text == "mask");
+                    if let Some((_, mv)) = m {
+                        let Some(m) = names::parse_addr(mv.text) else {
+                            return err("expected netmask after `mask`", mv.span.clone());
+                        };
+                        data = Data::Net(a & m, m);
+                        self.pos += 2;
+                        data_span = t.span.start..mv.span.end;
+                    }
+                } else if let Some((a, m)) = names::parse_prefix(w) {
+                    data = Data::Net(a, m);
                 }
-                None => return err("expected number after `&`", t.span.clone()),
             }
         }
-
-        // Optional relational operator.
-        let mut op = RelOp::Eq;
-        let mut op_tok = None;
-        if let Some((t, o)) = self.peek().and_then(|t| relop(t.kind).map(|o| (t, o))) {
-            op = o;
-            op_tok = Some(t);
+        if data != Data::None {
             self.pos += 1;
         }
+        Ok((data, Some(data_span)))
+    }
 
-        // Data.
-        let mut data = Data::None;
-        let mut data_span = None;
-        if let Some(t) = self.peek() {
-            if t.kind == TokKind::Word {
-                data_span = Some(t.span.clone());
-                let w = t.text;
-                match lookup_name(w, prim.ty, prim.proto) {
-                    Err(msg) => return err(msg, t.span.clone()),
-                    Ok(Some((k, v))) => data = Data::Name(k, v),
-                    Ok(None) => {
-                        if let Some(v) = names::parse_int(w) {
-                            data = Data::Int(v);
-                        } else if let Some(r) = parse_range(w) {
-                            data = Data::Range(r.0, r.1);
-                        } else if let Some(a) = names::parse_addr(w) {
-                            data = Data::Addr(a);
-                            let m = self
-                                .peek_at(1)
-                                .zip(self.peek_at(2))
-                                .filter(|(mk, _)| mk.kind == TokKind::Word && mk.text == "mask");
-                            if let Some((_, mv)) = m {
-                                let Some(m) = names::parse_addr(mv.text) else {
-                                    return err("expected netmask after `mask`", mv.span.clone());
-                                };
-                                data = Data::Net(a & m, m);
-                                self.pos += 2;
-                                data_span = Some(t.span.start..mv.span.end);
-                            }
-                        } else if let Some((a, m)) = names::parse_prefix(w) {
-                            data = Data::Net(a, m);
-                        }
-                    }
-                }
-                if data != Data::None {
-                    self.pos += 1;
-                }
-            } else {
-                data_span = Some(t.span.clone());
+    /// The error for a primitive that consumed nothing.
+    fn not_a_primitive(&self) -> PResult<Node> {
+        match self.peek() {
+            Some(t) if t.kind == TokKind::Word => {
+                err(format!("unknown keyword `{}`", t.text), t.span.clone())
             }
+            Some(t) => err(format!("unexpected `{}`", t.text), t.span.clone()),
+            None => err("expected expression", self.end_span()),
         }
-        if let Some(o) = op_tok.filter(|_| data == Data::None) {
-            let at = data_span.clone().unwrap_or_else(|| o.span.clone());
-            return err(format!("expected value after `{}`", o.text), at);
-        }
-
-        if self.pos == first {
-            return match self.peek() {
-                Some(t) if t.kind == TokKind::Word => {
-                    err(format!("unknown keyword `{}`", t.text), t.span.clone())
-                }
-                Some(t) => err(format!("unexpected `{}`", t.text), t.span.clone()),
-                None => err("expected expression", self.end_span()),
-            };
-        }
-        let end = self
-            .pos
-            .checked_sub(1)
-            .and_then(|i| self.toks.get(i))
-            .map_or(start, |t| t.span.end);
-        let spans = Spans {
-            whole: start..end,
-            type_kw,
-            data: data_span,
-        };
-        let node = self.build(prim, data, op, mask, &spans)?;
-        Ok(if negated {
-            Node::Not(Box::new(node))
-        } else {
-            node
-        })
     }
 
     fn parse_brackets(&mut self, open: &Tok<'_>) -> PResult<(u16, u8)> {
@@ -657,274 +699,325 @@ impl<'s, 't> Parser<'s, 't> {
         mask: Option<u32>,
         sp: &Spans,
     ) -> PResult<Node> {
-        let prev = self.prev;
         let ty = match prim.ty {
             Some(t) => t,
-            None => match data {
-                Data::Addr(_) => {
-                    prim.srcdst = prim.srcdst.or(prev.srcdst);
-                    Ty::Host
-                }
-                Data::Net(..) => {
-                    prim.srcdst = prim.srcdst.or(prev.srcdst);
-                    Ty::Net
-                }
-                Data::Name(NameKind::TcpOpt, _) => Ty::TcpOpt,
-                Data::Name(NameKind::Proto, _) => Ty::Proto,
-                Data::Name(NameKind::IcmpType, _) => Ty::Field(FieldKind::IcmpType),
-                Data::Name(NameKind::Port, _) => {
-                    prim.srcdst = prim.srcdst.or(prev.srcdst);
-                    prim.proto = prim.proto.or(prev.proto);
-                    Ty::Port
-                }
-                Data::Int(_) | Data::Range(..) => match prev.ty {
-                    Some(Ty::Port) => {
-                        prim.srcdst = prim.srcdst.or(prev.srcdst);
-                        prim.proto = prim.proto.or(prev.proto);
-                        Ty::Port
-                    }
-                    Some(t @ (Ty::Proto | Ty::Field(_))) => t,
-                    Some(t @ Ty::Raw { .. }) => {
-                        // The protocol is part of a raw field's identity.
-                        prim.proto = prim.proto.or(prev.proto);
-                        t
-                    }
-                    _ => {
-                        return err(
-                            "specify a header field or `port` before this value",
-                            sp.value(),
-                        );
-                    }
-                },
-                Data::None => {
-                    if prim.proto.is_some() {
-                        Ty::Proto
-                    } else {
-                        return err("incomplete primitive", sp.whole.clone());
-                    }
-                }
-            },
+            None => infer_type(&mut prim, self.prev, data, sp)?,
         };
-
-        let kw = sp.kw();
-        let no_data = |what: &str| err(format!("expected {what} after `{kw}`"), sp.value());
-        let value = |max: u32| -> PResult<Cmp> {
-            let (lo, hi) = match data {
-                Data::Int(v) | Data::Name(_, v) => (v, v),
-                Data::Range(a, b) => (a, b),
-                _ => return err(format!("expected value after `{kw}`"), sp.value()),
-            };
-            let is_range = matches!(data, Data::Range(..));
-            if is_range && !matches!(op, RelOp::Eq | RelOp::Ne) {
-                return err("relational operators can't be used with ranges", sp.value());
-            }
-            if matches!(op, RelOp::Eq | RelOp::Ne) && hi > max {
-                return err(format!("value {hi} out of range (0-{max})"), sp.value());
-            }
-            Ok(match (op, is_range) {
-                (RelOp::Eq, false) => Cmp::Eq(lo),
-                (RelOp::Ne, false) => Cmp::Ne(lo),
-                (RelOp::Eq, true) => Cmp::In(lo, hi),
-                (RelOp::Ne, true) => Cmp::NotIn(lo, hi),
-                (RelOp::Lt, _) => Cmp::Lt(lo),
-                (RelOp::Le, _) => Cmp::Le(lo),
-                (RelOp::Gt, _) => Cmp::Gt(lo),
-                (RelOp::Ge, _) => Cmp::Ge(lo),
-            })
-        };
-        let user_mask = mask.unwrap_or(u32::MAX);
-        let leaf = |base, proto, off, width, shift, fmask: u32, cmp| {
-            Node::Leaf(Leaf {
-                base,
-                proto,
-                off,
-                width,
-                shift,
-                mask: fmask & user_mask,
-                cmp,
-            })
-        };
-
+        let v = Operand { data, op, mask, sp };
         let node = match ty {
-            Ty::Host | Ty::Net => {
-                let (addr, nmask) = match (ty, data) {
-                    (_, Data::Addr(a)) => (a, u32::MAX),
-                    (Ty::Net, Data::Net(a, m)) => (a, m),
-                    (Ty::Host, _) => return no_data("address"),
-                    _ => return no_data("network address"),
-                };
-                let m = nmask & user_mask;
-                let cmp = match op {
-                    RelOp::Eq => Cmp::Eq(addr & m),
-                    RelOp::Ne => Cmp::Ne(addr & m),
-                    _ => {
-                        return err(
-                            "can't use relational operators with `host` or `net`",
-                            sp.whole.clone(),
-                        );
-                    }
-                };
-                let sd = *prim.srcdst.get_or_insert(SrcDst::Or);
-                srcdst_node(sd, |dst| {
-                    leaf(
-                        Base::Ip,
-                        ProtoReq::Any,
-                        if dst { 16 } else { 12 },
-                        4,
-                        0,
-                        nmask,
-                        cmp,
-                    )
-                })
-            }
-            Ty::Proto => {
-                let v = match data {
-                    Data::Int(_) | Data::Range(..) | Data::Name(NameKind::Proto, _) => {
-                        let conflict = match (prim.proto, data) {
-                            (Some(TProto::Num(q)), Data::Int(v) | Data::Name(_, v)) => {
-                                u32::from(q) != v
-                            }
-                            _ => false,
-                        };
-                        if conflict {
-                            return err("transport protocol specified twice", sp.whole.clone());
-                        }
-                        value(0xff)?
-                    }
-                    Data::None => match prim.proto {
-                        Some(TProto::Num(q)) => {
-                            if mask.is_some() || op != RelOp::Eq {
-                                return no_data("protocol");
-                            }
-                            Cmp::Eq(u32::from(q))
-                        }
-                        Some(TProto::TcpUdp | TProto::Transp) => {
-                            return err("`transp` needs a `[POS:LEN]` field", sp.whole.clone());
-                        }
-                        None => return no_data("protocol"),
-                    },
-                    _ => return no_data("protocol"),
-                };
-                prim.proto = match v {
-                    Cmp::Eq(p) if mask.is_none() => u8::try_from(p).ok().map(TProto::Num),
-                    _ => None,
-                };
-                leaf(Base::Ip, ProtoReq::Any, 9, 1, 0, 0xff, v)
-            }
-            Ty::Port => {
-                let p = *prim.proto.get_or_insert(TProto::TcpUdp);
-                if !matches!(p, TProto::Num(6) | TProto::Num(17) | TProto::TcpUdp) {
-                    return err("`port` needs protocol `tcp` or `udp`", sp.whole.clone());
-                }
-                if !matches!(
-                    data,
-                    Data::Int(_) | Data::Range(..) | Data::Name(NameKind::Port, _)
-                ) {
-                    return no_data("port");
-                }
-                let cmp = value(0xffff)?;
-                let sd = *prim.srcdst.get_or_insert(SrcDst::Or);
-                srcdst_node(sd, |dst| {
-                    leaf(
-                        Base::Transp,
-                        p.req(),
-                        if dst { 2 } else { 0 },
-                        2,
-                        0,
-                        0xffff,
-                        cmp,
-                    )
-                })
-            }
-            Ty::TcpOpt => {
-                if !matches!(prim.proto, None | Some(TProto::Num(6))) {
-                    return err("`tcp opt` needs protocol `tcp`", sp.whole.clone());
-                }
-                prim.proto = Some(TProto::Num(6));
-                let v = match data {
-                    Data::Int(v) | Data::Name(NameKind::TcpOpt, v) => v,
-                    _ => return no_data("TCP flag"),
-                };
-                if op != RelOp::Eq || mask.is_some() {
-                    return err(
-                        "can't use relational operators or masks with `tcp opt`",
-                        sp.whole.clone(),
-                    );
-                }
-                if v > 0xff {
-                    return err(format!("value {v} out of range (0-255)"), sp.value());
-                }
-                leaf(Base::Transp, ProtoReq::Is(6), 13, 1, 0, v, Cmp::Eq(v))
-            }
-            Ty::Frag | Ty::Unfrag | Ty::Ce => {
-                if data != Data::None {
-                    return err(format!("`ip {kw}` takes no value"), sp.value());
-                }
-                match ty {
-                    Ty::Frag => leaf(Base::Ip, ProtoReq::Any, 6, 2, 0, 0x3fff, Cmp::Ne(0)),
-                    Ty::Unfrag => leaf(Base::Ip, ProtoReq::Any, 6, 2, 0, 0x3fff, Cmp::Eq(0)),
-                    _ => leaf(Base::Ip, ProtoReq::Any, 1, 1, 0, 0x03, Cmp::Eq(3)),
-                }
-            }
-            Ty::Ect => {
-                let cmp = if data == Data::None {
-                    Cmp::Ne(0)
-                } else {
-                    value(0x03)?
-                };
-                leaf(Base::Ip, ProtoReq::Any, 1, 1, 0, 0x03, cmp)
-            }
-            Ty::Field(f) => {
-                let s = f.spec();
-                if let Some(p) = s.proto {
-                    if prim.proto.is_some_and(|q| q != TProto::Num(p)) {
-                        return err(
-                            format!("`{kw}` is meaningless for this protocol"),
-                            sp.whole.clone(),
-                        );
-                    }
-                    prim.proto = Some(TProto::Num(p));
-                }
-                let cmp = match (f, data) {
-                    (FieldKind::TcpFlags, Data::Name(NameKind::TcpOpt, v))
-                        if op == RelOp::Eq && mask.is_none() =>
-                    {
-                        return self.finish(
-                            prim,
-                            ty,
-                            leaf(s.base, ProtoReq::Is(6), s.off, 1, 0, v, Cmp::Eq(v)),
-                        );
-                    }
-                    (_, Data::Int(_) | Data::Range(..)) => value(s.mask)?,
-                    (FieldKind::IcmpType, Data::Name(NameKind::IcmpType, _)) => value(s.mask)?,
-                    _ => return no_data("value"),
-                };
-                let req = s.proto.map_or(ProtoReq::Any, ProtoReq::Is);
-                leaf(s.base, req, s.off, s.width, s.shift, s.mask, cmp)
-            }
-            Ty::Raw { off, width } => {
-                let (base, req) = match prim.proto {
-                    None => (Base::Ip, ProtoReq::Any),
-                    Some(p) => (Base::Transp, p.req()),
-                };
-                let max = if width >= 4 {
-                    u32::MAX
-                } else {
-                    (1u32 << (8 * u32::from(width))) - 1
-                };
-                if !matches!(data, Data::Int(_) | Data::Range(..)) {
-                    return no_data("value");
-                }
-                leaf(base, req, off, width, 0, max, value(max)?)
-            }
+            Ty::Host | Ty::Net => v.host_or_net(&mut prim, ty)?,
+            Ty::Proto => v.protocol(&mut prim)?,
+            Ty::Port => v.port(&mut prim)?,
+            Ty::TcpOpt => v.tcp_opt(&mut prim)?,
+            Ty::Frag | Ty::Unfrag | Ty::Ce => v.ip_flag(ty)?,
+            Ty::Ect => v.ect()?,
+            Ty::Field(f) => v.field(&mut prim, f)?,
+            Ty::Raw { off, width } => v.raw(&prim, off, width)?,
         };
-        self.finish(prim, ty, node)
-    }
-
-    fn finish(&mut self, mut prim: Prim, ty: Ty, node: Node) -> PResult<Node> {
         prim.ty = Some(ty);
         self.prev = prim;
         Ok(node)
+    }
+}
+
+/// The type of a primitive without a type keyword, from its data and the
+/// previous primitive (Click: `host` for an address, `port` after a port,
+/// ...); inherited qualifiers are copied into `prim`.
+fn infer_type(prim: &mut Prim, prev: Prim, data: Data, sp: &Spans) -> PResult<Ty> {
+    Ok(match data {
+        Data::Addr(_) => {
+            prim.srcdst = prim.srcdst.or(prev.srcdst);
+            Ty::Host
+        }
+        Data::Net(..) => {
+            prim.srcdst = prim.srcdst.or(prev.srcdst);
+            Ty::Net
+        }
+        Data::Name(NameKind::TcpOpt, _) => Ty::TcpOpt,
+        Data::Name(NameKind::Proto, _) => Ty::Proto,
+        Data::Name(NameKind::IcmpType, _) => Ty::Field(FieldKind::IcmpType),
+        Data::Name(NameKind::Port, _) => {
+            prim.srcdst = prim.srcdst.or(prev.srcdst);
+            prim.proto = prim.proto.or(prev.proto);
+            Ty::Port
+        }
+        Data::Int(_) | Data::Range(..) => match prev.ty {
+            Some(Ty::Port) => {
+                prim.srcdst = prim.srcdst.or(prev.srcdst);
+                prim.proto = prim.proto.or(prev.proto);
+                Ty::Port
+            }
+            Some(t @ (Ty::Proto | Ty::Field(_))) => t,
+            Some(t @ Ty::Raw { .. }) => {
+                // The protocol is part of a raw field's identity.
+                prim.proto = prim.proto.or(prev.proto);
+                t
+            }
+            _ => {
+                return err(
+                    "specify a header field or `port` before this value",
+                    sp.value(),
+                );
+            }
+        },
+        Data::None => {
+            if prim.proto.is_some() {
+                Ty::Proto
+            } else {
+                return err("incomplete primitive", sp.whole.clone());
+            }
+        }
+    })
+}
+
+/// The value side of one primitive (its data, relational operator and
+/// mask, and where they stand, for errors); its methods make the
+/// primitive's expression tree, one per type.
+struct Operand<'a> {
+    data: Data,
+    op: RelOp,
+    mask: Option<u32>,
+    sp: &'a Spans,
+}
+
+impl Operand<'_> {
+    /// "expected WHAT after `KEYWORD`", at the value.
+    fn no_data<T>(&self, what: &str) -> PResult<T> {
+        err(
+            format!("expected {what} after `{}`", self.sp.kw()),
+            self.sp.value(),
+        )
+    }
+
+    /// The comparison the data and operator ask for, values up to `max`.
+    fn value(&self, max: u32) -> PResult<Cmp> {
+        let (lo, hi) = match self.data {
+            Data::Int(v) | Data::Name(_, v) => (v, v),
+            Data::Range(a, b) => (a, b),
+            _ => return self.no_data("value"),
+        };
+        let is_range = matches!(self.data, Data::Range(..));
+        if is_range && !matches!(self.op, RelOp::Eq | RelOp::Ne) {
+            return err(
+                "relational operators can't be used with ranges",
+                self.sp.value(),
+            );
+        }
+        if matches!(self.op, RelOp::Eq | RelOp::Ne) && hi > max {
+            return err(
+                format!("value {hi} out of range (0-{max})"),
+                self.sp.value(),
+            );
+        }
+        Ok(match (self.op, is_range) {
+            (RelOp::Eq, false) => Cmp::Eq(lo),
+            (RelOp::Ne, false) => Cmp::Ne(lo),
+            (RelOp::Eq, true) => Cmp::In(lo, hi),
+            (RelOp::Ne, true) => Cmp::NotIn(lo, hi),
+            (RelOp::Lt, _) => Cmp::Lt(lo),
+            (RelOp::Le, _) => Cmp::Le(lo),
+            (RelOp::Gt, _) => Cmp::Gt(lo),
+            (RelOp::Ge, _) => Cmp::Ge(lo),
+        })
+    }
+
+    /// A leaf testing `width` bytes at `off` from `base` (in packets of
+    /// `proto`), shifted right by
+    /// `shift` and masked with `fmask` (and the user's mask).
+    fn leaf(
+        &self,
+        (base, proto): (Base, ProtoReq),
+        off: u16,
+        width: u8,
+        shift: u8,
+        fmask: u32,
+        cmp: Cmp,
+    ) -> Node {
+        Node::Leaf(Leaf {
+            base,
+            proto,
+            off,
+            width,
+            shift,
+            mask: fmask & self.mask.unwrap_or(u32::MAX),
+            cmp,
+        })
+    }
+
+    /// `host ADDR`, `net ADDR/LEN`: the source, destination or both.
+    fn host_or_net(&self, prim: &mut Prim, ty: Ty) -> PResult<Node> {
+        let (addr, nmask) = match (ty, self.data) {
+            (_, Data::Addr(a)) => (a, u32::MAX),
+            (Ty::Net, Data::Net(a, m)) => (a, m),
+            (Ty::Host, _) => return self.no_data("address"),
+            _ => return self.no_data("network address"),
+        };
+        let m = nmask & self.mask.unwrap_or(u32::MAX);
+        let cmp = match self.op {
+            RelOp::Eq => Cmp::Eq(addr & m),
+            RelOp::Ne => Cmp::Ne(addr & m),
+            _ => {
+                return err(
+                    "can't use relational operators with `host` or `net`",
+                    self.sp.whole.clone(),
+                );
+            }
+        };
+        let sd = *prim.srcdst.get_or_insert(SrcDst::Or);
+        Ok(srcdst_node(sd, |dst| {
+            let off = if dst { 16 } else { 12 };
+            self.leaf((Base::Ip, ProtoReq::Any), off, 4, 0, nmask, cmp)
+        }))
+    }
+
+    /// `proto P`, or a bare protocol name; remembers an exact protocol for
+    /// the primitives after it.
+    fn protocol(&self, prim: &mut Prim) -> PResult<Node> {
+        let v = match self.data {
+            Data::Int(_) | Data::Range(..) | Data::Name(NameKind::Proto, _) => {
+                let conflict = match (prim.proto, self.data) {
+                    (Some(TProto::Num(q)), Data::Int(v) | Data::Name(_, v)) => u32::from(q) != v,
+                    _ => false,
+                };
+                if conflict {
+                    return err("transport protocol specified twice", self.sp.whole.clone());
+                }
+                self.value(0xff)?
+            }
+            Data::None => match prim.proto {
+                Some(TProto::Num(q)) => {
+                    if self.mask.is_some() || self.op != RelOp::Eq {
+                        return self.no_data("protocol");
+                    }
+                    Cmp::Eq(u32::from(q))
+                }
+                Some(TProto::TcpUdp | TProto::Transp) => {
+                    return err("`transp` needs a `[POS:LEN]` field", self.sp.whole.clone());
+                }
+                None => return self.no_data("protocol"),
+            },
+            _ => return self.no_data("protocol"),
+        };
+        prim.proto = match v {
+            Cmp::Eq(p) if self.mask.is_none() => u8::try_from(p).ok().map(TProto::Num),
+            _ => None,
+        };
+        Ok(self.leaf((Base::Ip, ProtoReq::Any), 9, 1, 0, 0xff, v))
+    }
+
+    /// `port P` (TCP or UDP): the source, destination or both.
+    fn port(&self, prim: &mut Prim) -> PResult<Node> {
+        let p = *prim.proto.get_or_insert(TProto::TcpUdp);
+        if !matches!(p, TProto::Num(6) | TProto::Num(17) | TProto::TcpUdp) {
+            return err(
+                "`port` needs protocol `tcp` or `udp`",
+                self.sp.whole.clone(),
+            );
+        }
+        if !matches!(
+            self.data,
+            Data::Int(_) | Data::Range(..) | Data::Name(NameKind::Port, _)
+        ) {
+            return self.no_data("port");
+        }
+        let cmp = self.value(0xffff)?;
+        let sd = *prim.srcdst.get_or_insert(SrcDst::Or);
+        Ok(srcdst_node(sd, |dst| {
+            let off = if dst { 2 } else { 0 };
+            self.leaf((Base::Transp, p.req()), off, 2, 0, 0xffff, cmp)
+        }))
+    }
+
+    /// `tcp opt FLAG`: the flag bit is set.
+    fn tcp_opt(&self, prim: &mut Prim) -> PResult<Node> {
+        if !matches!(prim.proto, None | Some(TProto::Num(6))) {
+            return err("`tcp opt` needs protocol `tcp`", self.sp.whole.clone());
+        }
+        prim.proto = Some(TProto::Num(6));
+        let v = match self.data {
+            Data::Int(v) | Data::Name(NameKind::TcpOpt, v) => v,
+            _ => return self.no_data("TCP flag"),
+        };
+        if self.op != RelOp::Eq || self.mask.is_some() {
+            return err(
+                "can't use relational operators or masks with `tcp opt`",
+                self.sp.whole.clone(),
+            );
+        }
+        if v > 0xff {
+            return err(format!("value {v} out of range (0-255)"), self.sp.value());
+        }
+        Ok(self.leaf((Base::Transp, ProtoReq::Is(6)), 13, 1, 0, v, Cmp::Eq(v)))
+    }
+
+    /// `ip frag`, `ip unfrag`, `ip ce`: no value.
+    fn ip_flag(&self, ty: Ty) -> PResult<Node> {
+        if self.data != Data::None {
+            return err(
+                format!("`ip {}` takes no value", self.sp.kw()),
+                self.sp.value(),
+            );
+        }
+        Ok(match ty {
+            Ty::Frag => self.leaf((Base::Ip, ProtoReq::Any), 6, 2, 0, 0x3fff, Cmp::Ne(0)),
+            Ty::Unfrag => self.leaf((Base::Ip, ProtoReq::Any), 6, 2, 0, 0x3fff, Cmp::Eq(0)),
+            _ => self.leaf((Base::Ip, ProtoReq::Any), 1, 1, 0, 0x03, Cmp::Eq(3)),
+        })
+    }
+
+    /// `ip ect [VALUE]`.
+    fn ect(&self) -> PResult<Node> {
+        let cmp = if self.data == Data::None {
+            Cmp::Ne(0)
+        } else {
+            self.value(0x03)?
+        };
+        Ok(self.leaf((Base::Ip, ProtoReq::Any), 1, 1, 0, 0x03, cmp))
+    }
+
+    /// A named header field (`ttl`, `tcp flags`, `icmp type`, ...); one
+    /// that belongs to a protocol sets it.
+    fn field(&self, prim: &mut Prim, f: FieldKind) -> PResult<Node> {
+        let s = f.spec();
+        if let Some(p) = s.proto {
+            if prim.proto.is_some_and(|q| q != TProto::Num(p)) {
+                return err(
+                    format!("`{}` is meaningless for this protocol", self.sp.kw()),
+                    self.sp.whole.clone(),
+                );
+            }
+            prim.proto = Some(TProto::Num(p));
+        }
+        let cmp = match (f, self.data) {
+            (FieldKind::TcpFlags, Data::Name(NameKind::TcpOpt, v))
+                if self.op == RelOp::Eq && self.mask.is_none() =>
+            {
+                return Ok(self.leaf((s.base, ProtoReq::Is(6)), s.off, 1, 0, v, Cmp::Eq(v)));
+            }
+            (_, Data::Int(_) | Data::Range(..)) => self.value(s.mask)?,
+            (FieldKind::IcmpType, Data::Name(NameKind::IcmpType, _)) => self.value(s.mask)?,
+            _ => return self.no_data("value"),
+        };
+        let req = s.proto.map_or(ProtoReq::Any, ProtoReq::Is);
+        Ok(self.leaf((s.base, req), s.off, s.width, s.shift, s.mask, cmp))
+    }
+
+    /// `ip[OFF:LEN]`, `tcp[OFF:LEN]`, ...: raw bytes of the IP header, or
+    /// of the transport header when a protocol was named.
+    fn raw(&self, prim: &Prim, off: u16, width: u8) -> PResult<Node> {
+        let (base, req) = match prim.proto {
+            None => (Base::Ip, ProtoReq::Any),
+            Some(p) => (Base::Transp, p.req()),
+        };
+        let max = if width >= 4 {
+            u32::MAX
+        } else {
+            (1u32 << (8 * u32::from(width))) - 1
+        };
+        if !matches!(self.data, Data::Int(_) | Data::Range(..)) {
+            return self.no_data("value");
+        }
+        Ok(self.leaf((base, req), off, width, 0, max, self.value(max)?))
     }
 }
 

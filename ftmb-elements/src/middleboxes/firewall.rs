@@ -411,10 +411,6 @@ mod tests {
         r
     }
 
-    fn stat(e: &dyn Element, name: &str) -> Value {
-        e.stats().into_iter().find(|(n, _)| *n == name).unwrap().1
-    }
-
     #[test]
     fn inside_connections_and_replies_pass_unsolicited_do_not() {
         let mut e = fw(&["allow src net 10.0.0.0/8", "TIMEOUT 60s"]);

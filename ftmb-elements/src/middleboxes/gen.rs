@@ -145,10 +145,6 @@ mod tests {
     use super::*;
     use ftmb_core::shared::SharedRegistry;
 
-    fn stat(e: &dyn Element, name: &str) -> Value {
-        e.stats().into_iter().find(|(n, _)| *n == name).unwrap().1
-    }
-
     fn packets() -> Vec<Packet> {
         (0..200u16)
             .map(|i| {

@@ -553,10 +553,6 @@ mod tests {
         (0..2).find_map(|i| out.take(i).pop().map(|p| (i, p)))
     }
 
-    fn stat(e: &dyn Element, name: &str) -> Value {
-        e.stats().into_iter().find(|(n, _)| *n == name).unwrap().1
-    }
-
     #[test]
     fn affinity_and_both_directions_rewritten_with_valid_checksums() {
         let mut e = lb(&[]);

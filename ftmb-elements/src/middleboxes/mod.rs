@@ -1,6 +1,6 @@
 //! The paper's middleboxes: a stateful [`firewall::Firewall`], a
 //! [`loadbalancer::LoadBalancer`], the [`monitor::Monitor`] microbenchmark
-//! and the [`gen::Gen`] synthetic state-access generator (SPEC section 9).
+//! and the [`gen::Gen`] synthetic state-access generator (docs/design.md, section 9).
 //!
 //! All four keep to the state access contract of [`ftmb_core::context`]:
 //! tables that more than one worker can reach are
@@ -98,30 +98,10 @@ pub(crate) mod testutil {
     use ftmb_core::headers::Ipv4View;
     use ftmb_core::headers::{checksum, l4_checksum_offset, proto};
     use ftmb_core::shared::SharedRegistry;
-    use ftmb_core::{Args, Built, ConfigError, Element, InitCtx, Packet};
+    use ftmb_core::trace::{Ipv4Header, TcpHeader};
+    use ftmb_core::{Args, Built, ConfigError, Element, InitCtx, Packet, Value};
 
     pub use super::tcp::{ACK, FIN, RST, SYN};
-
-    /// An IPv4 packet with correct checksums; `l4` is the transport header
-    /// and payload (its checksum field is filled in).
-    fn ipv4(src: [u8; 4], dst: [u8; 4], protocol: u8, mut l4: Vec<u8>) -> Vec<u8> {
-        let total = 20 + l4.len();
-        let mut p = vec![0u8; 20];
-        p[0] = 0x45;
-        p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-        p[8] = 64;
-        p[9] = protocol;
-        p[12..16].copy_from_slice(&src);
-        p[16..20].copy_from_slice(&dst);
-        let ck = checksum(&p[..20]);
-        p[10..12].copy_from_slice(&ck.to_be_bytes());
-        if let Some(co) = l4_checksum_offset(protocol) {
-            let ck = l4_checksum(src, dst, protocol, &l4);
-            l4[co..co + 2].copy_from_slice(&ck.to_be_bytes());
-        }
-        p.extend_from_slice(&l4);
-        p
-    }
 
     fn l4_checksum(src: [u8; 4], dst: [u8; 4], protocol: u8, seg: &[u8]) -> u16 {
         let mut s = seg.to_vec();
@@ -145,24 +125,16 @@ pub(crate) mod testutil {
 
     /// A TCP packet with `flags` and `payload`, IP annotation set.
     pub fn tcp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, flags: u8, payload: &[u8]) -> Packet {
-        let mut l4 = vec![0u8; 20];
-        l4[0..2].copy_from_slice(&sp.to_be_bytes());
-        l4[2..4].copy_from_slice(&dp.to_be_bytes());
-        l4[12] = 0x50;
-        l4[13] = flags;
-        l4[14..16].copy_from_slice(&1024u16.to_be_bytes());
-        l4.extend_from_slice(payload);
-        annotate(ipv4(src, dst, proto::TCP, l4))
+        let tcp = TcpHeader {
+            window: 1024,
+            ..TcpHeader::new(sp, dp, flags)
+        };
+        annotate(Ipv4Header::new(src, dst).tcp(&tcp, payload))
     }
 
     /// A UDP packet, IP annotation set.
     pub fn udp(src: [u8; 4], sp: u16, dst: [u8; 4], dp: u16, payload: &[u8]) -> Packet {
-        let mut l4 = vec![0u8; 8];
-        l4[0..2].copy_from_slice(&sp.to_be_bytes());
-        l4[2..4].copy_from_slice(&dp.to_be_bytes());
-        l4[4..6].copy_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-        l4.extend_from_slice(payload);
-        annotate(ipv4(src, dst, proto::UDP, l4))
+        annotate(Ipv4Header::new(src, dst).udp(sp, dp, payload))
     }
 
     /// An ICMP echo request, IP annotation set.
@@ -170,7 +142,7 @@ pub(crate) mod testutil {
         let mut l4 = vec![8u8, 0, 0, 0, 0, 1, 0, 1];
         let ck = checksum(&l4);
         l4[2..4].copy_from_slice(&ck.to_be_bytes());
-        annotate(ipv4(src, dst, proto::ICMP, l4))
+        annotate(Ipv4Header::new(src, dst).packet(proto::ICMP, &l4))
     }
 
     /// True when the IP header checksum and the TCP/UDP checksum verify.
@@ -190,6 +162,15 @@ pub(crate) mod testutil {
             }
             _ => true,
         }
+    }
+
+    /// The value of `e`'s read handler `name`.
+    pub fn stat(e: &dyn Element, name: &str) -> Value {
+        e.stats()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .unwrap_or_else(|| panic!("no handler {name}"))
+            .1
     }
 
     /// Source and destination address of an IPv4 packet.

@@ -132,10 +132,6 @@ mod tests {
     use super::*;
     use ftmb_core::shared::SharedRegistry;
 
-    fn stat(e: &dyn Element, name: &str) -> Value {
-        e.stats().into_iter().find(|(n, _)| *n == name).unwrap().1
-    }
-
     fn run(sharing: usize, nworkers: usize) -> (Vec<Box<dyn Element>>, SharedRegistry, u64) {
         let mut shared = SharedRegistry::new();
         let s = format!("SHARING {sharing}");
