@@ -8,10 +8,12 @@
 mod common;
 use common::*;
 use ftmb_core::config::Source;
-use ftmb_core::ft::{FtOptions, MemoryLink, ReplayPlan, SnapshotTrigger};
+use ftmb_core::ft::{FtOptions, MemoryLink, SnapshotTrigger};
 use ftmb_core::graph::{build, Graph};
-use ftmb_core::router::{run, RunOptions, RunReport};
+use ftmb_core::replay::Replay;
+use ftmb_core::runtime::{run, RunOptions, RunReport};
 use ftmb_core::snapshot::Snapshot;
+use ftmb_replayer::{ReplayPlan, ReplayPlanFrom};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -20,7 +22,7 @@ fn run_ft(
     vars: &BTreeMap<String, String>,
     threads: usize,
     link: Arc<MemoryLink>,
-    replay: Option<ftmb_core::ft::ReplayPlan>,
+    replay: Option<ReplayPlan>,
     restore: Option<Snapshot>,
     snapshots: Option<SnapshotTrigger>,
 ) -> RunReport {
@@ -53,7 +55,7 @@ fn graph_of(cfg: &str, vars: &BTreeMap<String, String>, threads: usize) -> Graph
 fn run_graph(
     graph: Graph,
     link: Arc<MemoryLink>,
-    replay: Option<ftmb_core::ft::ReplayPlan>,
+    replay: Option<ReplayPlan>,
     restore: Option<Snapshot>,
     snapshots: Option<SnapshotTrigger>,
     base: RunOptions,
@@ -61,7 +63,7 @@ fn run_graph(
     let opts = RunOptions {
         ft: Some(FtOptions {
             link,
-            replay: replay.map(Arc::new),
+            replay: replay.map(|p| Arc::new(p) as Arc<dyn Replay>),
             restore: restore.map(Arc::new),
             snapshots,
         }),
@@ -394,7 +396,7 @@ fn replay_detects_a_tampered_log() {
 /// Moves the plan's packets to a channel fed by a thread, as a replica
 /// streams them from the input logger, and announces `announce` of them
 /// while sending only the first `send`.
-fn stream_packets(plan: &mut ftmb_core::ft::ReplayPlan, send: usize, announce: u64) {
+fn stream_packets(plan: &mut ReplayPlan, send: usize, announce: u64) {
     let packets = std::mem::take(&mut plan.packets);
     let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::spawn(move || {
