@@ -25,6 +25,18 @@ use std::time::{Duration, Instant};
 /// How often the driver reports progress (and wakes to check deadlines).
 const TICK: Duration = Duration::from_millis(100);
 
+/// What is left of a stopped router.
+pub(super) struct Stopped {
+    /// The joined workers.
+    pub(super) workers: Vec<Worker>,
+    /// Errors from the sources and threads.
+    pub(super) errors: Vec<String>,
+    /// The sources' counters.
+    pub(super) sources: SourceStats,
+    /// When the replay's packets had all been processed.
+    pub(super) replay_elapsed: Option<Duration>,
+}
+
 /// The driver's view of a running router.
 pub(super) struct Driver {
     input: Option<JoinHandle<InputDone>>,
@@ -107,19 +119,18 @@ impl Driver {
         }
     }
 
-    /// Stop the router if the program has not, and hand over the joined
-    /// workers, the errors, the sources' counters and when the replay was
-    /// done.
-    pub(super) fn finish(mut self) -> (Vec<Worker>, Vec<String>, SourceStats, Option<Duration>) {
+    /// Stop the router if the program has not, and hand over what is
+    /// left of it.
+    pub(super) fn finish(mut self) -> Stopped {
         if self.finished.is_none() {
             self.stop();
         }
-        (
-            self.finished.take().unwrap_or_default(),
-            self.errors,
-            self.source_stats,
-            self.replay_elapsed,
-        )
+        Stopped {
+            workers: self.finished.take().unwrap_or_default(),
+            errors: self.errors,
+            sources: self.source_stats,
+            replay_elapsed: self.replay_elapsed,
+        }
     }
 
     /// Wait for `n` stop events (or until `deadline`, when a stop event

@@ -43,15 +43,16 @@ mod worker;
 pub use options::{Progress, RemoteStateFactory, RunOptions, RunReport};
 
 use crate::context::AccessMode;
+use crate::egress::SinkRegistry;
 use crate::element::Source;
-use crate::graph::Graph;
+use crate::graph::{Graph, NodeKind};
 use crate::shared::SharedRegistry;
 use crate::snapshot::round::{Captures, SnapshotCall};
 use crate::snapshot::Snapshot;
 use counters::InputShared;
 use crossbeam_channel::unbounded;
 use dispatch::Dispatcher;
-use drive::Driver;
+use drive::{Driver, Stopped};
 use input::{InputFt, InputOpts};
 use msg::Event;
 use msg::WorkerStats;
@@ -149,11 +150,50 @@ pub fn run(
         start,
     );
     drive.run_program(&driver, &names, &classes, out, progress);
-    let (ws, mut errors, source_stats, replay_elapsed) = drive.finish();
+    let stopped = drive.finish();
     // Every snapshot taken reaches the link before the run returns.
     captures.join();
-    sinks.flush_all();
-    for s in sinks.sinks() {
+    report(
+        stopped,
+        &Ended {
+            names: &names,
+            classes: &classes,
+            kinds: &kinds,
+            shared: &shared,
+            sinks: &sinks,
+        },
+        opts,
+        &shared_in,
+        (start, restore_elapsed),
+    )
+}
+
+/// What the report reads of a graph that has run.
+struct Ended<'g> {
+    names: &'g [String],
+    classes: &'g [String],
+    kinds: &'g [NodeKind],
+    shared: &'g SharedRegistry,
+    sinks: &'g SinkRegistry,
+}
+
+/// Flush the sinks and gather the report: every element's counters, and
+/// with fault tolerance the digest of the final state.
+fn report(
+    stopped: Stopped,
+    g: &Ended<'_>,
+    opts: &RunOptions,
+    shared_in: &InputShared,
+    (start, restore_elapsed): (Instant, Option<std::time::Duration>),
+) -> RunReport {
+    let Stopped {
+        workers: ws,
+        mut errors,
+        sources: source_stats,
+        replay_elapsed,
+    } = stopped;
+    g.sinks.flush_all();
+    for s in g.sinks.sinks() {
         if let Some(e) = s.error.lock().as_ref() {
             errors.push(format!("{}: {e}", s.element));
         }
@@ -161,16 +201,16 @@ pub fn run(
     let elapsed = start.elapsed();
     let stats_all: Vec<WorkerStats> = ws.iter().map(|w| w.stats()).collect();
     let stats = stats::stats_json(
-        &names,
-        &classes,
-        &kinds,
+        g.names,
+        g.classes,
+        g.kinds,
         &stats_all,
         &source_stats,
-        sinks.sinks(),
+        g.sinks.sinks(),
     );
     let (digest, divergence) = match &opts.ft {
         Some(_) => {
-            let (d, div) = final_digest(&shared, &ws);
+            let (d, div) = final_digest(g.shared, &ws);
             (Some(d), div)
         }
         None => (None, Vec::new()),

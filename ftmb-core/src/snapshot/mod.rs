@@ -19,7 +19,7 @@
 //! packets still queued stops only at the marker: another worker may be
 //! waiting for one of its logged turns.
 //!
-//! - [`format`]: what a snapshot holds and its versioned, checksummed
+//! - [`format`](mod@format): what a snapshot holds and its versioned, checksummed
 //!   encoding.
 //! - `round` (crate-private): the rounds in which the workers take one (the
 //!   gate they meet at, and the capture thread that encodes the shared
