@@ -41,9 +41,9 @@
 //!
 //! No module imports one that imports it back: from the bottom, `clock`,
 //! `packet`, `headers`, `depvec`, `codec`, `slot`, `pal`, `egress`,
-//! `context`, `shared`, `element`, `snapshot::format`, `replay`, `ft`,
-//! `snapshot::round`, `graph`, `runtime` (`scripts/import-cycles.py` checks
-//! it).
+//! `context`, `shared`, `element`, `snapshot` (its format, then its
+//! rounds), `replay`, `ft`, `graph`, `runtime` (`scripts/import-cycles.py`
+//! checks it).
 
 // Configuration errors carry spans, labels and help; they are built on the
 // cold path only, so their size does not matter.

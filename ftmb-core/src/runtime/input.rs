@@ -21,7 +21,7 @@ use crate::ft::{FtLink, SnapshotTrigger};
 use crate::headers::Framing;
 use crate::packet::Packet;
 use crate::shared::SharedDyn;
-use crate::snapshot::round::{Captures, SnapshotRound};
+use crate::snapshot::round::{Captures, SnapshotRound, SnapshotStore};
 use crossbeam_channel::Sender;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 /// What the input side needs for fault tolerance.
 pub(super) struct InputFt {
     pub(super) link: Arc<dyn FtLink>,
+    /// The same link, where snapshot rounds store their snapshots.
+    pub(super) store: Arc<dyn SnapshotStore>,
     /// The replay to feed first, if any.
     pub(super) replay: Option<Arc<Replaying>>,
     pub(super) snapshots: Option<SnapshotTrigger>,
@@ -365,7 +367,7 @@ impl InputLoop {
             self.next_id,
             self.dispatch.sent_through.clone(),
             ft.vars.clone(),
-            ft.link.clone(),
+            ft.store.clone(),
             captures.clone(),
         );
         self.dispatch.snapshot(Arc::new(round));

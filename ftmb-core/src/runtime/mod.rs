@@ -45,9 +45,10 @@ pub use options::{Progress, RemoteStateFactory, RunOptions, RunReport};
 use crate::context::AccessMode;
 use crate::egress::SinkRegistry;
 use crate::element::Source;
+use crate::ft::FtLink;
 use crate::graph::{Graph, NodeKind};
 use crate::shared::SharedRegistry;
-use crate::snapshot::round::{Captures, SnapshotCall};
+use crate::snapshot::round::{Captures, SnapshotCall, SnapshotStore};
 use crate::snapshot::Snapshot;
 use counters::InputShared;
 use crossbeam_channel::unbounded;
@@ -121,6 +122,7 @@ pub fn run(
     let dispatch = Dispatcher::new(pool.inline, pool.queues, call);
     let ft = opts.ft.as_ref().map(|f| InputFt {
         link: f.link.clone(),
+        store: Arc::new(LinkStore(f.link.clone())),
         replay: replaying.clone(),
         snapshots: f.snapshots,
         vars: Arc::new(shared.vars().to_vec()),
@@ -227,6 +229,18 @@ fn report(
         divergence,
         restore_elapsed,
         replay_elapsed,
+    }
+}
+
+/// The run's link as the store of its snapshot rounds.
+struct LinkStore(Arc<dyn FtLink>);
+
+impl SnapshotStore for LinkStore {
+    fn store_snapshot(&self, snapshot: Snapshot) {
+        self.0.store_snapshot(snapshot);
+    }
+    fn snapshot_round(&self, open: bool) {
+        self.0.snapshot_round(open);
     }
 }
 

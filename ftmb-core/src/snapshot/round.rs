@@ -4,16 +4,26 @@
 //! arrives at the round's [`RoundGate`] ([`SnapshotRound::arrive`]); the
 //! last to arrive marks the cut in the shared state and opens the gate,
 //! then hands the cut to the [`Captures`] thread, which encodes the shared
-//! state and stores the snapshot on the link.
+//! state and stores the snapshot ([`SnapshotStore`]: the run's link to
+//! the output logger).
 
 use crate::element::SavedState;
-use crate::ft::FtLink;
 use crate::shared::SharedDyn;
 use crate::snapshot::format::{Snapshot, WorkerSnapshot};
 use crossbeam_channel::{unbounded, Sender};
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// Where the snapshots of a run go (the run's link to the output logger,
+/// [`crate::ft::FtLink`], which the runtime wraps in one).
+pub(crate) trait SnapshotStore: Send + Sync {
+    /// Store a consistent snapshot (see
+    /// [`crate::ft::FtLink::store_snapshot`]).
+    fn store_snapshot(&self, snapshot: Snapshot);
+    /// A round opened or closed (see [`crate::ft::FtLink::snapshot_round`]).
+    fn snapshot_round(&self, open: bool);
+}
 
 /// One snapshot being taken: every worker stops at it (see
 /// [`crate::snapshot`]).
@@ -31,7 +41,7 @@ pub(crate) struct SnapshotRound {
     /// Element state the workers copied, to be encoded into their parts.
     deferred: parking_lot::Mutex<Vec<DeferredState>>,
     vars: Arc<Vec<Arc<dyn SharedDyn>>>,
-    link: Arc<dyn FtLink>,
+    link: Arc<dyn SnapshotStore>,
     captures: Arc<Captures>,
 }
 
@@ -44,7 +54,7 @@ impl SnapshotRound {
         next_packet: u64,
         sent_through: Vec<u64>,
         vars: Arc<Vec<Arc<dyn SharedDyn>>>,
-        link: Arc<dyn FtLink>,
+        link: Arc<dyn SnapshotStore>,
         captures: Arc<Captures>,
     ) -> SnapshotRound {
         let nworkers = sent_through.len();
@@ -68,8 +78,8 @@ impl SnapshotRound {
             || self.parts.lock().get(w).is_some_and(Option::is_some)
     }
 
-    /// The round is being called: tell the link (see
-    /// [`FtLink::snapshot_round`]).
+    /// The round is being called: tell the store (see
+    /// [`SnapshotStore::snapshot_round`]).
     pub(crate) fn calling(&self) {
         self.link.snapshot_round(true);
     }
@@ -253,7 +263,7 @@ struct CaptureJob {
     snap: Snapshot,
     deferred: Vec<DeferredState>,
     vars: Arc<Vec<Arc<dyn SharedDyn>>>,
-    link: Arc<dyn FtLink>,
+    link: Arc<dyn SnapshotStore>,
 }
 
 /// Snapshots whose shared state encodes to this many bytes or more have
@@ -345,7 +355,19 @@ impl Captures {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ft::MemoryLink;
+
+    /// Keeps every snapshot stored.
+    #[derive(Default)]
+    struct Kept {
+        snapshots: parking_lot::Mutex<Vec<Snapshot>>,
+    }
+
+    impl SnapshotStore for Kept {
+        fn store_snapshot(&self, snapshot: Snapshot) {
+            self.snapshots.lock().push(snapshot);
+        }
+        fn snapshot_round(&self, _open: bool) {}
+    }
 
     #[test]
     fn the_last_to_arrive_opens_the_gate_for_the_others() {
@@ -377,7 +399,7 @@ mod tests {
 
     #[test]
     fn a_worker_cuts_at_the_call_once_it_processed_what_was_sent_to_it() {
-        let link = Arc::new(MemoryLink::default());
+        let link = Arc::new(Kept::default());
         let round = SnapshotRound::new(
             1,
             100,
@@ -396,7 +418,7 @@ mod tests {
 
     #[test]
     fn a_round_stores_one_snapshot_cut_at_the_earliest_worker() {
-        let link = Arc::new(MemoryLink::default());
+        let link = Arc::new(Kept::default());
         let captures = Arc::new(Captures::default());
         let round = Arc::new(SnapshotRound::new(
             7,
