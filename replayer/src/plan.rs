@@ -137,13 +137,12 @@ impl ReplayPlanFrom for MemoryLink {
     }
 
     fn replay_plan_after(&self, snap: Option<&Snapshot>, nworkers: usize) -> ReplayPlan {
-        let link = self;
         let cut = snap.map_or(0, |s| s.next_packet);
         let last = |w: usize| {
             snap.and_then(|s| s.workers.get(w))
                 .map_or(0, |x| x.last_seq)
         };
-        let mut logs = link.logs.lock().clone();
+        let mut logs = self.logs.lock().clone();
         logs.resize_with(nworkers, Vec::new);
         for (w, log) in logs.iter_mut().enumerate() {
             log.retain(|(seq, _)| *seq > last(w));
