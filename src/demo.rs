@@ -9,11 +9,12 @@
 //! another configuration the same way (`--trace` another trace).
 
 use anyhow::{bail, Context, Result};
+use ftmb_core::clock::wall_ns;
 use ftmb_core::config::Source;
 use ftmb_core::ft::{FtOptions, MemoryLink};
 use ftmb_core::graph::build;
 use ftmb_core::headers::FlowId;
-use ftmb_core::router::{run, wall_ns, RunOptions};
+use ftmb_core::runtime::{run, RunOptions};
 use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceReader, TraceSpec};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -7,7 +7,7 @@ use ftmb_baselines::{redis, RedisCounters, SnapshotOnlyLink};
 use ftmb_core::config::Source;
 use ftmb_core::ft::{FtLink, FtOptions, SnapshotTrigger};
 use ftmb_core::graph::{build, Graph};
-use ftmb_core::router::{run, Progress, RunOptions, RunReport};
+use ftmb_core::runtime::{run, Progress, RunOptions, RunReport};
 use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceSpec};
 use ftmb_logger::output_logger::{OutputLogger, ThreadedOutputLogger};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};

@@ -1,17 +1,18 @@
 //! The `ftmb` subcommands that run one fault-tolerance role each, as its
-//! own process. The mechanisms live in `ftmb_logger::roles`; this module
-//! builds the configuration's graph for each role and wires it up.
+//! own process. The mechanisms live in `ftmb_logger::roles` and, for the
+//! replica, `ftmb_replayer`; this module builds the configuration's graph
+//! for each role and wires it up.
 
 use crate::load;
 use anyhow::{anyhow, Context, Result};
-use ftmb_core::ft::{FtOptions, ReplayPlan, SnapshotTrigger};
+use ftmb_core::ft::{FtOptions, SnapshotTrigger};
 use ftmb_core::headers::Framing;
-use ftmb_core::router::{run, wall_ns, RunOptions};
+use ftmb_core::runtime::{run, RunOptions};
 use ftmb_logger::output_logger::OutputLogger;
 use ftmb_logger::roles::{
-    await_takeover, connect, resume, run_input_logger, run_output_logger, Addr, RemoteInput,
-    SocketLink,
+    connect, resume, run_input_logger, run_output_logger, Addr, RemoteInput, SocketLink,
 };
+use ftmb_replayer::{take_over, TakeoverOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -132,96 +133,35 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
 
 /// `ftmb replica`: stand by on the output logger; on takeover restore the
 /// snapshot, replay the input logger's log from its cut under the logged
-/// records, then carry on as the master. Prints its timings as JSON.
+/// records, then carry on as the master ([`ftmb_replayer::take_over`]).
+/// Prints its timings as JSON.
 pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     // The graph is built while standing by, and each snapshot the output
-    // logger forwards is loaded into it once whole (read where it lies):
-    // a takeover with the last one has only logs to replay.
-    let mut g = load(&a.config, &a.vars, a.threads)?;
-    let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
-    // Connected to the input logger while standing by (it serves a
-    // connection only once asked to resume): a takeover then costs one
-    // round trip there, not a connection and the logger's new thread.
-    let il = connect(&a.il, Duration::from_secs(10)).context("input logger")?;
-    let mut prepared = None;
-    let mut take = await_takeover(&ol, a.threads, &mut |bytes| {
-        prepared = g.restore_encoded(bytes).ok();
-        prepared.is_some()
-    })
-    .map_err(|e| anyhow!(e))?;
-    if take.prepared {
-        take.snapshot = prepared;
-    }
-    let took_ns = wall_ns();
-    // Said at once (the final report comes only when the run ends, which
-    // on a live device is never): when, and from which input packet.
-    eprintln!(
-        "replica: took over at {took_ns} ns, replaying from input packet {}",
-        take.cut
-    );
-    // Ask the input logger for its log from the cut while the snapshot
-    // is loaded; its packets stream in and are replayed as they come.
-    let (cut, framing) = (take.cut, framing_of(&g));
-    let fetch = std::thread::Builder::new()
-        .name("ftmb-fetch-input".into())
-        .spawn(move || -> Result<_> {
-            let (live, input) = resume(&il, cut).map_err(|e| anyhow!(e))?;
-            let replay = live.saturating_sub(cut);
-            let (input, packets) = RemoteInput::start_after_replay(input, framing, replay)?;
-            Ok((il, live, input, (packets, replay), wall_ns()))
-        })?;
-    let restore_start = std::time::Instant::now();
-    if let Some(snap) = take.snapshot.as_ref().filter(|s| g.restored != Some(s.id)) {
-        g.restore(snap).map_err(|e| anyhow!(e))?;
-    }
-    let restore_ms = restore_start.elapsed().as_secs_f64() * 1e3;
-    let loaded_ns = wall_ns();
-    let (_il, live, input, streamed, input_resumed_ns) = fetch
-        .join()
-        .map_err(|_| anyhow!("the input fetch thread panicked"))??;
-    g.external_input = Some(Box::new(input));
-    let first_seq = ReplayPlan::first_seqs(take.snapshot.as_ref(), a.threads);
-    let first_packet = ReplayPlan::first_packets(take.snapshot.as_ref(), a.threads);
-    let replayed = streamed.1;
-    let plan = ReplayPlan {
-        packets: Vec::new(),
-        streamed: Some(streamed),
-        next_seq: take.next_seq,
-        logs: take.logs,
-        first_seq,
-        first_packet,
-        then_sources: true,
+    // logger forwards is loaded into it as it comes.
+    let g = load(&a.config, &a.vars, a.threads)?;
+    let opts = TakeoverOptions {
+        il: a.il.clone(),
+        ol: a.ol.clone(),
+        threads: a.threads,
+        seed: a.seed,
+        snapshot_every: Duration::from_millis(snapshot_ms),
     };
-    let hb = connect(&a.ol.heartbeat()?, Duration::from_secs(10)).context("heartbeats")?;
-    let link = Arc::new(SocketLink::new(&ol, &hb, Duration::from_millis(1))?);
-    let opts = RunOptions {
-        seed: Some(a.seed),
-        ft: Some(FtOptions {
-            link: link.clone(),
-            replay: Some(Arc::new(plan)),
-            restore: take.snapshot.map(Arc::new),
-            snapshots: Some(SnapshotTrigger::Every(Duration::from_millis(snapshot_ms))),
-        }),
-        ..RunOptions::default()
-    };
-    let run_start_ns = wall_ns();
-    let r = run(g, &opts, &mut std::io::sink(), &mut |_| {});
-    link.finish();
+    let t = take_over(g, &opts)?;
     println!(
         "{}",
         serde_json::json!({
-            "took_over_ns": took_ns,
-            "takeover_received_ns": take.received_ns,
-            "input_resumed_ns": input_resumed_ns,
-            "loaded_ns": loaded_ns,
-            "run_start_ns": run_start_ns,
-            "cut": take.cut,
-            "live_from": live,
-            "replayed_packets": replayed,
-            "restore_ms": restore_ms,
-            "replay_done_ms": r.replay_elapsed.map(|d| d.as_secs_f64() * 1e3),
-            "divergence": r.divergence,
-            "errors": r.errors,
+            "took_over_ns": t.took_over_ns,
+            "takeover_received_ns": t.takeover_received_ns,
+            "input_resumed_ns": t.input_resumed_ns,
+            "loaded_ns": t.loaded_ns,
+            "run_start_ns": t.run_start_ns,
+            "cut": t.cut,
+            "live_from": t.live_from,
+            "replayed_packets": t.replayed_packets,
+            "restore_ms": t.restore_ms,
+            "replay_done_ms": t.run.replay_elapsed.map(|d| d.as_secs_f64() * 1e3),
+            "divergence": t.run.divergence,
+            "errors": t.run.errors,
         })
     );
     Ok(())

@@ -4,7 +4,7 @@
 //! packet. Only what that needs: `GET`, `SET`, `FLUSHDB`, `PING`.
 
 use ftmb_core::context::RemoteState;
-use ftmb_core::router::RemoteStateFactory;
+use ftmb_core::runtime::RemoteStateFactory;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicU64, Ordering};

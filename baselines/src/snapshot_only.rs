@@ -9,7 +9,7 @@
 //!
 //! It implements [`FtLink`] so the same in-process harness runs it: run the
 //! router with fault tolerance (snapshots on) and
-//! [`ftmb_core::router::RunOptions::ft_unlogged`] set.
+//! [`ftmb_core::runtime::RunOptions::ft_unlogged`] set.
 
 use ftmb_core::egress::Sink;
 use ftmb_core::ft::{FtLink, OutputBatch, Shipment};

@@ -4,7 +4,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ftmb_benches::nat_config;
 use ftmb_core::graph::build;
-use ftmb_core::router::{run, RunOptions};
+use ftmb_core::runtime::{run, RunOptions};
 use ftmb_core::trace::TraceSpec;
 
 fn bench(c: &mut Criterion) {

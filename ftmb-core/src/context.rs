@@ -26,7 +26,7 @@ use crate::depvec::DepVector;
 use crate::egress::{SinkHandle, SinkOutputs};
 use crate::packet::Packet;
 pub use crate::rng::Rng;
-use crate::shared::Slot;
+use crate::slot::Slot;
 use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, MutexGuard};
 
@@ -97,7 +97,7 @@ impl Ctx {
     /// With a remote store: load `value` from it (key `var_id`), run `f`,
     /// and store the result back. Without one: just `f`.
     #[inline]
-    pub(crate) fn remote_access<T: crate::shared::StateCodec, R>(
+    pub(crate) fn remote_access<T: crate::codec::StateCodec, R>(
         &mut self,
         var_id: u32,
         value: &mut T,
@@ -215,7 +215,7 @@ impl Ctx {
     }
 }
 
-/// SPEC section 4: `p.DV = max(p.DV, v.clock); p.DV[w] = s; v.clock = p.DV`,
+/// docs/design.md, section 4: `p.DV = max(p.DV, v.clock); p.DV[w] = s; v.clock = p.DV`,
 /// with the worker's vector standing for every packet's.
 ///
 /// A per-packet vector misses what a packet owes to the packets its worker
@@ -250,55 +250,5 @@ mod tests {
             assert!(ctx.random_below(10) < 10);
         }
         assert_eq!(ctx.random_below(0), 0);
-    }
-
-    /// A store in memory that counts its calls.
-    #[derive(Default)]
-    struct MapStore(
-        std::sync::Arc<Mutex<std::collections::HashMap<u32, Vec<u8>>>>,
-        std::sync::Arc<std::sync::atomic::AtomicU64>,
-    );
-
-    impl RemoteState for MapStore {
-        fn get(&mut self, key: u32, out: &mut Vec<u8>) -> bool {
-            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            out.clear();
-            match self.0.lock().get(&key) {
-                Some(v) => {
-                    out.extend_from_slice(v);
-                    true
-                }
-                None => false,
-            }
-        }
-        fn set(&mut self, key: u32, val: &[u8]) {
-            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            self.0.lock().insert(key, val.to_vec());
-        }
-    }
-
-    #[test]
-    fn remote_state_round_trips_every_access() {
-        use crate::shared::{SharedRegistry, StateCodec};
-        let mut reg = SharedRegistry::new();
-        let v = reg.declare::<u64>("x.count", 2, |_| 0);
-        let store = MapStore::default();
-        let (map, calls) = (store.0.clone(), store.1.clone());
-        let mut ctx = Ctx::new(0, 1, 1);
-        ctx.set_remote(Box::new(store));
-        let mut pkt = Packet::from_bytes(&[0u8; 20]);
-        for _ in 0..3 {
-            v.access(&mut ctx, &mut pkt, 1, |c| *c += 1);
-        }
-        // The store holds the value; the slot's own copy follows it.
-        let mut b = Vec::new();
-        3u64.encode(&mut b);
-        assert_eq!(map.lock().get(&v.var_id(1)), Some(&b));
-        // Another worker's writes to the store are what the next access sees.
-        let mut b = Vec::new();
-        10u64.encode(&mut b);
-        map.lock().insert(v.var_id(1), b);
-        assert_eq!(v.access(&mut ctx, &mut pkt, 1, |c| *c), 10);
-        assert_eq!(calls.load(std::sync::atomic::Ordering::Relaxed), 8);
     }
 }

@@ -18,7 +18,7 @@
 //! for snapshots in the same form with the entries shard by shard
 //! ([`StateCodec::encode_any_order`]): either reads back with `decode`.
 
-use crate::shared::{encode_map, CodecError, StateCodec};
+use crate::codec::{encode_map, CodecError, StateCodec};
 use hashbrown::hash_table::{Entry, HashTable};
 use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
@@ -90,7 +90,7 @@ impl<K: Hash + Eq + Clone, V: Clone> CowMap<K, V> {
         self.len == 0
     }
 
-    /// The hash of `k` (FxHash, as [`crate::shared::FlowMap`]).
+    /// The hash of `k` (FxHash, as [`crate::codec::FlowMap`]).
     #[inline]
     fn hash(k: &K) -> u64 {
         rustc_hash::FxBuildHasher.hash_one(k)

@@ -1,4 +1,4 @@
-//! Dependency vectors (SPEC section 4).
+//! Dependency vectors (docs/design.md, section 4).
 //!
 //! `DV[w]` is the highest sequence number in worker `w`'s log that a packet
 //! (or a variable) depends on. An empty vector means "depends on nothing";

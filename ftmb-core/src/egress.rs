@@ -25,7 +25,7 @@ pub trait Egress: Send {
 
 /// Measures per-packet latency at egress: the time from each packet's
 /// timestamp (the wall clock at input, with
-/// [`crate::router::RunOptions::stamp_arrival`]) to its write, then hands
+/// [`crate::runtime::RunOptions::stamp_arrival`]) to its write, then hands
 /// the packets to the egress it wraps.
 pub struct LatencyProbe {
     inner: Box<dyn Egress>,
@@ -49,7 +49,7 @@ impl LatencyProbe {
 
 impl Egress for LatencyProbe {
     fn write(&mut self, pkts: &[Packet]) -> std::io::Result<()> {
-        let now = crate::router::wall_ns();
+        let now = crate::clock::wall_ns();
         self.samples
             .lock()
             .extend(pkts.iter().map(|p| now.saturating_sub(p.anno.ts_ns)));

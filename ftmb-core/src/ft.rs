@@ -1,6 +1,6 @@
 //! The master's side of fault tolerance: what a worker hands to the output
-//! logger, the replay plan a replica starts from, and the state digest that
-//! checks replay.
+//! logger, the run's fault-tolerance options, and the state digest that
+//! checks replay (the replay itself comes through [`crate::replay`]).
 //!
 //! With [`FtOptions`] in the run options, every worker logs (see
 //! [`crate::pal::LoggedAccess`]): a clock record at the start of each batch
@@ -14,6 +14,7 @@
 use crate::depvec::DepVector;
 use crate::packet::Packet;
 use crate::pal::LogRecord;
+use crate::replay::Replay;
 use crate::snapshot::Snapshot;
 use std::sync::Arc;
 
@@ -188,7 +189,7 @@ pub(crate) struct Ordinals {
     /// (packet id, outputs so far, batch generation) by `id % len`.
     direct: Box<[(u64, u32, u64)]>,
     /// Ids whose table slot another id of the batch holds.
-    spill: crate::shared::FlowMap<u64, u32>,
+    spill: crate::codec::FlowMap<u64, u32>,
     generation: u64,
 }
 
@@ -305,77 +306,13 @@ pub enum SnapshotTrigger {
     EveryPackets(u64),
 }
 
-/// What a replica replays before it takes over: the input packets after the
-/// snapshot cut (with their ids) and each worker's logged records.
-#[derive(Clone, Debug, Default)]
-pub struct ReplayPlan {
-    /// Input packets in id order (ids and sources as the input logger gave
-    /// them).
-    pub packets: Vec<Packet>,
-    /// Packets that follow `packets`, still arriving, and how many will: a
-    /// replica streams the input log from the input logger while it loads
-    /// the snapshot, and replays each packet as it comes.
-    pub streamed: Option<(crossbeam_channel::Receiver<Packet>, u64)>,
-    /// Per worker: the logged records after the cut, in sequence order.
-    pub logs: Vec<Vec<(u64, LogRecord)>>,
-    /// Per worker: the first sequence number after the cut.
-    pub first_seq: Vec<u64>,
-    /// Per worker: the first input packet id after the cut (see
-    /// [`crate::snapshot::WorkerSnapshot::next_packet`]); the worker's
-    /// packets before it are skipped. Empty: none skipped.
-    pub first_packet: Vec<u64>,
-    /// Per worker: the replay numbers its new records from at least this,
-    /// the output logger's frontier plus one (it may have received
-    /// records it no longer holds, voided by an earlier replica; their
-    /// numbers are never reused). Empty: no bound.
-    pub next_seq: Vec<u64>,
-    /// After the plan, go on with the configuration's own sources (a
-    /// replica taking over live traffic) or stop (a replay check).
-    pub then_sources: bool,
-}
-
-impl ReplayPlan {
-    /// Packets to replay, those still arriving included.
-    pub fn len(&self) -> u64 {
-        self.packets.len() as u64 + self.streamed.as_ref().map_or(0, |s| s.1)
-    }
-
-    /// No packet to replay.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Per worker: the first log sequence after snapshot `snap` (1 when
-    /// replaying from the start).
-    pub fn first_seqs(snap: Option<&Snapshot>, nworkers: usize) -> Vec<u64> {
-        Self::per_worker(snap, nworkers, |w| w.last_seq + 1, 1)
-    }
-
-    /// Per worker, the first input packet id after `snap`'s cut (0 without
-    /// a snapshot).
-    pub fn first_packets(snap: Option<&Snapshot>, nworkers: usize) -> Vec<u64> {
-        Self::per_worker(snap, nworkers, |w| w.next_packet, 0)
-    }
-
-    fn per_worker(
-        snap: Option<&Snapshot>,
-        nworkers: usize,
-        f: impl Fn(&crate::snapshot::WorkerSnapshot) -> u64,
-        none: u64,
-    ) -> Vec<u64> {
-        (0..nworkers)
-            .map(|w| snap.and_then(|s| s.workers.get(w)).map_or(none, &f))
-            .collect()
-    }
-}
-
 /// Fault-tolerance settings of a run.
 #[derive(Clone)]
 pub struct FtOptions {
     /// Where logs and outputs go.
     pub link: Arc<dyn FtLink>,
-    /// Replay this first (a replica taking over).
-    pub replay: Option<Arc<ReplayPlan>>,
+    /// Replay this first (a replica taking over; see [`crate::replay`]).
+    pub replay: Option<Arc<dyn Replay>>,
     /// Restore this snapshot before replaying.
     pub restore: Option<Arc<Snapshot>>,
     /// Take snapshots.
@@ -425,45 +362,6 @@ impl MemoryLink {
             .iter()
             .map(|(_, o)| (o.packet_id, o.ordinal))
             .collect()
-    }
-
-    /// A plan that replays everything this link saw from the start, on
-    /// `nworkers` workers.
-    pub fn full_replay_plan(&self, nworkers: usize) -> ReplayPlan {
-        self.replay_plan_after(None, nworkers)
-    }
-
-    /// A plan that replays what follows snapshot `snap` (everything when
-    /// `None`): the inputs from its cut on and each worker's records after
-    /// its logged position.
-    pub fn replay_plan_after(&self, snap: Option<&Snapshot>, nworkers: usize) -> ReplayPlan {
-        let cut = snap.map_or(0, |s| s.next_packet);
-        let last = |w: usize| {
-            snap.and_then(|s| s.workers.get(w))
-                .map_or(0, |x| x.last_seq)
-        };
-        let mut logs = self.logs.lock().clone();
-        logs.resize_with(nworkers, Vec::new);
-        for (w, log) in logs.iter_mut().enumerate() {
-            log.retain(|(seq, _)| *seq > last(w));
-        }
-        let mut packets: Vec<Packet> = self
-            .inputs
-            .lock()
-            .iter()
-            .filter(|p| p.anno.id >= cut)
-            .cloned()
-            .collect();
-        packets.sort_by_key(|p| p.anno.id);
-        ReplayPlan {
-            packets,
-            streamed: None,
-            next_seq: Vec::new(),
-            logs,
-            first_seq: ReplayPlan::first_seqs(snap, nworkers),
-            first_packet: ReplayPlan::first_packets(snap, nworkers),
-            then_sources: false,
-        }
     }
 }
 

@@ -1,4 +1,4 @@
-//! Packet access logs (PALs) and the per-worker ordered log (SPEC section 3).
+//! Packet access logs (PALs) and the per-worker ordered log (docs/design.md, section 3).
 //!
 //! In record mode every shared-state access appends a [`Pal`] to the
 //! worker's [`WorkerLog`], and every clock reading a [`LogRecord::Clock`];
@@ -6,7 +6,7 @@
 //! mode a [`LoggedAccess`] walks the same worker's logged records and makes
 //! each access wait for its logged turn on the variable.
 
-use crate::shared::Slot;
+use crate::slot::Slot;
 use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, MutexGuard};
 use std::collections::VecDeque;
@@ -132,8 +132,9 @@ impl LoggedCounts {
         !self.any
     }
 
-    /// Whether a logged record will take count `count` of `var`. After
-    /// [`trim_to_gap_free`] the claimed counts of a variable are contiguous
+    /// Whether a logged record will take count `count` of `var`. Once a
+    /// replay has cut its logs back past every gap (the replayer's
+    /// `trim_to_gap_free`), the claimed counts of a variable are contiguous
     /// from its restored counter, so an unclaimed next count means every
     /// logged access to the variable has been replayed.
     pub fn claimed(&self, var: u32, count: u64) -> bool {
@@ -142,65 +143,9 @@ impl LoggedCounts {
             .is_some_and(|c| c.binary_search(&count).is_ok())
     }
 
-    /// Per variable: the first count after `start[var]` that no record
-    /// claims.
-    fn first_gaps(&self, start: &[u64]) -> Vec<u64> {
-        start
-            .iter()
-            .enumerate()
-            .map(|(v, &s)| {
-                let mut next = s + 1;
-                for &c in self.counts.get(v).map_or(&[][..], Vec::as_slice) {
-                    if c == next {
-                        next += 1;
-                    } else if c > next {
-                        break;
-                    }
-                }
-                next
-            })
-            .collect()
-    }
-}
-
-/// Cut the dead master's per-worker logs back to the longest prefixes that
-/// a replay can follow without waiting for an access nobody will log.
-///
-/// The output logger holds a prefix of each worker's records, but the
-/// prefixes need not fit together: worker 1's access of count `c` to a
-/// variable may be lost while worker 0's record of count `c + 1` arrived.
-/// A replay of that record waits for count `c`, which only worker 1's
-/// unlogged tail can supply, and that tail need not reach the variable
-/// before it waits for one of worker 0's later records (its batches are
-/// cut differently from the master's, so its accesses come in another
-/// order): a deadlock. So every record past a variable's first gap (counted
-/// from `start`, the counters restored from the snapshot) is dropped with
-/// the rest of its worker's log, until no gap is left.
-///
-/// Nothing released is lost by this: a record past a gap depends, through
-/// the variable's vector clock, on the lost record, and so do the later
-/// records of its worker; an output whose dependency vector names a lost
-/// record never commits. Returns the number of records dropped.
-pub fn trim_to_gap_free(logs: &mut [Vec<(u64, LogRecord)>], start: &[u64]) -> usize {
-    let mut dropped = 0;
-    loop {
-        let counts = LoggedCounts::of(logs.iter().map(Vec::as_slice), start.len());
-        let gaps = counts.first_gaps(start);
-        let mut cut = false;
-        for log in logs.iter_mut() {
-            let past_gap = log.iter().position(|(_, r)| match r {
-                LogRecord::Pal(p) => gaps.get(p.var as usize).is_some_and(|&g| p.count > g),
-                _ => false,
-            });
-            if let Some(i) = past_gap {
-                dropped += log.len() - i;
-                log.truncate(i);
-                cut = true;
-            }
-        }
-        if !cut {
-            return dropped;
-        }
+    /// The counts logged records claim of variable `var`, ascending.
+    pub fn counts(&self, var: u32) -> &[u64] {
+        self.counts.get(var as usize).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -212,9 +157,10 @@ pub fn trim_to_gap_free(logs: &mut [Vec<(u64, LogRecord)>], start: &[u64]) -> us
 /// and reuses the logged sequence number. Once the worker has passed its
 /// logged prefix, an access to a variable waits until the count it would
 /// take is not claimed by any logged record (from any worker; see
-/// [`LoggedCounts`]), then is logged as a new record. The logs are first
-/// cut back by [`trim_to_gap_free`], so that means waiting until every
-/// logged access to the variable has been replayed (SPEC section 6); an
+/// [`LoggedCounts`]), then is logged as a new record. The replayer first
+/// cuts the logs back past every gap (its `trim_to_gap_free`), so that
+/// means waiting until every logged access to the variable has been
+/// replayed (docs/design.md, section 6); an
 /// uncut log with a gap could leave the unlogged access taking a free count
 /// meant for another of its worker's accesses, or waiting for ever.
 #[derive(Debug, Default)]
@@ -376,31 +322,6 @@ mod tests {
 
     fn pal(seq: u64, packet: u64, var: u32, count: u64) -> (u64, LogRecord) {
         (seq, LogRecord::Pal(Pal { packet, var, count }))
-    }
-
-    #[test]
-    fn logs_are_cut_back_past_the_first_gap_of_any_variable() {
-        // Var 7 restored at count 1. Worker 1's access at count 3 was lost;
-        // worker 0 logged count 2, then 4 (past the gap), then var 5 at
-        // count 1, which goes with it.
-        let mut logs = vec![
-            vec![pal(1, 10, 7, 2), pal(2, 12, 7, 4), pal(3, 12, 5, 1)],
-            vec![pal(1, 11, 6, 1)],
-        ];
-        let start = [0, 0, 0, 0, 0, 0, 0, 1];
-        assert_eq!(trim_to_gap_free(&mut logs, &start), 2);
-        assert_eq!(logs[0], vec![pal(1, 10, 7, 2)]);
-        assert_eq!(logs[1], vec![pal(1, 11, 6, 1)]);
-        // Cutting worker 0 opens a gap in var 5 that cuts worker 1 next.
-        let mut logs = vec![
-            vec![pal(1, 10, 7, 3), pal(2, 12, 5, 1)],
-            vec![pal(1, 11, 5, 2), pal(2, 13, 6, 1)],
-        ];
-        assert_eq!(trim_to_gap_free(&mut logs, &start), 4);
-        assert!(logs.iter().all(Vec::is_empty));
-        // A gap-free set is left as it is.
-        let mut logs = vec![vec![pal(1, 10, 7, 2)], vec![pal(1, 11, 7, 3)]];
-        assert_eq!(trim_to_gap_free(&mut logs, &start), 0);
     }
 
     #[test]

@@ -18,10 +18,10 @@ pub mod afpacket;
 #[cfg(all(target_os = "linux", feature = "netmap"))]
 pub mod netmap;
 
+use ftmb_core::clock::wall_ns;
 use ftmb_core::egress::Egress;
 use ftmb_core::element::{element, Backpressure, SourceStatus};
 use ftmb_core::headers::Framing;
-use ftmb_core::router::wall_ns;
 use ftmb_core::{Args, Built, ConfigError, InitCtx, Packet, Source, Value};
 use std::time::{Duration, Instant};
 

@@ -1,9 +1,9 @@
 //! Trace files: `FromDump` reads pcap/pcapng, `ToDump` writes pcap.
 
+use ftmb_core::clock::wall_ns;
 use ftmb_core::egress::Egress;
 use ftmb_core::element::{element, SourceStatus};
 use ftmb_core::headers::{ip_offset, Framing, Ipv4View};
-use ftmb_core::router::wall_ns;
 use ftmb_core::trace::{LinkType, PcapWriter, TraceReader};
 use ftmb_core::{Args, Built, ConfigError, InitCtx, Packet, Source, Value};
 use std::fs::File;

@@ -313,7 +313,7 @@ fn truncated_trace_is_reported_not_replayed_silently() {
         .collect();
     let g = ftmb_core::graph::build(&source, &vars, &ftmb_elements::registry(), 1).unwrap();
     let mut out = Vec::new();
-    let r = ftmb_core::router::run(g, &Default::default(), &mut out, &mut |_| {});
+    let r = ftmb_core::runtime::run(g, &Default::default(), &mut out, &mut |_| {});
     assert_eq!(String::from_utf8(out).unwrap(), "99\n");
     assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
     assert!(r.errors[0].contains("truncated record"), "{:?}", r.errors);
@@ -392,7 +392,7 @@ fn an_external_numbered_input_replaces_the_sources() {
     let mut g = ftmb_core::graph::build(&source, &vars, &ftmb_elements::registry(), 2).unwrap();
     g.external_input = Some(Box::new(Numbered(packets)));
     let mut out = Vec::new();
-    let r = ftmb_core::router::run(g, &Default::default(), &mut out, &mut |_| {});
+    let r = ftmb_core::runtime::run(g, &Default::default(), &mut out, &mut |_| {});
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let got: Vec<String> = String::from_utf8(out)
         .unwrap()

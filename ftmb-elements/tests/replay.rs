@@ -6,10 +6,12 @@
 //! every example middlebox and for 1 and 2 workers.
 
 use ftmb_core::config::Source;
-use ftmb_core::ft::{FtOptions, MemoryLink, ReplayPlan, SnapshotTrigger};
+use ftmb_core::ft::{FtOptions, MemoryLink, SnapshotTrigger};
 use ftmb_core::graph::{build, Graph};
-use ftmb_core::router::{run, RunOptions, RunReport};
+use ftmb_core::replay::Replay;
+use ftmb_core::runtime::{run, RunOptions, RunReport};
 use ftmb_core::snapshot::Snapshot;
+use ftmb_replayer::{ReplayPlan, ReplayPlanFrom};
 use ftmb_testkit::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,7 +21,7 @@ fn run_ft(
     vars: &BTreeMap<String, String>,
     threads: usize,
     link: Arc<MemoryLink>,
-    replay: Option<ftmb_core::ft::ReplayPlan>,
+    replay: Option<ReplayPlan>,
     restore: Option<Snapshot>,
     snapshots: Option<SnapshotTrigger>,
 ) -> RunReport {
@@ -52,7 +54,7 @@ fn graph_of(cfg: &str, vars: &BTreeMap<String, String>, threads: usize) -> Graph
 fn run_graph(
     graph: Graph,
     link: Arc<MemoryLink>,
-    replay: Option<ftmb_core::ft::ReplayPlan>,
+    replay: Option<ReplayPlan>,
     restore: Option<Snapshot>,
     snapshots: Option<SnapshotTrigger>,
     base: RunOptions,
@@ -60,7 +62,7 @@ fn run_graph(
     let opts = RunOptions {
         ft: Some(FtOptions {
             link,
-            replay: replay.map(Arc::new),
+            replay: replay.map(|p| Arc::new(p) as Arc<dyn Replay>),
             restore: restore.map(Arc::new),
             snapshots,
         }),
@@ -375,7 +377,7 @@ fn replay_detects_a_tampered_log() {
 /// Moves the plan's packets to a channel fed by a thread, as a replica
 /// streams them from the input logger, and announces `announce` of them
 /// while sending only the first `send`.
-fn stream_packets(plan: &mut ftmb_core::ft::ReplayPlan, send: usize, announce: u64) {
+fn stream_packets(plan: &mut ReplayPlan, send: usize, announce: u64) {
     let packets = std::mem::take(&mut plan.packets);
     let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::spawn(move || {

@@ -6,7 +6,7 @@
 //! address the server saw: IPv4 (4 bytes), port (u16), two bytes of zero.
 //! All big-endian.
 
-use ftmb_core::router::wall_ns;
+use ftmb_core::clock::wall_ns;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 /// First bytes of every message.

@@ -35,11 +35,11 @@ use crate::wire::{
     OutputMsg, PacketMsg, ResumeMsg, SnapshotCommittedMsg, SnapshotMsg, SnapshotPartMsg,
     SnapshotParts, VoidMsg,
 };
+use ftmb_core::clock::wall_ns;
 use ftmb_core::element::{Source, SourceStatus};
 use ftmb_core::ft::{FtLink, OutputBatch, Shipment};
 use ftmb_core::headers::Framing;
 use ftmb_core::pal::LogRecord;
-use ftmb_core::router::wall_ns;
 use ftmb_core::snapshot::Snapshot;
 use ftmb_core::Packet;
 use parking_lot::Mutex;

@@ -10,7 +10,7 @@
 
 use ftmb_core::config::Source;
 use ftmb_core::graph::build;
-use ftmb_core::router::{run, RunOptions, RunReport};
+use ftmb_core::runtime::{run, RunOptions, RunReport};
 use ftmb_core::trace::{generate, write_generated, LinkType, PcapWriter, TraceReader};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

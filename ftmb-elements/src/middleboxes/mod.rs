@@ -273,7 +273,7 @@ mod example_tests {
     //! synthetic trace with two workers.
 
     use ftmb_core::config::Source;
-    use ftmb_core::router::{self, RunOptions};
+    use ftmb_core::runtime::{self, RunOptions};
     use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceSpec};
     use std::collections::BTreeMap;
     use std::path::Path;
@@ -302,7 +302,7 @@ mod example_tests {
             ..RunOptions::default()
         };
         let mut out = Vec::new();
-        let report = router::run(graph, &opts, &mut out, &mut |_| {});
+        let report = runtime::run(graph, &opts, &mut out, &mut |_| {});
         assert!(report.errors.is_empty(), "{name}: {:?}", report.errors);
         assert_eq!(report.packets, spec.packets as u64);
         assert!(std::fs::metadata(&out_path).unwrap().len() > 24);

@@ -3,7 +3,7 @@
 //! echoes, with what it saw in a [`FlowReport`].
 
 use crate::echo::{message, peer_of, sent_ns_of, seq_of, ECHO, MAGIC};
-use ftmb_core::router::wall_ns;
+use ftmb_core::clock::wall_ns;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -14,7 +14,7 @@ pub use flow::FlowReport;
 
 use anyhow::{Context, Result};
 use flow::{tcp_flow, udp_flow, FlowPlan};
-use ftmb_core::router::wall_ns;
+use ftmb_core::clock::wall_ns;
 use std::io::Write;
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

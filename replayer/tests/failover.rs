@@ -6,14 +6,16 @@
 //! every released output agrees with one NAT mapping per flow.
 
 use ftmb_core::config::Source;
-use ftmb_core::ft::{FtLink, FtOptions, MemoryLink, OutputBatch, ReplayPlan, SnapshotTrigger};
+use ftmb_core::ft::{FtLink, FtOptions, MemoryLink, OutputBatch, SnapshotTrigger};
 use ftmb_core::graph::build;
 use ftmb_core::headers::FlowId;
 use ftmb_core::pal::LogRecord;
-use ftmb_core::router::{run, RunOptions};
+use ftmb_core::replay::Replay;
+use ftmb_core::runtime::{run, RunOptions};
 use ftmb_core::snapshot::Snapshot;
 use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceSpec};
 use ftmb_logger::output_logger::OutputLogger;
+use ftmb_replayer::{ReplayPlan, ReplayPlanFrom};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -137,7 +139,7 @@ fn options(
         batch,
         ft: Some(FtOptions {
             link,
-            replay: plan.map(Arc::new),
+            replay: plan.map(|p| Arc::new(p) as Arc<dyn Replay>),
             restore: snap,
             snapshots: Some(SnapshotTrigger::EveryPackets(700)),
         }),
