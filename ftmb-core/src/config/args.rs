@@ -1,7 +1,8 @@
 //! Argument lexing: finding the extent of `( ... )`, splitting at top-level
 //! commas, comment removal, `$VARIABLE` substitution, and unquoting.
 
-use super::{Arg, ConfigError, Span};
+use super::ast::{Arg, Span};
+use super::error::ConfigError;
 
 /// Why an argument list could not be scanned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,6 +1,6 @@
 //! Configuration errors, their ariadne rendering, and "did you mean" help.
 
-use super::{Source, Span};
+use super::ast::{Source, Span};
 
 /// An error in a configuration, located in the original source text.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

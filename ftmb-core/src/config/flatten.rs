@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
 
 use super::args::{cook, split_raw, var_at};
+use super::ast::{Arg, Config, Connection, ElementDecl, Span};
+use super::error::{suggest, ConfigError};
 use super::grammar::{CompoundDef, ElemKind, Endpoint, Ident, Stmt};
-use super::{suggest, Arg, Config, ConfigError, Connection, ElementDecl, Span};
 
 /// Upper bound on flattened elements (guards against exponential compounds).
 const MAX_ELEMENTS: usize = 100_000;

@@ -9,7 +9,8 @@ use winnow::token::{take_till, take_while};
 use winnow::{LocatingSlice, Parser};
 
 use super::args::{scan_args, ScanError};
-use super::{ConfigError, Span};
+use super::ast::Span;
+use super::error::ConfigError;
 
 /// Maximum nesting of `elementclass` bodies accepted by the parser.
 const MAX_NESTING: usize = 64;
