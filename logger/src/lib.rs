@@ -31,22 +31,19 @@
 //!    [`input_log::DurableInputLog`] also writes them to append-only segment
 //!    files of wire frames and recovers them under a
 //!    [`input_log::RecoveryMode`] (`Strict` or `TolerateTornTail`).
-//! 4. **Worker log buffer** ([`buffer`]): [`buffer::LogBuffer`], the small
-//!    concurrent queue between a worker (appending PALs and clock records)
-//!    and its shipper (taking batches), built on the [`sync`] shim.
 //!
-//! ## Concurrency models
+//! ## Concurrency model
 //!
-//! The log buffer and the commit frontier are model-checked with loom:
+//! The commit frontier is model-checked with loom (`models.rs`, behind the
+//! small `sync` shim):
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" cargo test -p ftmb-logger --release loom
+//! RUSTFLAGS="--cfg loom" cargo test -p ftmb-logger --release --target-dir target/loom loom
 //! ```
 //!
-//! Without `--cfg loom` the same model bodies run on std threads (many
-//! times, plus seeded stress variants) as part of plain `cargo test`.
+//! Without `--cfg loom` the same model body runs on std threads (many
+//! times, plus a seeded stress variant) as part of plain `cargo test`.
 
-pub mod buffer;
 pub mod commit;
 pub mod input_log;
 pub mod output_logger;
@@ -54,11 +51,9 @@ pub mod record_log;
 pub mod released;
 pub mod roles;
 pub mod snapshot_only;
-pub mod sync;
 pub mod transport;
 pub mod wire;
 
-pub use buffer::{Batch, LogBuffer};
 pub use commit::{CommitCore, CommitError, CommitStats, HeldOutput};
 pub use input_log::{
     DurableInputLog, DurableOptions, InputLog, InputLogError, RecoveryMode, RecoveryReport,
@@ -67,3 +62,5 @@ pub use wire::{FrameKind, FrameReader, FrameView, FrameWriter, Message, WireErro
 
 #[cfg(test)]
 mod models;
+#[cfg(test)]
+mod sync;
