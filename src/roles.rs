@@ -1,17 +1,19 @@
 //! The `ftmb` subcommands that run one fault-tolerance role each, as its
-//! own process. The mechanisms live in `ftmb_logger::roles`; this module
-//! builds the configuration's graph for each role and wires it up.
+//! own process. The mechanisms live in `ftmb_logger::server` (the
+//! loggers) and `ftmb_logger::client` (the master's and the replica's
+//! links to them); this module builds the configuration's graph for each
+//! role and wires it up. Each role's diagnostics carry its name (`role`)
+//! and, for the serving roles, their epoch (1 for the master, 2 for the
+//! replica once it has taken over).
 
 use crate::load;
 use anyhow::{anyhow, Context, Result};
 use ftmb_core::ft::{FtOptions, ReplayPlan, SnapshotTrigger};
 use ftmb_core::headers::Framing;
 use ftmb_core::router::{run, wall_ns, RunOptions};
+use ftmb_logger::client::{await_takeover, connect, resume, Addr, RemoteInput, SocketLink};
 use ftmb_logger::output_logger::OutputLogger;
-use ftmb_logger::roles::{
-    await_takeover, connect, resume, run_input_logger, run_output_logger, Addr, RemoteInput,
-    SocketLink,
-};
+use ftmb_logger::server::{run_input_logger, run_output_logger};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -51,6 +53,8 @@ fn parse_addr(s: &str) -> Result<Addr, String> {
 /// `ftmb input-logger`: read the configuration's sources, number and log
 /// every packet, serve the master (then the replica) on `--il`.
 pub fn input_logger(a: &RoleArgs, pps: f64) -> Result<()> {
+    let _role = tracing::info_span!("role", role = "input-logger").entered();
+    tracing::info!(listen = %a.il, "input logger starting");
     let g = load(&a.config, &a.vars, 1)?;
     let sources = g.sources.into_iter().map(|(_, s)| s).collect();
     let never = AtomicBool::new(false);
@@ -62,6 +66,8 @@ pub fn input_logger(a: &RoleArgs, pps: f64) -> Result<()> {
 /// configuration's sinks, detect the master's failure and hand over to the
 /// standby replica.
 pub fn output_logger(a: &RoleArgs, deadline_ms: f64, record: Option<PathBuf>) -> Result<()> {
+    let _role = tracing::info_span!("role", role = "output-logger").entered();
+    tracing::info!(listen = %a.ol, input_logger = %a.il, deadline_ms, "output logger starting");
     let g = load(&a.config, &a.vars, a.threads)?;
     let ol = Arc::new(OutputLogger::new(a.threads, g.sinks.sinks().to_vec()));
     if record.is_some() {
@@ -101,6 +107,7 @@ fn framing_of(g: &ftmb_core::graph::Graph) -> Framing {
 /// `ftmb master`: run the configuration on the input logger's stream with
 /// ordered logging, shipping to the output logger.
 pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
+    let _role = tracing::info_span!("role", role = "master", epoch = 1).entered();
     let mut g = load(&a.config, &a.vars, a.threads)?;
     let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
     let hb = connect(&a.ol.heartbeat()?, Duration::from_secs(10)).context("heartbeats")?;
@@ -112,6 +119,11 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     // its kill timer on this line).
     println!("ready");
     std::io::stdout().flush()?;
+    tracing::info!(
+        threads = a.threads,
+        snapshot_ms,
+        "master connected to both loggers: running"
+    );
     let opts = RunOptions {
         seed: Some(a.seed),
         ft: Some(FtOptions {
@@ -125,7 +137,7 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     let r = run(g, &opts, &mut std::io::sink(), &mut |_| {});
     link.finish();
     for e in &r.errors {
-        eprintln!("master: {e}");
+        tracing::error!("{e}");
     }
     Ok(())
 }
@@ -134,6 +146,9 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
 /// snapshot, replay the input logger's log from its cut under the logged
 /// records, then carry on as the master. Prints its timings as JSON.
 pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
+    // The epoch is the serving role's: the replica has one once it serves.
+    let role = tracing::info_span!("role", role = "replica", epoch = tracing::field::Empty);
+    let _role = role.enter();
     // The graph is built while standing by, and each snapshot the output
     // logger forwards is loaded into it once whole (read where it lies):
     // a takeover with the last one has only logs to replay.
@@ -143,6 +158,7 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     // connection only once asked to resume): a takeover then costs one
     // round trip there, not a connection and the logger's new thread.
     let il = connect(&a.il, Duration::from_secs(10)).context("input logger")?;
+    tracing::info!("replica standing by");
     let mut prepared = None;
     let mut take = await_takeover(&ol, a.threads, &mut |bytes| {
         prepared = g.restore_encoded(bytes).ok();
@@ -153,10 +169,13 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         take.snapshot = prepared;
     }
     let took_ns = wall_ns();
+    role.record("epoch", 2);
     // Said at once (the final report comes only when the run ends, which
     // on a live device is never): when, and from which input packet.
-    eprintln!(
-        "replica: took over at {took_ns} ns, replaying from input packet {}",
+    tracing::info!(
+        took_over_ns = took_ns,
+        cut = take.cut,
+        "took over: replaying from input packet {}",
         take.cut
     );
     // Ask the input logger for its log from the cut while the snapshot

@@ -1,7 +1,8 @@
 //! # ftmb-logger
 //!
-//! The input and output loggers of FTMB (SPEC sections 2 to 6), built as
-//! sans-I/O cores that a thin shell feeds from sockets or files.
+//! The input and output loggers of FTMB (docs/design.md, sections 2 to
+//! 6), built as sans-I/O cores that a thin shell feeds from sockets or
+//! files, and the process roles' links to them.
 //!
 //! ## The pieces
 //!
@@ -31,6 +32,14 @@
 //!    [`input_log::DurableInputLog`] also writes them to append-only segment
 //!    files of wire frames and recovers them under a
 //!    [`input_log::RecoveryMode`] (`Strict` or `TolerateTornTail`).
+//! 4. **Process roles** ([`server`], [`client`]): the input logger's and the
+//!    output logger's servers ([`server::run_input_logger`],
+//!    [`server::run_output_logger`], with the failure detector and the
+//!    standby feed), and what the master and the replica use to reach them
+//!    ([`client::SocketLink`], [`client::RemoteInput`],
+//!    [`client::await_takeover`]), over the links of [`transport`]. The
+//!    in-process shell around the commit core is
+//!    [`output_logger::OutputLogger`].
 //!
 //! ## Concurrency model
 //!
@@ -44,13 +53,15 @@
 //! Without `--cfg loom` the same model body runs on std threads (many
 //! times, plus a seeded stress variant) as part of plain `cargo test`.
 
+pub mod client;
 pub mod commit;
 pub mod input_log;
 pub mod output_logger;
 pub mod record_log;
 pub mod released;
-pub mod roles;
+pub mod server;
 pub mod snapshot_only;
+mod threads;
 pub mod transport;
 pub mod wire;
 
