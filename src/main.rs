@@ -508,6 +508,7 @@ fn no_huge_page_faults() {}
 fn main() -> Result<()> {
     no_huge_page_faults();
     let cli = Cli::parse();
+    init_diagnostics();
     match cli.cmd {
         Cmd::Run(a) => {
             let report = run_once(&a, true)?;
@@ -625,6 +626,22 @@ fn main() -> Result<()> {
         Cmd::LabClient(a) => lab::client(&a)?,
     }
     Ok(())
+}
+
+/// Diagnostics (`tracing`) of the role processes and the demo: on stderr
+/// only (stdout carries the roles' JSON reports and the master's `ready`
+/// line), with timestamps, filtered by `RUST_LOG` (default `warn`, so that
+/// a demo shows no more than its report; `RUST_LOG=info` adds each role's
+/// start and the takeovers, `debug` the per-snapshot detail).
+fn init_diagnostics() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
 }
 
 /// Print a line to stdout; a closed pipe (`| head`) ends the output
