@@ -170,7 +170,7 @@ fn wait_for(child: &mut Child, limit: Duration) -> Result<()> {
 
 /// Run the demo.
 pub fn demo(a: &DemoArgs) -> Result<()> {
-    let _role = tracing::info_span!("role", role = "demo").entered();
+    let _role = tracing::error_span!("ftmb", role = "demo").entered();
     let work = WorkDir {
         path: std::env::temp_dir().join(format!("ftmb-demo-{}", std::process::id())),
         keep: a.keep,

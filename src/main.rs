@@ -628,14 +628,22 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+/// The diagnostics target of the replica's "took over at N ns" line,
+/// shown at the default level beside warnings and errors: a user running
+/// the roles by hand sees when the replica took over, and scripts/lab.sh
+/// reads the time from it.
+pub(crate) const TAKEOVER: &str = "ftmb::takeover";
+
 /// Diagnostics (`tracing`) of the role processes and the demo: on stderr
 /// only (stdout carries the roles' JSON reports and the master's `ready`
-/// line), with timestamps, filtered by `RUST_LOG` (default `warn`, so that
-/// a demo shows no more than its report; `RUST_LOG=info` adds each role's
-/// start and the takeovers, `debug` the per-snapshot detail).
+/// line), with timestamps, filtered by `RUST_LOG`. The default shows
+/// warnings, errors and the replica's takeover line ([`TAKEOVER`]), so that
+/// a demo shows what it showed before its report; `RUST_LOG=info` adds
+/// each role's start and every takeover step, `debug` the per-snapshot
+/// detail.
 fn init_diagnostics() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,{TAKEOVER}=info")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -4,7 +4,8 @@
 //! links to them); this module builds the configuration's graph for each
 //! role and wires it up. Each role's diagnostics carry its name (`role`)
 //! and, for the serving roles, their epoch (1 for the master, 2 for the
-//! replica once it has taken over).
+//! replica once it has taken over), from a span at level error, so that
+//! it is on whenever any of the role's events is.
 
 use crate::load;
 use anyhow::{anyhow, Context, Result};
@@ -53,7 +54,7 @@ fn parse_addr(s: &str) -> Result<Addr, String> {
 /// `ftmb input-logger`: read the configuration's sources, number and log
 /// every packet, serve the master (then the replica) on `--il`.
 pub fn input_logger(a: &RoleArgs, pps: f64) -> Result<()> {
-    let _role = tracing::info_span!("role", role = "input-logger").entered();
+    let _role = tracing::error_span!("ftmb", role = "input-logger").entered();
     tracing::info!(listen = %a.il, "input logger starting");
     let g = load(&a.config, &a.vars, 1)?;
     let sources = g.sources.into_iter().map(|(_, s)| s).collect();
@@ -66,7 +67,7 @@ pub fn input_logger(a: &RoleArgs, pps: f64) -> Result<()> {
 /// configuration's sinks, detect the master's failure and hand over to the
 /// standby replica.
 pub fn output_logger(a: &RoleArgs, deadline_ms: f64, record: Option<PathBuf>) -> Result<()> {
-    let _role = tracing::info_span!("role", role = "output-logger").entered();
+    let _role = tracing::error_span!("ftmb", role = "output-logger").entered();
     tracing::info!(listen = %a.ol, input_logger = %a.il, deadline_ms, "output logger starting");
     let g = load(&a.config, &a.vars, a.threads)?;
     let ol = Arc::new(OutputLogger::new(a.threads, g.sinks.sinks().to_vec()));
@@ -107,7 +108,7 @@ fn framing_of(g: &ftmb_core::graph::Graph) -> Framing {
 /// `ftmb master`: run the configuration on the input logger's stream with
 /// ordered logging, shipping to the output logger.
 pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
-    let _role = tracing::info_span!("role", role = "master", epoch = 1).entered();
+    let _role = tracing::error_span!("ftmb", role = "master", epoch = 1).entered();
     let mut g = load(&a.config, &a.vars, a.threads)?;
     let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
     let hb = connect(&a.ol.heartbeat()?, Duration::from_secs(10)).context("heartbeats")?;
@@ -147,7 +148,7 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
 /// records, then carry on as the master. Prints its timings as JSON.
 pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     // The epoch is the serving role's: the replica has one once it serves.
-    let role = tracing::info_span!("role", role = "replica", epoch = tracing::field::Empty);
+    let role = tracing::error_span!("ftmb", role = "replica", epoch = tracing::field::Empty);
     let _role = role.enter();
     // The graph is built while standing by, and each snapshot the output
     // logger forwards is loaded into it once whole (read where it lies):
@@ -171,11 +172,11 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     let took_ns = wall_ns();
     role.record("epoch", 2);
     // Said at once (the final report comes only when the run ends, which
-    // on a live device is never): when, and from which input packet.
+    // on a live device is never): when, and from which input packet. Shown
+    // by default (see `TAKEOVER` in main.rs): scripts/lab.sh reads it.
     tracing::info!(
-        took_over_ns = took_ns,
-        cut = take.cut,
-        "took over: replaying from input packet {}",
+        target: crate::TAKEOVER,
+        "took over at {took_ns} ns, replaying from input packet {}",
         take.cut
     );
     // Ask the input logger for its log from the cut while the snapshot
