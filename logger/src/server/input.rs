@@ -205,6 +205,11 @@ fn start_feeding(conn: &Stream, il: &Arc<InputLogger>, from: u64) -> std::io::Re
         (generation, g.log.next_id(), fenced)
     };
     il.grew.notify_all();
+    // The answer goes at once: a replica starts its run (and replays each
+    // packet as it comes) when it has it, not once the first few hundred
+    // kilobytes of the log are queued behind it (2-3 ms in the demo).
+    w.send(&Message::Resume(ResumeMsg { packet: live }))
+        .and_then(|_| w.flush())?;
     tracing::info!(
         epoch = generation,
         from,
@@ -212,11 +217,6 @@ fn start_feeding(conn: &Stream, il: &Arc<InputLogger>, from: u64) -> std::io::Re
         fenced_previous = fenced,
         "consumer resumed"
     );
-    // The answer goes at once: a replica starts its run (and replays each
-    // packet as it comes) when it has it, not once the first few hundred
-    // kilobytes of the log are queued behind it (2-3 ms in the demo).
-    w.send(&Message::Resume(ResumeMsg { packet: live }))
-        .and_then(|_| w.flush())?;
     let il = il.clone();
     let _ = spawn("ftmb-il-feed", move || {
         feed_consumer(w, &il, generation, from)

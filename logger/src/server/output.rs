@@ -104,11 +104,6 @@ pub fn run_output_logger(
         heartbeats.fence_all();
         let take = ol.begin_failover();
         report.dropped_on_failover = take.dropped;
-        tracing::info!(
-            epoch = serving.epoch,
-            dropped = take.dropped,
-            "serving role failed: handing over to the standby"
-        );
         // The standby (waited for if none has connected yet), and the
         // snapshot it may have been forwarded whole already.
         let Ok((rs, feeder)) = standby.recv() else {
@@ -120,6 +115,13 @@ pub fn run_output_logger(
         report.takeover_sent_ns = Some(wall_ns());
         // Grace for the replica to restore and start its heartbeats.
         heartbeats.grant_grace(5_000_000_000);
+        // Said once the takeover is on its way, not in its path.
+        tracing::info!(
+            epoch = serving.epoch,
+            dropped = take.dropped,
+            cut,
+            "serving role failed: takeover sent to the standby"
+        );
         serving.epoch += 1;
         serving.stream = rs;
         serving.reader = Some(spawn_serving_reader(
@@ -129,7 +131,6 @@ pub fn run_output_logger(
             None,
             &serving,
         )?);
-        tracing::info!(epoch = serving.epoch, cut, "takeover sent to the standby");
     }
     ol.flush();
     let st = ol.stats();
@@ -319,12 +320,12 @@ impl Serving {
             if !finished {
                 // Silent past the deadline: fence it off, so nothing it
                 // still sends can reach the output logger after failover.
+                let _ = self.stream.shutdown(std::net::Shutdown::Both);
                 tracing::warn!(
                     epoch = self.epoch,
                     silent_ms = wall_ns().saturating_sub(heartbeats.last_heard()) as f64 / 1e6,
                     "serving role silent past the deadline: fenced off"
                 );
-                let _ = self.stream.shutdown(std::net::Shutdown::Both);
             }
             let (clean, ctl) = match self.reader.take() {
                 Some(h) => h.join().unwrap_or((false, None)),
