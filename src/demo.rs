@@ -171,6 +171,7 @@ fn wait_for(child: &mut Child, limit: Duration) -> Result<()> {
 
 /// Run the demo.
 pub fn demo(a: &DemoArgs) -> Result<()> {
+    let _role = tracing::error_span!("ftmb", role = "demo").entered();
     let work = WorkDir {
         path: std::env::temp_dir().join(format!("ftmb-demo-{}", std::process::id())),
         keep: a.keep,
@@ -288,6 +289,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     let mut kids = Kids(Vec::new());
     let mut il_args = common("input-logger");
     il_args.extend(["--pps".into(), a.pps.to_string()]);
+    tracing::info!(dir = %dir.display(), il = %il, ol = %ol, "starting the roles");
     kids.0.push(spawn(&exe, &il_args, None)?);
     let mut ol_args = common("output-logger");
     let released_path = dir.join("released.txt");
@@ -314,10 +316,20 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         .spawn()
         .context("start master")?;
     wait_ready(&mut master, Duration::from_secs(30))?;
+    tracing::info!("master ready");
     let run_s = npackets as f64 / a.pps;
     let kill_after = Duration::from_millis(a.kill_ms.unwrap_or((run_s * 400.0) as u64));
     std::thread::sleep(kill_after);
     let killed_ns = wall_ns();
+    tracing::info!(
+        after_ms = kill_after.as_millis() as u64,
+        "{} the master",
+        if a.hang {
+            "stopping (SIGSTOP)"
+        } else {
+            "killing (SIGKILL)"
+        }
+    );
     if a.hang {
         signal(&master, libc::SIGSTOP).context("SIGSTOP the master")?;
         // Stopped, or fenced off and running again: killed with the other
@@ -326,6 +338,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         if let Some(ms) = a.resume_ms {
             std::thread::sleep(Duration::from_millis(ms));
             if let Some(m) = kids.0.last() {
+                tracing::info!("letting the hung master go on (SIGCONT)");
                 signal(m, libc::SIGCONT).context("SIGCONT the master")?;
             }
         }
@@ -337,6 +350,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     wait_for(&mut kids.0[1], limit)?;
     wait_for(&mut kids.0[2], Duration::from_secs(10))?;
     drop(kids);
+    tracing::info!("roles done: checking the outputs");
 
     let olr: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&ol_out)?).context("output logger report")?;

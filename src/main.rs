@@ -477,6 +477,7 @@ fn no_huge_page_faults() {}
 fn main() -> Result<()> {
     no_huge_page_faults();
     let cli = Cli::parse();
+    init_diagnostics();
     match cli.cmd {
         Cmd::Run(a) => {
             let report = run_once(&a, true)?;
@@ -587,6 +588,28 @@ fn main() -> Result<()> {
         Cmd::Replica { role, snapshot_ms } => roles::replica(&role, snapshot_ms)?,
     }
     Ok(())
+}
+
+/// The diagnostics target of the replica's "took over at N ns" line
+/// ([`ftmb_replayer::TAKEOVER_TARGET`]).
+use ftmb_replayer::TAKEOVER_TARGET as TAKEOVER;
+
+/// Diagnostics (`tracing`) of the role processes and the demo: on stderr
+/// only (stdout carries the roles' JSON reports and the master's `ready`
+/// line), with timestamps, filtered by `RUST_LOG`. The default shows
+/// warnings, errors and the replica's takeover line ([`TAKEOVER`]), so that
+/// a demo shows what it showed before its report; `RUST_LOG=info` adds
+/// each role's start and every takeover step, `debug` the per-snapshot
+/// detail.
+fn init_diagnostics() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,{TAKEOVER}=info")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
 }
 
 /// Print a line to stdout; a closed pipe (`| head`) ends the output

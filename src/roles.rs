@@ -1,17 +1,20 @@
 //! The `ftmb` subcommands that run one fault-tolerance role each, as its
-//! own process. The mechanisms live in `ftmb_logger::roles` and, for the
-//! replica, `ftmb_replayer`; this module builds the configuration's graph
-//! for each role and wires it up.
+//! own process. The mechanisms live in `ftmb_logger::server` (the
+//! loggers), `ftmb_logger::client` (the master's link to them) and, for
+//! the replica, `ftmb_replayer`; this module builds the configuration's
+//! graph for each role and wires it up. Each role's diagnostics carry its
+//! name (`role`) and, for the serving roles, their epoch (1 for the master,
+//! 2 for the replica once it has taken over), from a span at level error,
+//! so that it is on whenever any of the role's events is.
 
 use crate::load;
 use anyhow::{anyhow, Context, Result};
 use ftmb_core::ft::{FtOptions, SnapshotTrigger};
 use ftmb_core::headers::Framing;
 use ftmb_core::runtime::{run, RunOptions};
+use ftmb_logger::client::{connect, resume, Addr, RemoteInput, SocketLink};
 use ftmb_logger::output_logger::OutputLogger;
-use ftmb_logger::roles::{
-    connect, resume, run_input_logger, run_output_logger, Addr, RemoteInput, SocketLink,
-};
+use ftmb_logger::server::{run_input_logger, run_output_logger};
 use ftmb_replayer::{take_over, TakeoverOptions};
 use std::io::Write;
 use std::path::PathBuf;
@@ -52,6 +55,8 @@ fn parse_addr(s: &str) -> Result<Addr, String> {
 /// `ftmb input-logger`: read the configuration's sources, number and log
 /// every packet, serve the master (then the replica) on `--il`.
 pub fn input_logger(a: &RoleArgs, pps: f64) -> Result<()> {
+    let _role = tracing::error_span!("ftmb", role = "input-logger").entered();
+    tracing::info!(listen = %a.il, "input logger starting");
     let g = load(&a.config, &a.vars, 1)?;
     let sources = g.sources.into_iter().map(|(_, s)| s).collect();
     let never = AtomicBool::new(false);
@@ -63,6 +68,8 @@ pub fn input_logger(a: &RoleArgs, pps: f64) -> Result<()> {
 /// configuration's sinks, detect the master's failure and hand over to the
 /// standby replica.
 pub fn output_logger(a: &RoleArgs, deadline_ms: f64, record: Option<PathBuf>) -> Result<()> {
+    let _role = tracing::error_span!("ftmb", role = "output-logger").entered();
+    tracing::info!(listen = %a.ol, input_logger = %a.il, deadline_ms, "output logger starting");
     let g = load(&a.config, &a.vars, a.threads)?;
     let ol = Arc::new(OutputLogger::new(a.threads, g.sinks.sinks().to_vec()));
     if record.is_some() {
@@ -102,6 +109,7 @@ fn framing_of(g: &ftmb_core::graph::Graph) -> Framing {
 /// `ftmb master`: run the configuration on the input logger's stream with
 /// ordered logging, shipping to the output logger.
 pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
+    let _role = tracing::error_span!("ftmb", role = "master", epoch = 1).entered();
     let mut g = load(&a.config, &a.vars, a.threads)?;
     let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
     let hb = connect(&a.ol.heartbeat()?, Duration::from_secs(10)).context("heartbeats")?;
@@ -113,6 +121,11 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     // its kill timer on this line).
     println!("ready");
     std::io::stdout().flush()?;
+    tracing::info!(
+        threads = a.threads,
+        snapshot_ms,
+        "master connected to both loggers: running"
+    );
     let opts = RunOptions {
         seed: Some(a.seed),
         ft: Some(FtOptions {
@@ -126,7 +139,7 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     let r = run(g, &opts, &mut std::io::sink(), &mut |_| {});
     link.finish();
     for e in &r.errors {
-        eprintln!("master: {e}");
+        tracing::error!("{e}");
     }
     Ok(())
 }
@@ -136,6 +149,9 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
 /// records, then carry on as the master ([`ftmb_replayer::take_over`]).
 /// Prints its timings as JSON.
 pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
+    // The epoch is the serving role's: the replica has one once it serves.
+    let role = tracing::error_span!("ftmb", role = "replica", epoch = tracing::field::Empty);
+    let _role = role.enter();
     // The graph is built while standing by, and each snapshot the output
     // logger forwards is loaded into it as it comes.
     let g = load(&a.config, &a.vars, a.threads)?;

@@ -1,4 +1,4 @@
-//! The output logger's commit core (SPEC sections 4 and 6), sans I/O.
+//! The output logger's commit core (docs/design.md, sections 4 and 6), sans I/O.
 //!
 //! Inputs are `handle_*` calls, outputs are `poll_*` calls; the core never
 //! reads a clock or touches a socket, so the same code runs in the live

@@ -1,4 +1,4 @@
-//! The input logger's log (SPEC section 2), sans I/O, plus a durable
+//! The input logger's log (docs/design.md, section 2), sans I/O, plus a durable
 //! variant backed by append-only segment files.
 //!
 //! [`InputLog`] numbers packets (ids strictly increasing from 1), keeps them

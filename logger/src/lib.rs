@@ -1,7 +1,8 @@
 //! # ftmb-logger
 //!
-//! The input and output loggers of FTMB (SPEC sections 2 to 6), built as
-//! sans-I/O cores that a thin shell feeds from sockets or files.
+//! The input and output loggers of FTMB (docs/design.md, sections 2 to
+//! 6), built as sans-I/O cores that a thin shell feeds from sockets or
+//! files, and the process roles' links to them.
 //!
 //! ## The pieces
 //!
@@ -31,33 +32,38 @@
 //!    [`input_log::DurableInputLog`] also writes them to append-only segment
 //!    files of wire frames and recovers them under a
 //!    [`input_log::RecoveryMode`] (`Strict` or `TolerateTornTail`).
-//! 4. **Worker log buffer** ([`buffer`]): [`buffer::LogBuffer`], the small
-//!    concurrent queue between a worker (appending PALs and clock records)
-//!    and its shipper (taking batches), built on the [`sync`] shim.
+//! 4. **Process roles** ([`server`], [`client`]): the input logger's and the
+//!    output logger's servers ([`server::run_input_logger`],
+//!    [`server::run_output_logger`], with the failure detector and the
+//!    standby feed), and what the master and the replica use to reach them
+//!    ([`client::SocketLink`], [`client::RemoteInput`],
+//!    [`client::await_takeover`]), over the links of [`transport`]. The
+//!    in-process shell around the commit core is
+//!    [`output_logger::OutputLogger`].
 //!
-//! ## Concurrency models
+//! ## Concurrency model
 //!
-//! The log buffer and the commit frontier are model-checked with loom:
+//! The commit frontier is model-checked with loom (`models.rs`, behind the
+//! small `sync` shim):
 //!
 //! ```text
-//! RUSTFLAGS="--cfg loom" cargo test -p ftmb-logger --release loom
+//! RUSTFLAGS="--cfg loom" cargo test -p ftmb-logger --release --target-dir target/loom loom
 //! ```
 //!
-//! Without `--cfg loom` the same model bodies run on std threads (many
-//! times, plus seeded stress variants) as part of plain `cargo test`.
+//! Without `--cfg loom` the same model body runs on std threads (many
+//! times, plus a seeded stress variant) as part of plain `cargo test`.
 
-pub mod buffer;
+pub mod client;
 pub mod commit;
 pub mod input_log;
 pub mod output_logger;
 pub mod record_log;
 pub mod released;
-pub mod roles;
-pub mod sync;
+pub mod server;
+mod threads;
 pub mod transport;
 pub mod wire;
 
-pub use buffer::{Batch, LogBuffer};
 pub use commit::{CommitCore, CommitError, CommitStats, HeldOutput};
 pub use input_log::{
     DurableInputLog, DurableOptions, InputLog, InputLogError, RecoveryMode, RecoveryReport,
@@ -66,3 +72,5 @@ pub use wire::{FrameKind, FrameReader, FrameView, FrameWriter, Message, WireErro
 
 #[cfg(test)]
 mod models;
+#[cfg(test)]
+mod sync;

@@ -1,13 +1,13 @@
-//! Concurrency models. Under `--cfg loom` every interleaving of the small
-//! models is explored; without it the same bodies run many times on std
-//! threads, and seeded stress variants with more records run too.
+//! Concurrency models of the commit frontier ([`CommitCore`] shared by
+//! feeders and a releaser). Under `--cfg loom` every interleaving of the
+//! small model is explored; without it the same body runs many times on
+//! std threads, and a seeded stress variant with more records runs too.
 //!
 //! Run the loom models with:
-//! `RUSTFLAGS="--cfg loom" cargo test -p ftmb-logger --release loom`
+//! `RUSTFLAGS="--cfg loom" cargo test -p ftmb-logger --release --target-dir target/loom loom`
 
 use crate::commit::{CommitCore, HeldOutput};
 use crate::sync::{lock, model, thread, Arc, Mutex};
-use crate::LogBuffer;
 use ftmb_core::depvec::DepVector;
 use ftmb_core::pal::{LogRecord, Pal};
 
@@ -15,14 +15,6 @@ use ftmb_core::pal::{LogRecord, Pal};
 const RUNS: usize = 1;
 #[cfg(not(loom))]
 const RUNS: usize = 300;
-
-fn clock(i: u64) -> LogRecord {
-    LogRecord::Clock {
-        packet: i,
-        ns: i * 7,
-        count: 1,
-    }
-}
 
 fn pal(p: u64) -> LogRecord {
     LogRecord::Pal(Pal {
@@ -40,62 +32,6 @@ fn out(p: u64, dv: &[u64]) -> HeldOutput {
         dv: DepVector::from_entries(dv),
         pkt: ftmb_core::Packet::from_bytes(&[]),
     }
-}
-
-/// (a) A worker appends while the shipper blocks for batches: every record
-/// arrives once, in order, with consecutive sequence numbers.
-#[test]
-fn loom_log_buffer_blocking_shipper() {
-    model(RUNS, || {
-        let buf = Arc::new(LogBuffer::new(1));
-        let b = buf.clone();
-        let w = thread::spawn(move || {
-            assert_eq!(b.push(clock(1)), 1);
-            assert_eq!(b.push_all(&[clock(2), clock(3)]), 3);
-            b.close();
-        });
-        let mut got = Vec::new();
-        let mut next = 1;
-        while let Some(batch) = buf.wait_take() {
-            assert_eq!(batch.first_seq, next);
-            assert_eq!(batch.last_seq(), next + batch.records.len() as u64 - 1);
-            next += batch.records.len() as u64;
-            got.extend(batch.records);
-        }
-        w.join().unwrap();
-        assert_eq!(got, vec![clock(1), clock(2), clock(3)]);
-        assert!(buf.take().is_none());
-    });
-}
-
-/// (a') The flush-timer path: the shipper polls without blocking.
-#[test]
-fn loom_log_buffer_polling_shipper() {
-    model(RUNS, || {
-        let buf = Arc::new(LogBuffer::new(5));
-        let b = buf.clone();
-        let w = thread::spawn(move || {
-            b.push(clock(1));
-            b.push(clock(2));
-        });
-        let mut batches = Vec::new();
-        for _ in 0..2 {
-            if let Some(x) = buf.take() {
-                batches.push(x);
-            }
-            thread::yield_now();
-        }
-        w.join().unwrap();
-        batches.extend(buf.take());
-        let mut next = 5;
-        let mut got = Vec::new();
-        for x in batches {
-            assert_eq!(x.first_seq, next);
-            next += x.records.len() as u64;
-            got.extend(x.records);
-        }
-        assert_eq!(got, vec![clock(1), clock(2)]);
-    });
 }
 
 struct Shared {
@@ -118,7 +54,7 @@ fn drain_checked(core: &mut CommitCore, arrived: &[u64], released: &mut Vec<u64>
     }
 }
 
-/// (b) Two feeders send log batches and outputs in racing orders; a
+/// Two feeders send log batches and outputs in racing orders; a
 /// releaser polls. No output is released before its dependencies arrived,
 /// and every output is released exactly once in the end.
 #[test]
@@ -167,55 +103,6 @@ fn loom_commit_frontier_never_releases_early() {
 mod stress {
     use super::*;
     use ftmb_core::rng::Rng;
-    use std::time::Duration;
-
-    #[test]
-    fn log_buffer_seeded_stress() {
-        for seed in 0..4u64 {
-            let buf = Arc::new(LogBuffer::new(1));
-            let b = buf.clone();
-            let n = 20_000u64;
-            let w = thread::spawn(move || {
-                let mut rng = Rng::new(seed);
-                let mut i = 1;
-                while i <= n {
-                    let k = (1 + rng.next_u64() % 8).min(n - i + 1);
-                    if k == 1 {
-                        assert_eq!(b.push(clock(i)), i);
-                    } else {
-                        let recs: Vec<_> = (i..i + k).map(clock).collect();
-                        assert_eq!(b.push_all(&recs), i + k - 1);
-                    }
-                    i += k;
-                    if rng.next_u64() % 64 == 0 {
-                        thread::yield_now();
-                    }
-                }
-                b.close();
-            });
-            let mut rng = Rng::new(seed ^ 0xabc);
-            let mut next = 1u64;
-            loop {
-                let batch = match rng.next_u64() % 3 {
-                    0 => buf.take(),
-                    1 => buf.wait_take_timeout(Duration::from_micros(50)),
-                    _ => match buf.wait_take() {
-                        None => break,
-                        b => b,
-                    },
-                };
-                if let Some(batch) = batch {
-                    assert_eq!(batch.first_seq, next);
-                    for (j, r) in batch.records.iter().enumerate() {
-                        assert_eq!(*r, clock(next + j as u64));
-                    }
-                    next += batch.records.len() as u64;
-                }
-            }
-            w.join().unwrap();
-            assert_eq!(next, n + 1);
-        }
-    }
 
     struct Stress {
         core: CommitCore,

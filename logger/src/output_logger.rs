@@ -58,7 +58,7 @@ impl Takeover {
 
 /// Counters of an output logger.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct OlStats {
+pub struct OutputLoggerStats {
     /// Outputs written to sinks.
     pub released: u64,
     /// Outputs held right now.
@@ -232,10 +232,10 @@ impl OutputLogger {
     }
 
     /// Counters.
-    pub fn stats(&self) -> OlStats {
+    pub fn stats(&self) -> OutputLoggerStats {
         let st = self.state.lock();
         let cs = st.core.stats();
-        OlStats {
+        OutputLoggerStats {
             released: st.released,
             held: st.core.held(),
             suppressed: cs.suppressed,

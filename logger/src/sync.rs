@@ -1,13 +1,13 @@
 //! The `sync` shim: std's primitives normally, loom's under `--cfg loom`,
-//! so the concurrent types of this crate are model-checked as written.
+//! so the concurrency models (`models.rs`) run as written under both.
 
 #[cfg(loom)]
-pub use loom::sync::{Arc, Condvar, Mutex, MutexGuard};
+pub use loom::sync::{Arc, Mutex, MutexGuard};
 #[cfg(loom)]
 pub use loom::thread;
 
 #[cfg(not(loom))]
-pub use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+pub use std::sync::{Arc, Mutex, MutexGuard};
 #[cfg(not(loom))]
 pub use std::thread;
 

@@ -8,7 +8,8 @@
 //! The output logger takes heartbeats on a second listener beside its main
 //! one: `PATH.hb` for a Unix socket, `PORT + 1` for TCP.
 
-use std::io::{self, Read, Write};
+use crate::wire::{FrameReader, FrameWriter};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
@@ -176,6 +177,29 @@ pub fn connect(addr: &Addr, wait: Duration) -> io::Result<Stream> {
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
+}
+
+/// A buffered frame writer over a stream (the write half of a link).
+pub(crate) type Writer = FrameWriter<BufWriter<Stream>>;
+
+/// A buffered frame reader over a stream (the read half of a link).
+pub(crate) type Reader = FrameReader<BufReader<Stream>>;
+
+/// A frame writer on a clone of `s`, with a buffer large enough for a
+/// snapshot piece.
+pub(crate) fn writer(s: &Stream) -> io::Result<Writer> {
+    Ok(FrameWriter::new(BufWriter::with_capacity(
+        256 << 10,
+        s.try_clone()?,
+    )))
+}
+
+/// A frame reader on a clone of `s`.
+pub(crate) fn reader(s: &Stream) -> io::Result<Reader> {
+    Ok(FrameReader::new(BufReader::with_capacity(
+        256 << 10,
+        s.try_clone()?,
+    )))
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@
 
 use ftmb_core::ft::FtLink;
 use ftmb_core::snapshot::{Snapshot, WorkerSnapshot};
+use ftmb_logger::client::{await_takeover, SocketLink};
 use ftmb_logger::output_logger::OutputLogger;
-use ftmb_logger::roles::{await_takeover, run_output_logger, SocketLink};
+use ftmb_logger::server::run_output_logger;
 use ftmb_logger::transport::{connect, Addr};
 use std::sync::Arc;
 use std::time::Duration;

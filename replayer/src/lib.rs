@@ -26,5 +26,5 @@ mod takeover;
 mod trim;
 
 pub use plan::{ReplayPlan, ReplayPlanFrom};
-pub use takeover::{take_over, TakeoverError, TakeoverOptions, TakeoverReport};
+pub use takeover::{take_over, TakeoverError, TakeoverOptions, TakeoverReport, TAKEOVER_TARGET};
 pub use trim::trim_to_gap_free;

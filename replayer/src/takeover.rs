@@ -25,11 +25,17 @@ use ftmb_core::headers::Framing;
 use ftmb_core::packet::Packet;
 use ftmb_core::runtime::{run, RunOptions, RunReport};
 use ftmb_core::snapshot::Snapshot;
-use ftmb_logger::roles::{await_takeover, connect, resume, Addr, RemoteInput, SocketLink};
+use ftmb_logger::client::{await_takeover, connect, resume, Addr, RemoteInput, SocketLink};
 use ftmb_logger::transport::Stream;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+/// The diagnostics target of the "took over at N ns" line: shown at the
+/// default level beside warnings and errors (see `init_diagnostics` in the
+/// `ftmb` binary), so that a user running the roles by hand sees when the
+/// replica took over; scripts/lab.sh reads the time from it.
+pub const TAKEOVER_TARGET: &str = "ftmb::takeover";
 
 /// How long to wait for a logger to accept a connection.
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
@@ -116,6 +122,7 @@ pub fn take_over(
         what: "input logger",
         source,
     })?;
+    tracing::info!("replica standing by");
     // 1-2. Stand by, loading each forwarded snapshot once whole (read
     // where it lies), until the takeover comes.
     let mut prepared = None;
@@ -128,10 +135,14 @@ pub fn take_over(
         take.snapshot = prepared;
     }
     let took_over_ns = wall_ns();
+    // The replica serves from here on: the caller's role span (if it has
+    // an `epoch` field) says so.
+    tracing::Span::current().record("epoch", 2);
     // Said at once (the final report comes only when the run ends, which
     // on a live device is never): when, and from which input packet.
-    eprintln!(
-        "replica: took over at {took_over_ns} ns, replaying from input packet {}",
+    tracing::info!(
+        target: TAKEOVER_TARGET,
+        "took over at {took_over_ns} ns, replaying from input packet {}",
         take.cut
     );
     // 3. The input log from the cut streams in while the snapshot loads.
