@@ -5,7 +5,7 @@ Change a number here and rerun `paper-eval/run.sh --quick` to see the plots
 move. Every trial is one `ftmb` invocation that prints one JSON object.
 """
 
-# The paper's numbers (SPEC.md section 8: "Rollback-Recovery for
+# The paper's numbers (docs/design.md, section 8: "Rollback-Recovery for
 # Middleboxes", SIGCOMM 2015, abstract and talk). None where the paper gives
 # no number for a figure.
 PAPER = {

@@ -169,9 +169,110 @@ fn wait_for(child: &mut Child, limit: Duration) -> Result<()> {
     }
 }
 
-/// Run the demo.
+/// What the demo runs: its files, the configuration and its variables.
+struct Setup {
+    work: WorkDir,
+    cfg: PathBuf,
+    config_name: String,
+    /// `NAME=value` settings of the configuration, with the output files.
+    vars: Vec<String>,
+    /// The input packets' flows, by input id.
+    inputs: Vec<Option<FlowId>>,
+    /// Connections in the trace (the generated trace's flow count).
+    flows: usize,
+}
+
+/// The workers' generator seed of every run (the reference and the roles).
+const SEED: u64 = 7;
+
+/// The running roles but the master: the input logger, output logger and
+/// replica (in that order, killed when dropped), and where they report.
+struct Roles {
+    kids: Kids,
+    ol_out: PathBuf,
+    rep_out: PathBuf,
+    released: PathBuf,
+}
+
+/// How the master was failed, and when.
+struct Failure {
+    killed_ns: u64,
+    after: Duration,
+}
+
+/// What was released, checked against a run without failure.
+struct Outputs {
+    released: usize,
+    lost: u64,
+    duplicated: u64,
+    consistent: bool,
+}
+
+/// The recovery's phases, milliseconds.
+struct Recovery {
+    detect: f64,
+    restore: f64,
+    replay: f64,
+    total: f64,
+    /// The output logger took a live but descheduled master for a dead one
+    /// before the failure was injected.
+    early_ms: Option<f64>,
+}
+
+/// Run the demo: prepare the inputs, work out what a run without failure
+/// releases, start the four roles, fail the master, wait for the replica to
+/// finish the run, and check and report what was released.
 pub fn demo(a: &DemoArgs) -> Result<()> {
     let _role = tracing::error_span!("ftmb", role = "demo").entered();
+    let setup = prepare(a)?;
+    // What a run without failure releases (same numbering, same seed).
+    let reference = reference_outputs(&setup.cfg, &quiet(&setup.vars), a.threads, SEED)?;
+    let (mut roles, master) = start_roles(a, &setup)?;
+    let failure = fail_master(a, &setup, master, &mut roles.kids)?;
+    finish_roles(a, &setup, roles.kids)?;
+    tracing::info!("roles done: checking the outputs");
+    let olr = read_report(&roles.ol_out, "output logger report")?;
+    let rep = read_report(&roles.rep_out, "replica report")?;
+    let outputs = check_outputs(&roles.released, &reference, &setup.inputs)?;
+    let recovery = recovery_times(&failure, &olr, &rep);
+    let mut report = serde_json::json!({
+        "recovery_ms": {
+            "detect": recovery.detect,
+            "restore": recovery.restore,
+            "replay": recovery.replay,
+            "total": recovery.total,
+        },
+        "released": outputs.released,
+        "lost": outputs.lost,
+        "duplicated": outputs.duplicated,
+        "consistent": outputs.consistent,
+        "flows": setup.flows,
+        "config": setup.config_name,
+        "packets": setup.inputs.len(),
+        "snapshot_ms": a.snapshot_ms,
+        "threads": a.threads,
+        "failure": if a.hang { "hang" } else { "kill" },
+        "replayed_packets": rep["replayed_packets"],
+        "failover_before_kill": recovery.early_ms.is_some(),
+        "snapshots_committed": olr["snapshots"],
+        "dropped_on_failover": olr["dropped_on_failover"],
+        "suppressed": olr["suppressed"],
+        "errors": [olr["errors"].clone(), rep["errors"].clone(), rep["divergence"].clone()],
+    });
+    if a.keep {
+        report["outputs_in"] = setup.work.path.display().to_string().into();
+    }
+    if a.json {
+        println!("{report}");
+    } else {
+        print_summary(a, &setup, &failure, &recovery, &outputs, &rep);
+    }
+    Ok(())
+}
+
+/// The work directory, the trace (generated unless given), the
+/// configuration (the built-in NAT unless given) and its variables.
+fn prepare(a: &DemoArgs) -> Result<Setup> {
     let work = WorkDir {
         path: std::env::temp_dir().join(format!("ftmb-demo-{}", std::process::id())),
         keep: a.keep,
@@ -223,19 +324,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         "INSIDE=10.77.0.0/16".to_string(),
     ];
     vars.extend(a.vars.iter().cloned());
-    let seed = 7u64;
-
-    // What a run without failure releases (same numbering, same seed).
-    let ref_vars: Vec<String> = vars
-        .iter()
-        .map(|v| match v.split_once('=') {
-            Some((k @ ("OUT" | "OUT2"), _)) => format!("{k}=/dev/null"),
-            _ => v.clone(),
-        })
-        .collect();
-    let reference = reference_outputs(&cfg, &ref_vars, a.threads, seed)?;
     let inputs = input_flows(&trace)?;
-    let npackets = inputs.len();
     let flows = match &a.trace {
         Some(_) => connections(&inputs),
         None => a.flows,
@@ -244,9 +333,32 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         Some(c) => c.display().to_string(),
         None => "built-in NAT (examples/nat.click)".to_string(),
     };
+    Ok(Setup {
+        work,
+        cfg,
+        config_name,
+        vars,
+        inputs,
+        flows,
+    })
+}
 
-    let exe = std::env::current_exe()?;
-    let (il, ol) = if a.tcp {
+/// `vars` with the output files pointed at /dev/null: only the output
+/// logger writes the outputs; the other roles (and the reference run) build
+/// the same graph with their sinks there.
+fn quiet(vars: &[String]) -> Vec<String> {
+    vars.iter()
+        .map(|v| match v.split_once('=') {
+            Some((k @ ("OUT" | "OUT2"), _)) => format!("{k}=/dev/null"),
+            _ => v.clone(),
+        })
+        .collect()
+}
+
+/// The loggers' addresses: Unix sockets in the work directory, or free
+/// loopback TCP ports with `--tcp`.
+fn logger_addresses(a: &DemoArgs, dir: &Path) -> Result<(String, String)> {
+    Ok(if a.tcp {
         let base = free_ports(3)?;
         (
             format!("tcp:127.0.0.1:{base}"),
@@ -257,20 +369,20 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
             dir.join("il.sock").display().to_string(),
             dir.join("ol.sock").display().to_string(),
         )
-    };
-    // Only the output logger writes the outputs; the other roles build the
-    // same graph with their sinks pointed at /dev/null.
-    let quiet_vars: Vec<String> = vars
-        .iter()
-        .map(|v| match v.split_once('=') {
-            Some((k @ ("OUT" | "OUT2"), _)) => format!("{k}=/dev/null"),
-            _ => v.clone(),
-        })
-        .collect();
+    })
+}
+
+/// Start the input logger, the output logger, the replica and the master
+/// (in that order; they connect with retries, in any order), and wait for
+/// the master to say it is connected to both loggers.
+fn start_roles(a: &DemoArgs, setup: &Setup) -> Result<(Roles, Child)> {
+    let dir = &setup.work.path;
+    let (il, ol) = logger_addresses(a, dir)?;
+    let quiet_vars = quiet(&setup.vars);
     let common = |role: &str| -> Vec<String> {
-        let mut v = vec![role.to_string(), cfg.display().to_string()];
+        let mut v = vec![role.to_string(), setup.cfg.display().to_string()];
         if role == "output-logger" {
-            v.extend(vars.iter().cloned());
+            v.extend(setup.vars.iter().cloned());
         } else {
             v.extend(quiet_vars.iter().cloned());
         }
@@ -282,22 +394,23 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
             "--ol".into(),
             ol.clone(),
             "--seed".into(),
-            seed.to_string(),
+            SEED.to_string(),
         ]);
         v
     };
+    let exe = std::env::current_exe()?;
     let mut kids = Kids(Vec::new());
     let mut il_args = common("input-logger");
     il_args.extend(["--pps".into(), a.pps.to_string()]);
     tracing::info!(dir = %dir.display(), il = %il, ol = %ol, "starting the roles");
     kids.0.push(spawn(&exe, &il_args, None)?);
     let mut ol_args = common("output-logger");
-    let released_path = dir.join("released.txt");
+    let released = dir.join("released.txt");
     ol_args.extend([
         "--deadline-ms".into(),
         a.deadline_ms.to_string(),
         "--record".into(),
-        released_path.display().to_string(),
+        released.display().to_string(),
     ]);
     let ol_out = dir.join("ol.json");
     kids.0.push(spawn(&exe, &ol_args, Some(&ol_out))?);
@@ -305,8 +418,6 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     rep_args.extend(["--snapshot-ms".into(), a.snapshot_ms.to_string()]);
     let rep_out = dir.join("replica.json");
     kids.0.push(spawn(&exe, &rep_args, Some(&rep_out))?);
-    // The roles connect with retries, in any order. The kill timer starts
-    // once the master says it is connected to both loggers.
     let mut m_args = common("master");
     m_args.extend(["--snapshot-ms".into(), a.snapshot_ms.to_string()]);
     let mut master = Command::new(&exe)
@@ -317,12 +428,29 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         .context("start master")?;
     wait_ready(&mut master, Duration::from_secs(30))?;
     tracing::info!("master ready");
-    let run_s = npackets as f64 / a.pps;
-    let kill_after = Duration::from_millis(a.kill_ms.unwrap_or((run_s * 400.0) as u64));
-    std::thread::sleep(kill_after);
+    let roles = Roles {
+        kids,
+        ol_out,
+        rep_out,
+        released,
+    };
+    Ok((roles, master))
+}
+
+/// The trace's duration at the demo's rate, seconds.
+fn run_seconds(a: &DemoArgs, setup: &Setup) -> f64 {
+    setup.inputs.len() as f64 / a.pps
+}
+
+/// Kill the master (SIGKILL) or hang it (SIGSTOP, and SIGCONT later with
+/// `--resume-ms`) part-way through the run.
+fn fail_master(a: &DemoArgs, setup: &Setup, mut master: Child, kids: &mut Kids) -> Result<Failure> {
+    let run_s = run_seconds(a, setup);
+    let after = Duration::from_millis(a.kill_ms.unwrap_or((run_s * 400.0) as u64));
+    std::thread::sleep(after);
     let killed_ns = wall_ns();
     tracing::info!(
-        after_ms = kill_after.as_millis() as u64,
+        after_ms = after.as_millis() as u64,
         "{} the master",
         if a.hang {
             "stopping (SIGSTOP)"
@@ -346,17 +474,33 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         master.kill().context("SIGKILL the master")?;
         let _ = master.wait();
     }
-    let limit = Duration::from_secs_f64(run_s * 3.0 + 60.0);
+    Ok(Failure { killed_ns, after })
+}
+
+/// Wait for the output logger to finish the run and the replica to end
+/// after it, then end what is left (the input logger, a hung master).
+fn finish_roles(a: &DemoArgs, setup: &Setup, mut kids: Kids) -> Result<()> {
+    let limit = Duration::from_secs_f64(run_seconds(a, setup) * 3.0 + 60.0);
     wait_for(&mut kids.0[1], limit)?;
     wait_for(&mut kids.0[2], Duration::from_secs(10))?;
     drop(kids);
-    tracing::info!("roles done: checking the outputs");
+    Ok(())
+}
 
-    let olr: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&ol_out)?).context("output logger report")?;
-    let rep: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&rep_out)?).context("replica report")?;
-    let released = std::fs::read_to_string(&released_path)?;
+/// A role's JSON report (its stdout).
+fn read_report(path: &Path, what: &'static str) -> Result<serde_json::Value> {
+    serde_json::from_str(&std::fs::read_to_string(path)?).context(what)
+}
+
+/// Compare the release record with the reference run's outputs: none lost,
+/// none released twice, none that the reference does not make, and every
+/// flow with one mapping ([`mappings_consistent`]).
+fn check_outputs(
+    released_path: &Path,
+    reference: &HashSet<(u64, u32)>,
+    inputs: &[Option<FlowId>],
+) -> Result<Outputs> {
+    let released = std::fs::read_to_string(released_path)?;
     let mut seen = HashSet::new();
     let mut duplicated = 0u64;
     for line in released.lines() {
@@ -369,85 +513,80 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         }
     }
     let lost = reference.difference(&seen).count() as u64;
-    let extra = seen.difference(&reference).count() as u64;
-    let consistent = extra == 0 && mappings_consistent(&released, &inputs);
-
-    let ms = |ns: u64| ns as f64 / 1e6;
-    let detected = olr["detected_ns"].as_u64().unwrap_or(killed_ns);
-    let run_start = rep["run_start_ns"].as_u64().unwrap_or(detected);
-    let replay_done = rep["replay_done_ms"].as_f64().unwrap_or(0.0);
-    // Detected before the kill: the output logger took a live but
-    // descheduled master for a dead one (fencing keeps the outputs
-    // right, but the timings then measure that failover, not the kill's).
-    let early_failover = detected < killed_ns;
-    let detect = ms(detected.saturating_sub(killed_ns));
-    // From detection to the replica's run: the takeover from the output
-    // logger, loading the snapshot and, alongside, fetching the input log.
-    let restore = ms(run_start.saturating_sub(detected));
-    // `replay_done_ms` is counted from the start of the run.
-    let replay = replay_done;
-    let total = ms(run_start.saturating_sub(killed_ns.min(detected))) + replay_done;
-    let mut report = serde_json::json!({
-        "recovery_ms": {"detect": detect, "restore": restore, "replay": replay, "total": total},
-        "released": seen.len() + duplicated as usize,
-        "lost": lost,
-        "duplicated": duplicated,
-        "consistent": consistent,
-        "flows": flows,
-        "config": config_name,
-        "packets": npackets,
-        "snapshot_ms": a.snapshot_ms,
-        "threads": a.threads,
-        "failure": if a.hang { "hang" } else { "kill" },
-        "replayed_packets": rep["replayed_packets"],
-        "failover_before_kill": early_failover,
-        "snapshots_committed": olr["snapshots"],
-        "dropped_on_failover": olr["dropped_on_failover"],
-        "suppressed": olr["suppressed"],
-        "errors": [olr["errors"].clone(), rep["errors"].clone(), rep["divergence"].clone()],
-    });
-    if a.keep {
-        report["outputs_in"] = dir.display().to_string().into();
-    }
-    if a.json {
-        println!("{report}");
-    } else {
-        println!(
-            "FTMB demo: {config_name}, {npackets} packets, {flows} flows, {} worker(s), {:.0} pps, snapshots every {} ms",
-            a.threads, a.pps, a.snapshot_ms
-        );
-        if a.hang {
-            let resumed = a
-                .resume_ms
-                .map_or(String::new(), |ms| format!(" (SIGCONT {ms} ms later)"));
-            println!(
-                "  master SIGSTOPped {} ms in{resumed}",
-                kill_after.as_millis()
-            );
-        } else {
-            println!("  master SIGKILLed {} ms in", kill_after.as_millis());
-        }
-        if early_failover {
-            println!(
-                "  note: the output logger failed over {:.1} ms before the kill (a live master's heartbeats went unread past --deadline-ms); the timings below are from that failover",
-                ms(killed_ns - detected)
-            );
-        }
-        println!(
-            "  recovery: detect {detect:.1} ms + restore {restore:.1} ms + replay {replay:.1} ms = total {total:.1} ms ({} packets replayed)",
-            rep["replayed_packets"]
-        );
-        println!(
-            "  outputs: released {}, lost {lost}, duplicated {duplicated}; consistent: {consistent}",
-            seen.len() + duplicated as usize
-        );
-        if a.keep {
-            println!("  files: {}", dir.display());
-        }
-    }
-    Ok(())
+    let extra = seen.difference(reference).count() as u64;
+    Ok(Outputs {
+        released: seen.len() + duplicated as usize,
+        lost,
+        duplicated,
+        consistent: extra == 0 && mappings_consistent(&released, inputs),
+    })
 }
 
+/// The recovery's phases from the failure time and the output logger's and
+/// the replica's reports.
+fn recovery_times(f: &Failure, olr: &serde_json::Value, rep: &serde_json::Value) -> Recovery {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let detected = olr["detected_ns"].as_u64().unwrap_or(f.killed_ns);
+    let run_start = rep["run_start_ns"].as_u64().unwrap_or(detected);
+    // `replay_done_ms` is counted from the start of the run.
+    let replay = rep["replay_done_ms"].as_f64().unwrap_or(0.0);
+    Recovery {
+        detect: ms(detected.saturating_sub(f.killed_ns)),
+        // From detection to the replica's run: the takeover from the output
+        // logger, loading the snapshot and, alongside, fetching the input log.
+        restore: ms(run_start.saturating_sub(detected)),
+        replay,
+        total: ms(run_start.saturating_sub(f.killed_ns.min(detected))) + replay,
+        // Detected before the failure: the output logger took a live but
+        // descheduled master for a dead one (fencing keeps the outputs
+        // right, but the timings then measure that failover, not the kill's).
+        early_ms: (detected < f.killed_ns).then(|| ms(f.killed_ns - detected)),
+    }
+}
+
+/// The demo's report for a terminal.
+fn print_summary(
+    a: &DemoArgs,
+    setup: &Setup,
+    f: &Failure,
+    r: &Recovery,
+    o: &Outputs,
+    rep: &serde_json::Value,
+) {
+    println!(
+        "FTMB demo: {}, {} packets, {} flows, {} worker(s), {:.0} pps, snapshots every {} ms",
+        setup.config_name,
+        setup.inputs.len(),
+        setup.flows,
+        a.threads,
+        a.pps,
+        a.snapshot_ms
+    );
+    if a.hang {
+        let resumed = a
+            .resume_ms
+            .map_or(String::new(), |ms| format!(" (SIGCONT {ms} ms later)"));
+        println!("  master SIGSTOPped {} ms in{resumed}", f.after.as_millis());
+    } else {
+        println!("  master SIGKILLed {} ms in", f.after.as_millis());
+    }
+    if let Some(early) = r.early_ms {
+        println!(
+            "  note: the output logger failed over {early:.1} ms before the kill (a live master's heartbeats went unread past --deadline-ms); the timings below are from that failover"
+        );
+    }
+    println!(
+        "  recovery: detect {:.1} ms + restore {:.1} ms + replay {:.1} ms = total {:.1} ms ({} packets replayed)",
+        r.detect, r.restore, r.replay, r.total, rep["replayed_packets"]
+    );
+    println!(
+        "  outputs: released {}, lost {}, duplicated {}; consistent: {}",
+        o.released, o.lost, o.duplicated, o.consistent
+    );
+    if a.keep {
+        println!("  files: {}", setup.work.path.display());
+    }
+}
 /// Send `sig` to `child`.
 fn signal(child: &Child, sig: libc::c_int) -> Result<()> {
     let pid = libc::pid_t::try_from(child.id()).context("pid")?;
