@@ -501,22 +501,32 @@ pub fn set_ipv4_addr(ip: &mut [u8], dst: bool, new: [u8; 4]) -> bool {
     let ck = u16::from_be_bytes([ip[10], ip[11]]);
     ip[10..12].copy_from_slice(&checksum_update32(ck, old, new).to_be_bytes());
     if first {
-        if let Some(co) = l4_checksum_offset(protocol) {
-            let at = hl + co;
-            if let Some(s) = ip.get_mut(at..at + 2) {
-                let old_ck = u16::from_be_bytes([s[0], s[1]]);
-                // A zero UDP checksum means "none": leave it.
-                if !(protocol == proto::UDP && old_ck == 0) {
-                    let mut n = checksum_update32(old_ck, old, new);
-                    if protocol == proto::UDP && n == 0 {
-                        n = 0xffff;
-                    }
-                    s.copy_from_slice(&n.to_be_bytes());
-                }
-            }
-        }
+        update_l4_checksum(ip, hl, protocol, |ck| checksum_update32(ck, old, new));
     }
     true
+}
+
+/// Update the TCP or UDP checksum of the IPv4 packet `ip` (header length
+/// `hl`) with `update`, incrementally. A zero UDP checksum means "none": it
+/// is left alone, and an updated UDP checksum of zero is sent as 0xffff.
+/// Nothing happens for other protocols or a packet too short to hold one.
+fn update_l4_checksum(ip: &mut [u8], hl: usize, protocol: u8, update: impl FnOnce(u16) -> u16) {
+    let Some(co) = l4_checksum_offset(protocol) else {
+        return;
+    };
+    let at = hl + co;
+    let Some(s) = ip.get_mut(at..at + 2) else {
+        return;
+    };
+    let old_ck = u16::from_be_bytes([s[0], s[1]]);
+    if protocol == proto::UDP && old_ck == 0 {
+        return;
+    }
+    let mut n = update(old_ck);
+    if protocol == proto::UDP && n == 0 {
+        n = 0xffff;
+    }
+    s.copy_from_slice(&n.to_be_bytes());
 }
 
 /// Rewrite the TCP/UDP source or destination port, fixing the transport
@@ -535,19 +545,7 @@ pub fn set_l4_port(ip: &mut [u8], dst: bool, new: u16) -> bool {
         return true;
     }
     ip[at..at + 2].copy_from_slice(&new.to_be_bytes());
-    if let Some(co) = l4_checksum_offset(protocol) {
-        let c = hl + co;
-        if let Some(s) = ip.get_mut(c..c + 2) {
-            let old_ck = u16::from_be_bytes([s[0], s[1]]);
-            if !(protocol == proto::UDP && old_ck == 0) {
-                let mut n = checksum_update16(old_ck, old, new);
-                if protocol == proto::UDP && n == 0 {
-                    n = 0xffff;
-                }
-                s.copy_from_slice(&n.to_be_bytes());
-            }
-        }
-    }
+    update_l4_checksum(ip, hl, protocol, |ck| checksum_update16(ck, old, new));
     true
 }
 
@@ -586,19 +584,7 @@ pub fn rewrite_flow(ip: &mut [u8], to: &FlowId) -> bool {
     };
     let ck = u16::from_be_bytes([ip[10], ip[11]]);
     ip[10..12].copy_from_slice(&apply(ck, addr_diff).to_be_bytes());
-    if let Some(co) = l4_checksum_offset(protocol) {
-        let c = hl + co;
-        if let Some(s) = ip.get_mut(c..c + 2) {
-            let old_ck = u16::from_be_bytes([s[0], s[1]]);
-            if !(protocol == proto::UDP && old_ck == 0) {
-                let mut n = apply(old_ck, addr_diff + port_diff);
-                if protocol == proto::UDP && n == 0 {
-                    n = 0xffff;
-                }
-                s.copy_from_slice(&n.to_be_bytes());
-            }
-        }
-    }
+    update_l4_checksum(ip, hl, protocol, |ck| apply(ck, addr_diff + port_diff));
     true
 }
 
