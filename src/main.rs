@@ -5,8 +5,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ftmb_baselines::{redis, RedisCounters, SnapshotOnlyLink};
 use ftmb_core::config::Source;
+use ftmb_core::egress::SinkMode;
 use ftmb_core::ft::{FtLink, FtOptions, SnapshotTrigger};
-use ftmb_core::graph::{build, Graph};
+use ftmb_core::graph::{build_with, Graph};
 use ftmb_core::runtime::{run, Progress, RunOptions, RunReport};
 use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceSpec};
 use ftmb_logger::output_logger::{OutputLogger, ThreadedOutputLogger};
@@ -73,8 +74,8 @@ pub(crate) struct RunArgs {
     config: PathBuf,
     /// `NAME=value` settings for `$NAME` in the configuration.
     vars: Vec<String>,
-    /// Worker threads.
-    #[arg(long, short = 't', default_value_t = 1)]
+    /// Worker threads (1 to 256).
+    #[arg(long, short = 't', default_value_t = 1, value_parser = threads_arg)]
     threads: usize,
     /// Print every element's counters on stdout after the run.
     #[arg(long)]
@@ -245,7 +246,30 @@ fn parse_vars(vars: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(m)
 }
 
-pub(crate) fn load(config: &Path, vars: &[String], threads: usize) -> Result<Graph> {
+/// Most worker threads (`--threads`): a worker is a thread with its own
+/// instance of every element, and a dependency vector entry in every output.
+pub(crate) const MAX_THREADS: usize = 256;
+
+/// `--threads`: a number from 1 to [`MAX_THREADS`].
+pub(crate) fn threads_arg(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of threads"))?;
+    if !(1..=MAX_THREADS).contains(&n) {
+        return Err(format!("{n} threads: from 1 to {MAX_THREADS}"));
+    }
+    Ok(n)
+}
+
+/// Read and build `config` with `vars` for `threads` workers; its sinks
+/// are opened only with [`SinkMode::Open`] (`ftmb run`, the output logger).
+/// A configuration error is printed (file:line:column) and exits with 1.
+pub(crate) fn load(
+    config: &Path,
+    vars: &[String],
+    threads: usize,
+    sinks: SinkMode,
+) -> Result<Graph> {
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read {}", config.display()))?;
     let source = Source {
@@ -253,7 +277,7 @@ pub(crate) fn load(config: &Path, vars: &[String], threads: usize) -> Result<Gra
         text,
     };
     let vars = parse_vars(vars)?;
-    match build(&source, &vars, &ftmb_elements::registry(), threads) {
+    match build_with(&source, &vars, &ftmb_elements::registry(), threads, sinks) {
         Ok(g) => Ok(g),
         Err(e) => {
             eprint!("{}", e.render(std::io::stderr().is_terminal()));
@@ -280,7 +304,7 @@ fn run_once(a: &RunArgs, print: bool) -> Result<RunReport> {
 }
 
 pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Measured> {
-    let graph = load(&a.config, &a.vars, a.threads.max(1))?;
+    let graph = load(&a.config, &a.vars, a.threads.max(1), SinkMode::Open)?;
     let probes: Vec<_> = if latency {
         graph
             .sinks
@@ -497,7 +521,8 @@ fn main() -> Result<()> {
             }
         }
         Cmd::Check { config, vars } => {
-            let g = load(&config, &vars, 1)?;
+            // Never opens (creates, truncates) a sink's file.
+            let g = load(&config, &vars, 1, SinkMode::Unopened)?;
             println!(
                 "{}: ok ({} elements, {} sources)",
                 config.display(),
