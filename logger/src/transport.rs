@@ -259,6 +259,17 @@ pub(crate) fn reader(s: &Stream) -> io::Result<Reader> {
     )))
 }
 
+/// A frame reader for a link of control frames only (heartbeats, a
+/// standby's or consumer's `Resume`, `SnapshotCommitted`): payloads over
+/// [`crate::wire::MAX_CONTROL_PAYLOAD`] are refused at the header, and the
+/// buffer is small.
+pub(crate) fn control_reader(s: &Stream) -> io::Result<Reader> {
+    Ok(FrameReader::with_limit(
+        BufReader::with_capacity(4 << 10, s.try_clone()?),
+        crate::wire::MAX_CONTROL_PAYLOAD,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,6 +339,26 @@ mod tests {
         let _l = Listener::bind(&Addr::Unix(sock.clone())).expect("rebind over a stale socket");
         let mode = std::fs::metadata(&sock).expect("meta").permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    }
+
+    #[test]
+    fn a_control_link_refuses_a_large_frame_at_its_header() {
+        use crate::wire::{WireError, MAX_CONTROL_PAYLOAD};
+        let (a, mut b) = UnixStream::pair().expect("pair");
+        // A valid header (magic, version 1, Heartbeat) claiming 1 MiB.
+        let mut h = Vec::from(*b"FTMB");
+        h.extend_from_slice(&1u16.to_le_bytes());
+        h.extend_from_slice(&[6, 0]);
+        h.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        h.extend_from_slice(&[0; 4]);
+        b.write_all(&h).expect("write");
+        let mut r = control_reader(&Stream::Unix(a)).expect("reader");
+        match r.next_frame() {
+            Err(WireError::TooLarge { len, max }) => {
+                assert_eq!((len, max), (1 << 20, MAX_CONTROL_PAYLOAD));
+            }
+            other => panic!("want TooLarge, got {other:?}"),
+        }
     }
 
     #[test]

@@ -17,7 +17,9 @@
 use super::standby_feed::{Feeder, StandbyFeed};
 use crate::output_logger::{OutputLogger, Takeover};
 use crate::threads::{favour_this_thread, spawn};
-use crate::transport::{connect, reader, writer, Addr, Listener, Reader, Stream, Writer};
+use crate::transport::{
+    connect, control_reader, reader, writer, Addr, Listener, Reader, Stream, Writer,
+};
 use crate::wire::{
     FrameKind, LogBatchMsg, LogBatchView, Message, OutputMsg, ResumeMsg, SnapshotCommittedMsg,
     SnapshotMsg, SnapshotPartMsg, SnapshotParts, VoidMsg,
@@ -177,7 +179,9 @@ impl Heartbeats {
                 let last = last.clone();
                 let _ = spawn("ftmb-ol-hb", move || {
                     favour_this_thread();
-                    let Ok(mut r) = reader(&conn) else { return };
+                    let Ok(mut r) = control_reader(&conn) else {
+                        return;
+                    };
                     while let Ok(Some(_)) = r.next_message() {
                         last.fetch_max(wall_ns(), Ordering::AcqRel);
                     }
@@ -269,7 +273,9 @@ fn watch_for_standby(
     let feed = feed.clone();
     spawn("ftmb-ol-standby", move || {
         while let Ok(s) = listener.accept() {
-            let Ok(mut r) = reader(&s) else { continue };
+            let Ok(mut r) = control_reader(&s) else {
+                continue;
+            };
             if let Ok(Some(Message::Resume(_))) = r.next_message() {
                 if let Ok(attached) = feed.attach(s) {
                     tracing::info!("standby attached");
