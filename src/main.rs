@@ -180,6 +180,10 @@ enum Cmd {
         /// Write one line per released output to this file.
         #[arg(long)]
         record: Option<PathBuf>,
+        /// Largest snapshot a master may send, in MiB: one announced
+        /// larger is refused before any memory is reserved for it.
+        #[arg(long, default_value_t = 1024)]
+        max_snapshot_mib: u64,
     },
     /// Fault-tolerance role: the master.
     Master {
@@ -608,7 +612,8 @@ fn main() -> Result<()> {
             role,
             deadline_ms,
             record,
-        } => roles::output_logger(&role, deadline_ms, record)?,
+            max_snapshot_mib,
+        } => roles::output_logger(&role, deadline_ms, record, max_snapshot_mib)?,
         Cmd::Master { role, snapshot_ms } => roles::master(&role, snapshot_ms)?,
         Cmd::Replica { role, snapshot_ms } => roles::replica(&role, snapshot_ms)?,
     }

@@ -68,12 +68,18 @@ pub fn input_logger(a: &RoleArgs, pps: f64) -> Result<()> {
 /// `ftmb output-logger`: hold outputs until committed, write them to the
 /// configuration's sinks, detect the master's failure and hand over to the
 /// standby replica.
-pub fn output_logger(a: &RoleArgs, deadline_ms: f64, record: Option<PathBuf>) -> Result<()> {
+pub fn output_logger(
+    a: &RoleArgs,
+    deadline_ms: f64,
+    record: Option<PathBuf>,
+    max_snapshot_mib: u64,
+) -> Result<()> {
     let _role = tracing::error_span!("ftmb", role = "output-logger").entered();
     tracing::info!(listen = %a.ol, input_logger = %a.il, deadline_ms, "output logger starting");
     // The only role that opens the sinks (creating or truncating their files).
     let g = load(&a.config, &a.vars, a.threads, SinkMode::Open)?;
     let ol = Arc::new(OutputLogger::new(a.threads, g.sinks.sinks().to_vec()));
+    ol.set_max_snapshot(max_snapshot_mib.saturating_mul(1 << 20));
     if record.is_some() {
         ol.record_releases();
     }

@@ -412,6 +412,7 @@ fn spawn_serving_reader(
     spawn("ftmb-ol-reader", move || {
         let _ended = ended;
         let mut r = r;
+        let pieces = SnapshotParts::with_limit(ol.max_snapshot());
         let mut sr = ServingReader {
             ol,
             il_ctl,
@@ -419,7 +420,7 @@ fn spawn_serving_reader(
             epoch,
             shipment: Shipment::default(),
             worker: 0,
-            pieces: SnapshotParts::default(),
+            pieces,
             previous: None,
         };
         let clean = sr.run(&mut r);
@@ -484,12 +485,20 @@ impl ServingReader {
                 }
                 FrameKind::SnapshotPart => {
                     self.flush();
-                    if let Some(f) = self.feed.as_ref().filter(|f| f.forwarding()) {
+                    // Checked before it is forwarded: a piece the output
+                    // logger refuses (out of order, a snapshot over its
+                    // maximum) never reaches the standby either.
+                    let added = self.pieces.add(&v);
+                    if let Some(f) = self
+                        .feed
+                        .as_ref()
+                        .filter(|f| added.is_ok() && f.forwarding())
+                    {
                         if let Ok(piece) = SnapshotPartMsg::from_view(&v) {
                             f.offer(piece);
                         }
                     }
-                    match self.pieces.add(&v) {
+                    match added {
                         Ok(Some((_, encoded))) => {
                             self.commit_snapshot(encoded);
                             Ok(())
