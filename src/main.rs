@@ -83,8 +83,8 @@ pub(crate) struct RunArgs {
     /// Seed of the workers' random generators (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
-    /// Packets per batch handed to a worker.
-    #[arg(long, default_value_t = 64)]
+    /// Packets per batch handed to a worker (1 to 65536).
+    #[arg(long, default_value_t = 64, value_parser = batch_arg)]
     batch: usize,
     /// No progress line on stderr.
     #[arg(long, short = 'q')]
@@ -261,6 +261,21 @@ pub(crate) fn threads_arg(s: &str) -> Result<usize, String> {
         .map_err(|_| format!("`{s}` is not a number of threads"))?;
     if !(1..=MAX_THREADS).contains(&n) {
         return Err(format!("{n} threads: from 1 to {MAX_THREADS}"));
+    }
+    Ok(n)
+}
+
+/// Most packets per batch (`--batch`): each worker's queue holds batches
+/// allocated at this size.
+pub(crate) const MAX_BATCH: usize = 1 << 16;
+
+/// `--batch`: a number from 1 to [`MAX_BATCH`].
+fn batch_arg(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of packets"))?;
+    if !(1..=MAX_BATCH).contains(&n) {
+        return Err(format!("{n} packets per batch: from 1 to {MAX_BATCH}"));
     }
     Ok(n)
 }

@@ -132,6 +132,9 @@ fn threads_out_of_range_are_a_usage_error() {
         failed_cleanly(&o, role);
         assert!(stderr(&o).contains("1 to 256"), "{role}:\n{}", stderr(&o));
     }
+    let o = ftmb(&["run", "-q", "--batch", "4000000000", &cfg, &vars]);
+    failed_cleanly(&o, "--batch 4000000000");
+    assert!(stderr(&o).contains("from 1 to 65536"), "{}", stderr(&o));
     let o = ftmb(&["run", "-q", "-t", "256", &cfg, &vars]);
     assert!(o.status.success(), "256 threads: {}", stderr(&o));
 }
