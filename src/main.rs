@@ -132,7 +132,9 @@ impl RunArgs {
 enum Cmd {
     /// Run a configuration.
     Run(RunArgs),
-    /// Validate a configuration without running it.
+    /// Validate a configuration without running it. Sources are read (a
+    /// trace must exist and parse); sinks are not opened: no output file is
+    /// created or truncated, no device or socket touched.
     Check {
         /// Click configuration file.
         config: PathBuf,
