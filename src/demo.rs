@@ -28,8 +28,8 @@ pub const DEMO_NAT: &str = include_str!("../examples/nat.click");
 /// Demo settings.
 #[derive(clap::Args, Clone, Debug)]
 pub struct DemoArgs {
-    /// Worker threads of the master and the replica.
-    #[arg(long, default_value_t = 2)]
+    /// Worker threads of the master and the replica (1 to 256).
+    #[arg(long, default_value_t = 2, value_parser = crate::threads_arg)]
     pub threads: usize,
     /// Packets in the generated trace.
     #[arg(long, default_value_t = 300_000)]
@@ -89,17 +89,32 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
-/// The demo's directory, removed when the demo ends unless kept.
+/// The demo's directory: private (a fresh, randomly named directory of mode
+/// 0700 in the system temp directory, created without following links),
+/// removed when the demo ends unless kept.
 struct WorkDir {
     path: PathBuf,
-    keep: bool,
+    /// `None` once kept: nothing removes it then.
+    _dir: Option<tempfile::TempDir>,
 }
 
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
+impl WorkDir {
+    fn new(keep: bool) -> Result<WorkDir> {
+        let dir = tempfile::Builder::new()
+            .prefix("ftmb-demo-")
+            .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .tempdir()
+            .context("create the demo's private directory")?;
+        Ok(if keep {
+            let path = dir.keep();
+            eprintln!("demo: keeping its files in {}", path.display());
+            WorkDir { path, _dir: None }
+        } else {
+            WorkDir {
+                path: dir.path().to_path_buf(),
+                _dir: Some(dir),
+            }
+        })
     }
 }
 
@@ -273,12 +288,8 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
 /// The work directory, the trace (generated unless given), the
 /// configuration (the built-in NAT unless given) and its variables.
 fn prepare(a: &DemoArgs) -> Result<Setup> {
-    let work = WorkDir {
-        path: std::env::temp_dir().join(format!("ftmb-demo-{}", std::process::id())),
-        keep: a.keep,
-    };
+    let work = WorkDir::new(a.keep)?;
     let dir = work.path.clone();
-    std::fs::create_dir_all(&dir)?;
     let trace = match &a.trace {
         Some(t) => t.clone(),
         None => {
@@ -343,9 +354,8 @@ fn prepare(a: &DemoArgs) -> Result<Setup> {
     })
 }
 
-/// `vars` with the output files pointed at /dev/null: only the output
-/// logger writes the outputs; the other roles (and the reference run) build
-/// the same graph with their sinks there.
+/// `vars` with the output files pointed at /dev/null, for the reference run
+/// in this process (the output logger writes the run's outputs).
 fn quiet(vars: &[String]) -> Vec<String> {
     vars.iter()
         .map(|v| match v.split_once('=') {
@@ -378,14 +388,11 @@ fn logger_addresses(a: &DemoArgs, dir: &Path) -> Result<(String, String)> {
 fn start_roles(a: &DemoArgs, setup: &Setup) -> Result<(Roles, Child)> {
     let dir = &setup.work.path;
     let (il, ol) = logger_addresses(a, dir)?;
-    let quiet_vars = quiet(&setup.vars);
+    // Every role gets the same variables: only the output logger opens the
+    // sinks' files.
     let common = |role: &str| -> Vec<String> {
         let mut v = vec![role.to_string(), setup.cfg.display().to_string()];
-        if role == "output-logger" {
-            v.extend(setup.vars.iter().cloned());
-        } else {
-            v.extend(quiet_vars.iter().cloned());
-        }
+        v.extend(setup.vars.iter().cloned());
         v.extend([
             "--threads".into(),
             a.threads.to_string(),

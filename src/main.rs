@@ -5,8 +5,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use ftmb_baselines::{redis, RedisCounters, SnapshotOnlyLink};
 use ftmb_core::config::Source;
+use ftmb_core::egress::SinkMode;
 use ftmb_core::ft::{FtLink, FtOptions, SnapshotTrigger};
-use ftmb_core::graph::{build, Graph};
+use ftmb_core::graph::{build_with, Graph};
 use ftmb_core::runtime::{run, Progress, RunOptions, RunReport};
 use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceSpec};
 use ftmb_logger::output_logger::{OutputLogger, ThreadedOutputLogger};
@@ -73,8 +74,8 @@ pub(crate) struct RunArgs {
     config: PathBuf,
     /// `NAME=value` settings for `$NAME` in the configuration.
     vars: Vec<String>,
-    /// Worker threads.
-    #[arg(long, short = 't', default_value_t = 1)]
+    /// Worker threads (1 to 256).
+    #[arg(long, short = 't', default_value_t = 1, value_parser = threads_arg)]
     threads: usize,
     /// Print every element's counters on stdout after the run.
     #[arg(long)]
@@ -82,8 +83,8 @@ pub(crate) struct RunArgs {
     /// Seed of the workers' random generators (default: from the clock).
     #[arg(long)]
     seed: Option<u64>,
-    /// Packets per batch handed to a worker.
-    #[arg(long, default_value_t = 64)]
+    /// Packets per batch handed to a worker (1 to 65536).
+    #[arg(long, default_value_t = 64, value_parser = batch_arg)]
     batch: usize,
     /// No progress line on stderr.
     #[arg(long, short = 'q')]
@@ -131,7 +132,9 @@ impl RunArgs {
 enum Cmd {
     /// Run a configuration.
     Run(RunArgs),
-    /// Validate a configuration without running it.
+    /// Validate a configuration without running it. Sources are read (a
+    /// trace must exist and parse); sinks are not opened: no output file is
+    /// created or truncated, no device or socket touched.
     Check {
         /// Click configuration file.
         config: PathBuf,
@@ -179,6 +182,10 @@ enum Cmd {
         /// Write one line per released output to this file.
         #[arg(long)]
         record: Option<PathBuf>,
+        /// Largest snapshot a master may send, in MiB: one announced
+        /// larger is refused before any memory is reserved for it.
+        #[arg(long, default_value_t = 1024)]
+        max_snapshot_mib: u64,
     },
     /// Fault-tolerance role: the master.
     Master {
@@ -245,7 +252,45 @@ fn parse_vars(vars: &[String]) -> Result<BTreeMap<String, String>> {
     Ok(m)
 }
 
-pub(crate) fn load(config: &Path, vars: &[String], threads: usize) -> Result<Graph> {
+/// Most worker threads (`--threads`): a worker is a thread with its own
+/// instance of every element, and a dependency vector entry in every output.
+pub(crate) const MAX_THREADS: usize = 256;
+
+/// `--threads`: a number from 1 to [`MAX_THREADS`].
+pub(crate) fn threads_arg(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of threads"))?;
+    if !(1..=MAX_THREADS).contains(&n) {
+        return Err(format!("{n} threads: from 1 to {MAX_THREADS}"));
+    }
+    Ok(n)
+}
+
+/// Most packets per batch (`--batch`): each worker's queue holds batches
+/// allocated at this size.
+pub(crate) const MAX_BATCH: usize = 1 << 16;
+
+/// `--batch`: a number from 1 to [`MAX_BATCH`].
+fn batch_arg(s: &str) -> Result<usize, String> {
+    let n: usize = s
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of packets"))?;
+    if !(1..=MAX_BATCH).contains(&n) {
+        return Err(format!("{n} packets per batch: from 1 to {MAX_BATCH}"));
+    }
+    Ok(n)
+}
+
+/// Read and build `config` with `vars` for `threads` workers; its sinks
+/// are opened only with [`SinkMode::Open`] (`ftmb run`, the output logger).
+/// A configuration error is printed (file:line:column) and exits with 1.
+pub(crate) fn load(
+    config: &Path,
+    vars: &[String],
+    threads: usize,
+    sinks: SinkMode,
+) -> Result<Graph> {
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read {}", config.display()))?;
     let source = Source {
@@ -253,7 +298,7 @@ pub(crate) fn load(config: &Path, vars: &[String], threads: usize) -> Result<Gra
         text,
     };
     let vars = parse_vars(vars)?;
-    match build(&source, &vars, &ftmb_elements::registry(), threads) {
+    match build_with(&source, &vars, &ftmb_elements::registry(), threads, sinks) {
         Ok(g) => Ok(g),
         Err(e) => {
             eprint!("{}", e.render(std::io::stderr().is_terminal()));
@@ -280,7 +325,7 @@ fn run_once(a: &RunArgs, print: bool) -> Result<RunReport> {
 }
 
 pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Measured> {
-    let graph = load(&a.config, &a.vars, a.threads.max(1))?;
+    let graph = load(&a.config, &a.vars, a.threads.max(1), SinkMode::Open)?;
     let probes: Vec<_> = if latency {
         graph
             .sinks
@@ -497,7 +542,8 @@ fn main() -> Result<()> {
             }
         }
         Cmd::Check { config, vars } => {
-            let g = load(&config, &vars, 1)?;
+            // Never opens (creates, truncates) a sink's file.
+            let g = load(&config, &vars, 1, SinkMode::Unopened)?;
             println!(
                 "{}: ok ({} elements, {} sources)",
                 config.display(),
@@ -583,7 +629,8 @@ fn main() -> Result<()> {
             role,
             deadline_ms,
             record,
-        } => roles::output_logger(&role, deadline_ms, record)?,
+            max_snapshot_mib,
+        } => roles::output_logger(&role, deadline_ms, record, max_snapshot_mib)?,
         Cmd::Master { role, snapshot_ms } => roles::master(&role, snapshot_ms)?,
         Cmd::Replica { role, snapshot_ms } => roles::replica(&role, snapshot_ms)?,
     }

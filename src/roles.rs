@@ -9,6 +9,7 @@
 
 use crate::load;
 use anyhow::{anyhow, Context, Result};
+use ftmb_core::egress::SinkMode;
 use ftmb_core::ft::{FtOptions, SnapshotTrigger};
 use ftmb_core::headers::Framing;
 use ftmb_core::runtime::{run, RunOptions};
@@ -29,8 +30,8 @@ pub struct RoleArgs {
     pub config: PathBuf,
     /// `NAME=value` settings.
     pub vars: Vec<String>,
-    /// Worker threads of the master and the replica (must match).
-    #[arg(long, short = 't', default_value_t = 1)]
+    /// Worker threads of the master and the replica (must match; 1 to 256).
+    #[arg(long, short = 't', default_value_t = 1, value_parser = crate::threads_arg)]
     pub threads: usize,
     /// Input logger address: a Unix socket path (same host) or
     /// `tcp:HOST:PORT` (the input logger listens there).
@@ -57,7 +58,7 @@ fn parse_addr(s: &str) -> Result<Addr, String> {
 pub fn input_logger(a: &RoleArgs, pps: f64) -> Result<()> {
     let _role = tracing::error_span!("ftmb", role = "input-logger").entered();
     tracing::info!(listen = %a.il, "input logger starting");
-    let g = load(&a.config, &a.vars, 1)?;
+    let g = load(&a.config, &a.vars, 1, SinkMode::Unopened)?;
     let sources = g.sources.into_iter().map(|(_, s)| s).collect();
     let never = AtomicBool::new(false);
     run_input_logger(sources, &a.il, pps, &never).context("input logger")?;
@@ -67,11 +68,18 @@ pub fn input_logger(a: &RoleArgs, pps: f64) -> Result<()> {
 /// `ftmb output-logger`: hold outputs until committed, write them to the
 /// configuration's sinks, detect the master's failure and hand over to the
 /// standby replica.
-pub fn output_logger(a: &RoleArgs, deadline_ms: f64, record: Option<PathBuf>) -> Result<()> {
+pub fn output_logger(
+    a: &RoleArgs,
+    deadline_ms: f64,
+    record: Option<PathBuf>,
+    max_snapshot_mib: u64,
+) -> Result<()> {
     let _role = tracing::error_span!("ftmb", role = "output-logger").entered();
     tracing::info!(listen = %a.ol, input_logger = %a.il, deadline_ms, "output logger starting");
-    let g = load(&a.config, &a.vars, a.threads)?;
+    // The only role that opens the sinks (creating or truncating their files).
+    let g = load(&a.config, &a.vars, a.threads, SinkMode::Open)?;
     let ol = Arc::new(OutputLogger::new(a.threads, g.sinks.sinks().to_vec()));
+    ol.set_max_snapshot(max_snapshot_mib.saturating_mul(1 << 20));
     if record.is_some() {
         ol.record_releases();
     }
@@ -110,7 +118,7 @@ fn framing_of(g: &ftmb_core::graph::Graph) -> Framing {
 /// ordered logging, shipping to the output logger.
 pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     let _role = tracing::error_span!("ftmb", role = "master", epoch = 1).entered();
-    let mut g = load(&a.config, &a.vars, a.threads)?;
+    let mut g = load(&a.config, &a.vars, a.threads, SinkMode::Unopened)?;
     let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
     let hb = connect(&a.ol.heartbeat()?, Duration::from_secs(10)).context("heartbeats")?;
     let link = Arc::new(SocketLink::new(&ol, &hb, Duration::from_millis(1))?);
@@ -154,7 +162,7 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     let _role = role.enter();
     // The graph is built while standing by, and each snapshot the output
     // logger forwards is loaded into it as it comes.
-    let g = load(&a.config, &a.vars, a.threads)?;
+    let g = load(&a.config, &a.vars, a.threads, SinkMode::Unopened)?;
     let opts = TakeoverOptions {
         il: a.il.clone(),
         ol: a.ol.clone(),

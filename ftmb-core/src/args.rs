@@ -110,6 +110,93 @@ impl Args {
         }
     }
 
+    /// The span of keyword `key`'s last occurrence (the one read).
+    fn keyword_span(&self, key: &str) -> Option<Span> {
+        self.items
+            .iter()
+            .rev()
+            .find(|it| it.keyword.as_deref() == Some(key))
+            .map(|it| it.span)
+    }
+
+    /// The error for `value` of argument `name` outside `min..=max`, at
+    /// `span` (the argument list when `None`).
+    fn out_of_range(
+        &self,
+        name: &str,
+        value: u64,
+        min: u64,
+        max: u64,
+        span: Option<Span>,
+    ) -> ConfigError {
+        let why = if value < min {
+            format!("{name} {value} is less than the minimum, {min}")
+        } else {
+            format!("{name} {value} is more than the maximum, {max}")
+        };
+        ConfigError::new(
+            format!("{}: {why}", self.class),
+            span.unwrap_or(self.args_span),
+        )
+        .with_help(format!(
+            "{name} is a count from {min} to {max} (see {}'s documentation)",
+            self.class
+        ))
+    }
+
+    /// Read keyword `key` (or `default`), a count that sizes memory, and
+    /// check it lies within `min..=max`: beyond, an error at the argument.
+    pub fn keyword_within(
+        &mut self,
+        key: &str,
+        default: usize,
+        min: usize,
+        max: usize,
+    ) -> Result<usize, ConfigError> {
+        let span = self.keyword_span(key);
+        let v: u64 = self.keyword_or(key, default as u64)?;
+        if v < min as u64 || v > max as u64 {
+            return Err(self.out_of_range(key, v, min as u64, max as u64, span));
+        }
+        Ok(v as usize)
+    }
+
+    /// [`Args::keyword_within`] for an optional keyword.
+    pub fn keyword_opt_within(
+        &mut self,
+        key: &str,
+        min: usize,
+        max: usize,
+    ) -> Result<Option<usize>, ConfigError> {
+        if self.keyword_span(key).is_none() {
+            return Ok(None);
+        }
+        self.keyword_within(key, min, min, max).map(Some)
+    }
+
+    /// Read the next positional argument `name` as a count within
+    /// `min..=max` (see [`Args::keyword_within`]), if present.
+    pub fn positional_within(
+        &mut self,
+        name: &str,
+        min: usize,
+        max: usize,
+    ) -> Result<Option<usize>, ConfigError> {
+        let span = self.keyword_span(name).or_else(|| {
+            self.items
+                .iter()
+                .find(|it| !it.used && it.keyword.is_none())
+                .map(|it| it.span)
+        });
+        let Some(v) = self.positional::<u64>(name)? else {
+            return Ok(None);
+        };
+        if v < min as u64 || v > max as u64 {
+            return Err(self.out_of_range(name, v, min as u64, max as u64, span));
+        }
+        Ok(Some(v as usize))
+    }
+
     /// Read keyword `key`, or `default` when absent.
     pub fn keyword_or<T: FromArg>(&mut self, key: &str, default: T) -> Result<T, ConfigError> {
         Ok(self.keyword(key)?.unwrap_or(default))

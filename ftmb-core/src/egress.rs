@@ -75,6 +75,36 @@ impl Egress for NullEgress {
     }
 }
 
+/// The egress of a sink a role declares but does not open
+/// ([`SinkRegistry::unopened`]): `ftmb check`, the input logger, the master
+/// and the replica, whose outputs leave through the output logger. Nothing
+/// is opened, created or truncated; a write is an error (it would be an
+/// output that bypassed the output logger), a flush does nothing.
+pub struct UnopenedEgress;
+
+impl Egress for UnopenedEgress {
+    fn write(&mut self, _pkts: &[Packet]) -> std::io::Result<()> {
+        Err(std::io::Error::other(
+            "this role does not open its sinks: outputs leave through the output logger",
+        ))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Whether a graph build opens its sinks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SinkMode {
+    /// Open (create, truncate, connect) every sink: `ftmb run` and the
+    /// output logger, the roles that write outputs.
+    #[default]
+    Open,
+    /// Declare the sinks but open none ([`UnopenedEgress`]): `ftmb check`
+    /// and every role whose outputs go to the output logger.
+    Unopened,
+}
+
 /// A sink's identity: its index in the router's sink table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SinkHandle(pub u16);
@@ -94,12 +124,22 @@ pub struct Sink {
 pub struct SinkRegistry {
     sinks: Vec<Arc<Sink>>,
     by_element: HashMap<String, u16>,
+    mode: SinkMode,
 }
 
 impl SinkRegistry {
-    /// An empty registry.
+    /// An empty registry whose sinks are opened as they are declared.
     pub fn new() -> SinkRegistry {
         SinkRegistry::default()
+    }
+
+    /// An empty registry in `mode`; with [`SinkMode::Unopened`] no sink's
+    /// `open` ever runs.
+    pub fn with_mode(mode: SinkMode) -> SinkRegistry {
+        SinkRegistry {
+            mode,
+            ..SinkRegistry::default()
+        }
     }
 
     /// Declare the sink of `element` (opening it with `open` the first
@@ -115,7 +155,10 @@ impl SinkRegistry {
         let i = u16::try_from(self.sinks.len()).map_err(|_| "too many sinks".to_string())?;
         self.sinks.push(Arc::new(Sink {
             element: element.to_string(),
-            egress: Mutex::new(open()?),
+            egress: Mutex::new(match self.mode {
+                SinkMode::Open => open()?,
+                SinkMode::Unopened => Box::new(UnopenedEgress),
+            }),
             error: Mutex::new(None),
         }));
         self.by_element.insert(element.to_string(), i);

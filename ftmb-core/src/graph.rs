@@ -5,7 +5,7 @@
 use crate::args::Args;
 use crate::config::{self, Config, ConfigError, Source as ConfigSource};
 use crate::driver::DriverProgram;
-use crate::egress::SinkRegistry;
+use crate::egress::{SinkMode, SinkRegistry};
 use crate::element::{Built, Element, InitCtx, Ports, Registry, Source};
 use crate::shared::SharedRegistry;
 use crate::snapshot::{Snapshot, SnapshotState};
@@ -139,12 +139,27 @@ impl std::fmt::Display for BuildError {
 
 impl std::error::Error for BuildError {}
 
-/// Parse `source` and build the graph for `nworkers` workers.
+/// Parse `source` and build the graph for `nworkers` workers, opening its
+/// sinks.
 pub fn build(
     source: &ConfigSource,
     vars: &BTreeMap<String, String>,
     registry: &Registry,
     nworkers: usize,
+) -> Result<Graph, BuildError> {
+    build_with(source, vars, registry, nworkers, SinkMode::Open)
+}
+
+/// [`build`], opening the sinks or not: a role whose outputs leave through
+/// the output logger (and `ftmb check`) builds with
+/// [`SinkMode::Unopened`], so that no file is created or truncated but the
+/// output logger's.
+pub fn build_with(
+    source: &ConfigSource,
+    vars: &BTreeMap<String, String>,
+    registry: &Registry,
+    nworkers: usize,
+    sinks: SinkMode,
 ) -> Result<Graph, BuildError> {
     let names = registry.names();
     let wrap = |error: ConfigError| BuildError {
@@ -152,13 +167,25 @@ pub fn build(
         source: source.clone(),
     };
     let cfg = config::parse(source, vars, &names).map_err(wrap)?;
-    build_config(&cfg, registry, nworkers.max(1)).map_err(wrap)
+    build_config(&cfg, registry, nworkers.max(1), sinks).map_err(wrap)
 }
 
-fn build_config(cfg: &Config, registry: &Registry, nworkers: usize) -> Result<Graph, ConfigError> {
+fn build_config(
+    cfg: &Config,
+    registry: &Registry,
+    nworkers: usize,
+    sink_mode: SinkMode,
+) -> Result<Graph, ConfigError> {
     let n = cfg.elements.len();
+    if n == 0 {
+        return Err(ConfigError::new(
+            "the configuration declares no elements",
+            config::Span::new(0, 0),
+        )
+        .with_help("a router needs at least a source, e.g. `FromDump($IN) -> Discard`"));
+    }
     let mut shared = SharedRegistry::new();
-    let mut sinks = SinkRegistry::new();
+    let mut sinks = SinkRegistry::with_mode(sink_mode);
     let mut kinds = Vec::with_capacity(n);
     let mut ports = Vec::with_capacity(n);
     let mut workers: Vec<Vec<Option<Box<dyn Element>>>> =
@@ -222,6 +249,7 @@ fn build_config(cfg: &Config, registry: &Registry, nworkers: usize) -> Result<Gr
     }
 
     let outputs = check_ports(cfg, &ports)?;
+    check_acyclic(cfg, &outputs)?;
     let driver = driver.unwrap_or_else(DriverProgram::default_program);
     let names: Vec<String> = cfg.elements.iter().map(|d| d.name.clone()).collect();
     for (e, h, span) in driver.handler_refs() {
@@ -247,6 +275,66 @@ fn build_config(cfg: &Config, registry: &Registry, nworkers: usize) -> Result<Gr
         external_input: None,
         restored: None,
     })
+}
+
+/// Refuse a push cycle: a packet pushed around it would never leave (there
+/// is no queue to break it), so `run` would spin forever. The error points
+/// at the first element of the cycle found and names the whole loop.
+fn check_acyclic(cfg: &Config, outputs: &[Vec<(usize, usize)>]) -> Result<(), ConfigError> {
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let n = outputs.len();
+    let mut mark = vec![Mark::New; n];
+    for root in 0..n {
+        if mark[root] != Mark::New {
+            continue;
+        }
+        // Iterative DFS: (node, next output to follow).
+        let mut path: Vec<(usize, usize)> = vec![(root, 0)];
+        mark[root] = Mark::OnPath;
+        while let Some(top) = path.last_mut() {
+            let (node, next) = *top;
+            let Some(&(to, _)) = outputs[node].get(next) else {
+                mark[node] = Mark::Done;
+                path.pop();
+                continue;
+            };
+            top.1 += 1;
+            match mark[to] {
+                Mark::New => {
+                    mark[to] = Mark::OnPath;
+                    path.push((to, 0));
+                }
+                Mark::OnPath => {
+                    let from = path.iter().position(|&(e, _)| e == to).unwrap_or(0);
+                    let cycle: Vec<usize> = path[from..].iter().map(|&(e, _)| e).collect();
+                    let names: Vec<&str> = cycle
+                        .iter()
+                        .chain(std::iter::once(&to))
+                        .map(|&e| cfg.elements[e].name.as_str())
+                        .collect();
+                    let mut err = ConfigError::new(
+                        format!(
+                            "push cycle: {} (a packet would go round it forever)",
+                            names.join(" -> ")
+                        ),
+                        cfg.elements[to].span,
+                    )
+                    .with_help("break the cycle: push paths must end in a sink or Discard");
+                    for &e in cycle.iter().skip(1) {
+                        err = err.with_label(cfg.elements[e].span, "in the cycle".to_string());
+                    }
+                    return Err(err);
+                }
+                Mark::Done => {}
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Check every connection against the port counts; return the output
@@ -312,7 +400,9 @@ fn check_ports(cfg: &Config, ports: &[Ports]) -> Result<Vec<Vec<(usize, usize)>>
             .next_back()
             .map_or(0, |p| p + 1)
             .max(ports[i].outputs.0);
-        let mut adj = Vec::with_capacity(nout);
+        // Not sized from `nout`: a port number in the text (`t[4000000000]`)
+        // must not reserve memory; the first gap below it is an error.
+        let mut adj = Vec::with_capacity(out_used[i].len());
         for p in 0..nout {
             match out_used[i].get(&p) {
                 Some(&(to, tp, _)) => adj.push((to, tp)),

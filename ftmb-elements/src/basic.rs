@@ -115,7 +115,7 @@ pub(crate) fn build_discard(_: &mut Args, _: &mut InitCtx<'_>) -> Result<Built, 
 /// in order, the last output gets the original).
 ///
 /// # Configuration
-/// `N`: number of outputs (default: as many as are connected).
+/// `N`: number of outputs, 1 to 1024 (default: as many as are connected).
 ///
 /// # Ports
 /// One input, N outputs (1 or more).
@@ -150,8 +150,11 @@ fn copy_to_every_output(pkt: Packet, out: &mut Out) {
     out.push(n.saturating_sub(1), pkt);
 }
 
+/// Most outputs of a `Tee(N)`.
+pub const MAX_TEE_OUTPUTS: usize = 1024;
+
 pub(crate) fn build_tee(a: &mut Args, _: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
-    let n = a.positional("N")?;
+    let n = a.positional_within("N", 1, MAX_TEE_OUTPUTS)?;
     element(Tee { n })
 }
 

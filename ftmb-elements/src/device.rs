@@ -136,9 +136,9 @@ fn open_tx(_: &str, _: Method) -> Result<TxBackend, String> {
 /// # Configuration
 /// `IFACE`, the interface name; `PROMISC` (default false: only frames
 /// addressed to the interface; true: every frame on the wire); `BURST`
-/// (default 32: frames taken per system call); `SNAPLEN` (default 0: whole
-/// frames up to the interface MTU; longer frames are cut and counted as
-/// `truncated`); `METHOD` (`LINUX`, default: `AF_PACKET`; `NETMAP` with the
+/// (default 32, 1 to 1024: frames taken per system call); `SNAPLEN`
+/// (default 0: whole frames up to the interface MTU; at most 262144; longer
+/// frames are cut and counted as `truncated`); `METHOD` (`LINUX`, default: `AF_PACKET`; `NETMAP` with the
 /// `netmap` feature).
 ///
 /// The interface is opened at the first poll, not when the configuration is
@@ -285,11 +285,14 @@ impl Source for FromDevice {
     }
 }
 
+/// Largest `SNAPLEN` of a `FromDevice` (pcap's own maximum).
+pub const MAX_SNAPLEN: usize = 262_144;
+
 pub(crate) fn build_from_device(a: &mut Args, _: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
     let ifname: String = a.required("DEVNAME")?;
     let promisc = a.positional("PROMISC")?.unwrap_or(false);
     let burst: usize = a.keyword_or("BURST", 32)?;
-    let snaplen: usize = a.keyword_or("SNAPLEN", 0)?;
+    let snaplen = a.keyword_within("SNAPLEN", 0, 0, MAX_SNAPLEN)?;
     let method = method_arg(a)?;
     check_ifname(a, &ifname)?;
     if !(1..=1024).contains(&burst) {
@@ -436,7 +439,7 @@ impl Egress for DeviceEgress {
 /// they are (they must begin with an Ethernet header).
 ///
 /// # Configuration
-/// `IFACE`; `BURST` (default 32: frames per system call); `METHOD` (as for
+/// `IFACE`; `BURST` (default 32, 1 to 1024: frames per system call); `METHOD` (as for
 /// `FromDevice`).
 ///
 /// The interface is opened at the first write, not when the configuration

@@ -106,6 +106,8 @@ const SPARE_PACKETS: usize = 4096;
 /// The output logger.
 pub struct OutputLogger {
     state: Mutex<State>,
+    /// Largest snapshot (encoded bytes) a master may announce.
+    max_snapshot: std::sync::atomic::AtomicU64,
 }
 
 impl OutputLogger {
@@ -129,7 +131,22 @@ impl OutputLogger {
                 staged: 0,
                 staged_sink: 0,
             }),
+            max_snapshot: std::sync::atomic::AtomicU64::new(crate::wire::DEFAULT_MAX_SNAPSHOT),
         }
+    }
+
+    /// Refuse snapshots whose declared length is over `bytes` (the
+    /// default is [`crate::wire::DEFAULT_MAX_SNAPSHOT`]): a serving role
+    /// that announces more is a protocol error, and nothing is reserved
+    /// for it.
+    pub fn set_max_snapshot(&self, bytes: u64) {
+        self.max_snapshot
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The largest snapshot accepted, in bytes.
+    pub fn max_snapshot(&self) -> u64 {
+        self.max_snapshot.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Keep a record of every released output (for checks).

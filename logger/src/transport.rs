@@ -130,20 +130,77 @@ impl Write for Stream {
 
 /// A listening socket.
 pub enum Listener {
-    /// A Unix socket (any stale socket file is replaced).
+    /// A Unix socket (a stale socket file is replaced; anything else at the
+    /// path is an error), created with mode 0600.
     Unix(UnixListener),
     /// A TCP listener.
     Tcp(TcpListener),
 }
 
+/// Serialises the umask changes of [`bind_unix`] (the umask is per process).
+static UMASK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Bind a Unix socket at `p`, readable and writable by its owner only.
+///
+/// A stale socket at `p` (one nobody listens on) is removed first; a live
+/// one is `AddrInUse`; any other file (a regular file, a
+/// directory, a symlink) is left alone and the bind fails with
+/// `AlreadyExists`. The socket is created under a umask of 0177, so there is
+/// no moment at which another user may connect; a `chmod` afterwards makes
+/// sure of it whatever the umask was.
+fn bind_unix(p: &std::path::Path) -> io::Result<UnixListener> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    match std::fs::symlink_metadata(p) {
+        Ok(m) if m.file_type().is_socket() => {
+            // Someone still listens there: not stale, not ours to take.
+            if UnixStream::connect(p).is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("{} is a socket in use by another process", p.display()),
+                ));
+            }
+            std::fs::remove_file(p)?
+        }
+        Ok(m) => {
+            let what = if m.file_type().is_symlink() {
+                "a symlink"
+            } else if m.is_dir() {
+                "a directory"
+            } else if m.is_file() {
+                "a regular file"
+            } else {
+                "not a socket"
+            };
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} is {what}: refusing to replace it with a socket",
+                    p.display()
+                ),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let l = {
+        let _g = UMASK.lock().unwrap_or_else(|e| e.into_inner());
+        // SAFETY: umask(2) only swaps the process's file mode mask.
+        let old = unsafe { libc::umask(0o177) };
+        let r = UnixListener::bind(p);
+        // SAFETY: as above, restoring the mask read back.
+        unsafe { libc::umask(old) };
+        r?
+    };
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))?;
+    Ok(l)
+}
+
 impl Listener {
-    /// Listen on `addr`.
+    /// Listen on `addr`. A Unix socket path is replaced only if it holds a
+    /// stale socket; the new socket has mode 0600.
     pub fn bind(addr: &Addr) -> io::Result<Listener> {
         Ok(match addr {
-            Addr::Unix(p) => {
-                let _ = std::fs::remove_file(p);
-                Listener::Unix(UnixListener::bind(p)?)
-            }
+            Addr::Unix(p) => Listener::Unix(bind_unix(p)?),
             Addr::Tcp(hp) => Listener::Tcp(TcpListener::bind(hp.as_str())?),
         })
     }
@@ -202,6 +259,17 @@ pub(crate) fn reader(s: &Stream) -> io::Result<Reader> {
     )))
 }
 
+/// A frame reader for a link of control frames only (heartbeats, a
+/// standby's or consumer's `Resume`, `SnapshotCommitted`): payloads over
+/// [`crate::wire::MAX_CONTROL_PAYLOAD`] are refused at the header, and the
+/// buffer is small.
+pub(crate) fn control_reader(s: &Stream) -> io::Result<Reader> {
+    Ok(FrameReader::with_limit(
+        BufReader::with_capacity(4 << 10, s.try_clone()?),
+        crate::wire::MAX_CONTROL_PAYLOAD,
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +299,66 @@ mod tests {
             Some(Addr::Unix("/s/ol.hb".into()))
         );
         assert!(Addr::parse("h:65535").heartbeat().is_err());
+    }
+
+    #[test]
+    fn unix_bind_never_deletes_a_file_that_is_not_a_socket() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim.txt");
+        std::fs::write(&victim, b"precious").expect("write");
+        let err = Listener::bind(&Addr::Unix(victim.clone()))
+            .err()
+            .expect("binding over a regular file must fail");
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert!(err.to_string().contains("regular file"), "{err}");
+        assert_eq!(std::fs::read(&victim).expect("still there"), b"precious");
+
+        // A symlink is not followed nor removed.
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&victim, &link).expect("symlink");
+        assert!(Listener::bind(&Addr::Unix(link.clone())).is_err());
+        assert!(std::fs::symlink_metadata(&link).is_ok());
+        // A directory neither.
+        let sub = dir.path().join("d");
+        std::fs::create_dir(&sub).expect("mkdir");
+        assert!(Listener::bind(&Addr::Unix(sub.clone())).is_err());
+        assert!(sub.is_dir());
+
+        // A fresh socket is 0600; a stale one is replaced (and 0600 again).
+        let sock = dir.path().join("s.sock");
+        let l = Listener::bind(&Addr::Unix(sock.clone())).expect("bind");
+        let mode = std::fs::metadata(&sock).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+        let in_use = Listener::bind(&Addr::Unix(sock.clone()))
+            .err()
+            .expect("a live socket is not taken over");
+        assert_eq!(in_use.kind(), io::ErrorKind::AddrInUse);
+        drop(l);
+        std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let _l = Listener::bind(&Addr::Unix(sock.clone())).expect("rebind over a stale socket");
+        let mode = std::fs::metadata(&sock).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    }
+
+    #[test]
+    fn a_control_link_refuses_a_large_frame_at_its_header() {
+        use crate::wire::{WireError, MAX_CONTROL_PAYLOAD};
+        let (a, mut b) = UnixStream::pair().expect("pair");
+        // A valid header (magic, version 1, Heartbeat) claiming 1 MiB.
+        let mut h = Vec::from(*b"FTMB");
+        h.extend_from_slice(&1u16.to_le_bytes());
+        h.extend_from_slice(&[6, 0]);
+        h.extend_from_slice(&(1u32 << 20).to_le_bytes());
+        h.extend_from_slice(&[0; 4]);
+        b.write_all(&h).expect("write");
+        let mut r = control_reader(&Stream::Unix(a)).expect("reader");
+        match r.next_frame() {
+            Err(WireError::TooLarge { len, max }) => {
+                assert_eq!((len, max), (1 << 20, MAX_CONTROL_PAYLOAD));
+            }
+            other => panic!("want TooLarge, got {other:?}"),
+        }
     }
 
     #[test]

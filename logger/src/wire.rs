@@ -51,8 +51,13 @@ pub const MAGIC: [u8; 4] = *b"FTMB";
 pub const VERSION: u16 = 1;
 /// Bytes of a frame header.
 pub const HEADER_LEN: usize = 16;
-/// Default largest payload a reader accepts (64 MiB).
+/// Default largest payload a reader accepts (64 MiB): links that carry
+/// packets, records, outputs and snapshots.
 pub const DEFAULT_MAX_PAYLOAD: usize = 64 << 20;
+/// Largest payload on a link that carries only control frames (heartbeats,
+/// `Resume`, `SnapshotCommitted`): 4 KiB. A peer that sends more there is
+/// cut off at the header.
+pub const MAX_CONTROL_PAYLOAD: usize = 4 << 10;
 
 /// What a frame carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -970,18 +975,52 @@ impl SnapshotPartMsg {
 }
 frame_codec!(SnapshotPartMsg, FrameKind::SnapshotPart);
 
+/// Default largest snapshot a [`SnapshotParts`] assembles (1 GiB).
+pub const DEFAULT_MAX_SNAPSHOT: u64 = 1 << 30;
+
+/// Most bytes reserved for a snapshot when its first piece arrives (16
+/// MiB); beyond, the buffer grows as pieces arrive. A recycled buffer
+/// (see [`SnapshotParts::recycle`]) makes that growth a one-off.
+const SNAPSHOT_RESERVE: u64 = 16 << 20;
+
 /// Reassembles [`SnapshotPartMsg`] pieces into the encoded snapshot they
 /// were cut from.
-#[derive(Debug, Default)]
+///
+/// The length a peer declares is checked against a maximum
+/// ([`SnapshotParts::with_limit`], [`DEFAULT_MAX_SNAPSHOT`] by default)
+/// before anything is reserved, and the reservation itself is bounded: a
+/// peer that declares a large snapshot and sends one piece costs at most
+/// 16 MiB.
+#[derive(Debug)]
 pub struct SnapshotParts {
     id: u64,
     total: u64,
     buf: Vec<u8>,
     /// A buffer handed back for the next snapshot (see `recycle`).
     spare: Vec<u8>,
+    /// Largest declared length accepted.
+    max_total: u64,
+}
+
+impl Default for SnapshotParts {
+    fn default() -> Self {
+        SnapshotParts::with_limit(DEFAULT_MAX_SNAPSHOT)
+    }
 }
 
 impl SnapshotParts {
+    /// An assembler that refuses snapshots declared longer than
+    /// `max_total` bytes.
+    pub fn with_limit(max_total: u64) -> Self {
+        SnapshotParts {
+            id: 0,
+            total: 0,
+            buf: Vec::new(),
+            spare: Vec::new(),
+            max_total,
+        }
+    }
+
     /// Give back the bytes of an earlier snapshot once nothing else holds
     /// them: the next snapshot is gathered in them instead of in fresh
     /// memory (megabytes of page faults every snapshot interval).
@@ -997,6 +1036,14 @@ impl SnapshotParts {
     /// is an error unless it starts a new snapshot.
     pub fn add(&mut self, v: &FrameView<'_>) -> Result<Option<(u64, Vec<u8>)>, WireError> {
         let (id, total, offset, data) = SnapshotPartMsg::parts(v)?;
+        if total > self.max_total {
+            self.buf.clear();
+            self.total = 0;
+            return Err(WireError::TooLarge {
+                len: usize::try_from(total).unwrap_or(usize::MAX),
+                max: usize::try_from(self.max_total).unwrap_or(usize::MAX),
+            });
+        }
         if offset == 0 {
             self.id = id;
             self.total = total;
@@ -1004,8 +1051,7 @@ impl SnapshotParts {
                 std::mem::swap(&mut self.buf, &mut self.spare);
             }
             self.buf.clear();
-            self.buf
-                .reserve(total.min(DEFAULT_MAX_PAYLOAD as u64 * 4) as usize);
+            self.buf.reserve(total.min(SNAPSHOT_RESERVE) as usize);
         } else if id != self.id || total != self.total || offset != self.buf.len() as u64 {
             self.buf.clear();
             return Err(WireError::Malformed {
@@ -1246,6 +1292,10 @@ pub struct FrameReader<R> {
     offset: u64,
 }
 
+/// How far ahead of the bytes received a [`FrameReader`] reserves memory
+/// for a frame's payload (1 MiB).
+pub const GROW_STEP: usize = 1 << 20;
+
 /// Read until `buf` is full or EOF; returns the bytes read.
 fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
     let mut n = 0;
@@ -1310,10 +1360,23 @@ impl<R: Read> FrameReader<R> {
         let len = check_header(&self.buf, self.max_payload)?;
         // Appended as read, not into zeroed space: a snapshot frame is tens
         // of megabytes, and zeroing it first cost as long as reading it.
-        self.buf.reserve(len);
-        let got = (&mut self.inner)
-            .take(len as u64)
-            .read_to_end(&mut self.buf)?;
+        // Nor reserved whole from the header's word: a peer that claims 64
+        // MiB and sends nothing more must not commit 64 MiB per
+        // connection. Memory grows by at most GROW_STEP ahead of the bytes
+        // that arrived (doubling as a Vec does, so a large frame still
+        // costs a few copies at most).
+        let mut got = 0;
+        while got < len {
+            let step = (len - got).min(GROW_STEP);
+            self.buf.reserve(step);
+            let n = (&mut self.inner)
+                .take(step as u64)
+                .read_to_end(&mut self.buf)?;
+            got += n;
+            if n < step {
+                break;
+            }
+        }
         if got < len {
             return Err(WireError::Truncated {
                 need: HEADER_LEN + len,

@@ -69,6 +69,14 @@ fn a_standby_that_connects_after_the_master_gets_snapshots_forwarded() {
         }
     };
     assert!(first.1, "snapshot {} arrived damaged", first.0);
+    // On a loaded machine the one that arrived may be older than the last
+    // sent (it took more than 50 ms): the later ones follow, in order.
+    for later in first.0 + 1..=id {
+        let got = loaded
+            .recv_timeout(wait)
+            .expect("snapshots after the first are forwarded");
+        assert_eq!(got, (later, true));
+    }
     id += 1;
     master.store_snapshot(snapshot(id));
     let last = loaded
@@ -88,4 +96,56 @@ fn a_standby_that_connects_after_the_master_gets_snapshots_forwarded() {
     let report = logger.join().expect("logger thread").expect("logger");
     assert!(report.detected_ns.is_some());
     assert_eq!(report.snapshots, id);
+}
+
+/// A master that announces a snapshot over the output logger's configured
+/// maximum: refused at its first piece (nothing reserved for it, nothing
+/// committed, nothing forwarded to the standby), and the master is taken
+/// for a broken one: the standby takes over from the start of the log.
+#[test]
+fn a_snapshot_over_the_maximum_is_refused_and_never_forwarded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let addr = Addr::Unix(dir.path().join("ol.sock"));
+    let ol = Arc::new(OutputLogger::new(1, Vec::new()));
+    ol.set_max_snapshot(100_000); // the snapshot is about 300 kB
+    let (ol_run, ol_addr) = (ol.clone(), addr.clone());
+    let logger = std::thread::spawn(move || {
+        run_output_logger(ol_run, &ol_addr, None, Duration::from_secs(10))
+    });
+    let wait = Duration::from_secs(10);
+    let data = connect(&addr, wait).expect("master connects");
+    let hb = connect(&addr.heartbeat().expect("hb address"), wait).expect("heartbeats");
+    let master = SocketLink::new(&data, &hb, Duration::from_millis(5)).expect("master link");
+    let standby = connect(&addr, wait).expect("standby connects");
+    let (loaded_tx, loaded) = crossbeam_channel::unbounded();
+    let (take_tx, take_rx) = crossbeam_channel::bounded(1);
+    std::thread::spawn(move || {
+        let mut prepare = |bytes: &[u8]| {
+            let _ = loaded_tx.send(bytes.len());
+            true
+        };
+        let _ = take_tx.send(await_takeover(&standby, 1, &mut prepare));
+    });
+    master.store_snapshot(snapshot(1));
+    // Bounded: had the snapshot been accepted, the master would still be
+    // serving and no takeover would come.
+    let take = take_rx
+        .recv_timeout(wait)
+        .expect("a takeover: the oversize snapshot was accepted")
+        .expect("takeover");
+    assert!(
+        loaded.try_recv().is_err(),
+        "a refused snapshot was forwarded"
+    );
+    assert!(take.snapshot.is_none());
+    assert!(!take.prepared);
+    assert_eq!(take.cut, 1, "the takeover starts from the log's beginning");
+    assert_eq!(ol.stats().snapshots, 0);
+    drop(master);
+    drop((data, hb));
+    let report = logger.join().expect("logger thread").expect("logger");
+    assert!(
+        report.detected_ns.is_some(),
+        "the master was not taken for broken"
+    );
 }

@@ -552,3 +552,86 @@ fn snapshot_pieces_reassemble_and_refuse_gaps() {
     SnapshotPartMsg::encode_parts(5, 10, 8, &[1, 2, 3], &mut f);
     assert!(SnapshotPartMsg::decode(&f).is_err());
 }
+
+/// A header that claims a 64 MiB payload, followed by a few bytes: the
+/// reader reports the torn frame and has committed memory only for what
+/// arrived (plus one step), not for what the header claimed.
+#[test]
+fn a_header_claiming_a_large_payload_reserves_only_what_arrives() {
+    let mut b = HB.to_vec();
+    let claimed = DEFAULT_MAX_PAYLOAD as u32;
+    b[8..12].copy_from_slice(&claimed.to_le_bytes());
+    b.extend_from_slice(&[0u8; 100]);
+    let mut r = FrameReader::new(&b[..]);
+    match r.next_frame() {
+        Err(WireError::Truncated { need, have }) => {
+            assert_eq!(need, HEADER_LEN + DEFAULT_MAX_PAYLOAD);
+            assert_eq!(have, b.len());
+        }
+        other => panic!("want Truncated, got {other:?}"),
+    }
+    let mut buf = Vec::new();
+    r.swap_buffer(&mut buf);
+    assert!(
+        buf.capacity() <= 2 * GROW_STEP + HEADER_LEN,
+        "reserved {} bytes for 116 received",
+        buf.capacity()
+    );
+
+    // A frame larger than one growth step still reads whole and checked.
+    let data: Vec<u8> = (0..(3 * GROW_STEP + 12_345)).map(|i| i as u8).collect();
+    let mut f = Vec::new();
+    SnapshotPartMsg::encode_parts(7, data.len() as u64, 0, &data, &mut f);
+    let mut r = FrameReader::new(&f[..]);
+    let v = r.next_frame().expect("valid").expect("a frame");
+    let (id, total, offset, got) = SnapshotPartMsg::parts(&v).expect("parts");
+    assert_eq!((id, total, offset), (7, data.len() as u64, 0));
+    assert_eq!(got, &data[..]);
+    assert!(r.next_frame().expect("clean end").is_none());
+}
+
+/// A snapshot declared longer than the assembler's maximum is refused at
+/// its first piece, before anything is reserved; one within it assembles.
+#[test]
+fn snapshot_assembly_refuses_a_declared_length_over_its_maximum() {
+    let piece = |total: u64, offset: u64, data: &[u8]| {
+        let mut f = Vec::new();
+        SnapshotPartMsg::encode_parts(9, total, offset, data, &mut f);
+        f
+    };
+    // 256 GiB declared: refused by the default limit.
+    let mut parts = SnapshotParts::default();
+    let f = piece(256 << 30, 0, &[1, 2, 3]);
+    match parts.add(&FrameView::new_checked(&f).unwrap()) {
+        Err(WireError::TooLarge { len, max }) => {
+            assert_eq!(len as u64, 256 << 30);
+            assert_eq!(max as u64, DEFAULT_MAX_SNAPSHOT);
+        }
+        other => panic!("want TooLarge, got {other:?}"),
+    }
+    // A configured maximum: 1000 bytes is the most.
+    let mut parts = SnapshotParts::with_limit(1000);
+    let f = piece(1001, 0, &[0; 10]);
+    assert!(matches!(
+        parts.add(&FrameView::new_checked(&f).unwrap()),
+        Err(WireError::TooLarge {
+            len: 1001,
+            max: 1000
+        })
+    ));
+    // The continuation of a refused snapshot is out of order, not assembled.
+    let f = piece(1001, 10, &[0; 991]);
+    assert!(parts.add(&FrameView::new_checked(&f).unwrap()).is_err());
+    // Exactly at the maximum: assembled.
+    let whole: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
+    let a = piece(1000, 0, &whole[..600]);
+    let b = piece(1000, 600, &whole[600..]);
+    assert!(parts
+        .add(&FrameView::new_checked(&a).unwrap())
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        parts.add(&FrameView::new_checked(&b).unwrap()).unwrap(),
+        Some((9, whole))
+    );
+}

@@ -439,9 +439,12 @@ impl Cursor {
     }
 }
 
+/// The trace's bytes, read into memory. Not memory-mapped: a mapped file
+/// that another process truncates while it is read kills the reader with
+/// SIGBUS; a copy read once cannot change under it (a file that shrinks
+/// while it is read reads as a truncated trace, an error).
 #[derive(Debug)]
 enum Storage {
-    Mapped(memmap2::Mmap),
     Owned(Vec<u8>),
 }
 
@@ -449,7 +452,6 @@ impl Storage {
     #[inline(always)]
     fn bytes(&self) -> &[u8] {
         match self {
-            Storage::Mapped(m) => m,
             Storage::Owned(v) => v,
         }
     }
@@ -458,7 +460,7 @@ impl Storage {
 /// Zero-copy reader of pcap (both byte orders, µs and ns) and pcapng files.
 ///
 /// Records are returned by [`TraceReader::next_record`], borrowing from the
-/// memory-mapped (or owned) file contents. After the first error the reader
+/// trace's bytes, read into memory once. After the first error the reader
 /// is exhausted and returns `None`.
 #[derive(Debug)]
 pub struct TraceReader {
@@ -469,41 +471,28 @@ pub struct TraceReader {
 }
 
 impl TraceReader {
-    /// Opens and validates a trace file, memory-mapping it when possible and
-    /// otherwise (pipes, empty files, mmap failure) reading it into memory.
+    /// Opens and validates a trace file (or pipe), reading it into memory.
     ///
-    /// The mapping assumes the file is not truncated or modified by another
-    /// process while the reader is alive.
+    /// It is read, not memory-mapped, so that another process truncating
+    /// or rewriting the file cannot crash this one (SIGBUS on a mapped page
+    /// past the new end): what was read is what is replayed, and a file cut
+    /// short while it was read is a truncated trace, reported as such.
     pub fn open(path: &Path) -> Result<TraceReader, TraceError> {
         let io_err = |source| TraceError::Io {
             path: path.to_path_buf(),
             source,
         };
         let mut file = File::open(path).map_err(io_err)?;
-        let regular = file
+        // The size is only a hint (it may change while we read); capped so a
+        // file that claims more than it holds reserves no more than 1 GiB.
+        let hint = file
             .metadata()
-            .map(|m| m.is_file() && m.len() > 0)
-            .unwrap_or(false);
-        let mapped = if regular {
-            // SAFETY: the map is read-only; like every mmap-based reader we
-            // rely on the file not being modified concurrently.
-            unsafe { memmap2::Mmap::map(&file) }.ok()
-        } else {
-            None
-        };
-        let storage = match mapped {
-            Some(m) => {
-                #[cfg(unix)]
-                let _ = m.advise(memmap2::Advice::Sequential);
-                Storage::Mapped(m)
-            }
-            None => {
-                let mut v = Vec::new();
-                file.read_to_end(&mut v).map_err(io_err)?;
-                Storage::Owned(v)
-            }
-        };
-        TraceReader::from_storage(storage)
+            .map(|m| if m.is_file() { m.len() } else { 0 })
+            .unwrap_or(0)
+            .min(1 << 30);
+        let mut v = Vec::with_capacity(usize::try_from(hint).unwrap_or(0));
+        file.read_to_end(&mut v).map_err(io_err)?;
+        TraceReader::from_storage(Storage::Owned(v))
     }
 
     /// Parses a trace held in memory.

@@ -392,6 +392,58 @@ fn open_files() {
     assert!(e.to_string().contains("does-not-exist.pcap"), "{e}");
 }
 
+/// A trace another process truncates while it is being read: the reader
+/// replays what it read when it opened the file; it never dies of SIGBUS
+/// (a memory-mapped reader touched pages past the new end of the file).
+#[test]
+fn a_trace_truncated_while_read_does_not_kill_the_reader() {
+    let p = temp_path("shrinks.pcap");
+    let frame = vec![0xabu8; 1400];
+    let n = 200; // about 280 KiB: many pages past the new end
+    {
+        let mut w = PcapWriter::create(&p, LinkType::Ethernet, false).unwrap();
+        for i in 0..n {
+            w.write_packet(i as u64 * 1000, &frame).unwrap();
+        }
+        w.flush().unwrap();
+    }
+    let mut r = TraceReader::open(&p).unwrap();
+    let first = r.next_record().expect("a record").expect("valid");
+    assert_eq!(first.data.len(), frame.len());
+    // Cut the file to its global header, as `> file` or a rotating writer
+    // would, then read on.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(24)
+        .unwrap();
+    let rest = read_all(&mut r).expect("the rest as it was read");
+    assert_eq!(rest.len(), n - 1);
+    assert!(rest.iter().all(|(_, d, _, _)| d == &frame));
+    // Opened now, the file is what is left of it: no packets.
+    let mut again = TraceReader::open(&p).unwrap();
+    assert!(read_all(&mut again).unwrap().is_empty());
+    // Cut inside a record: a truncated trace, reported as an error.
+    {
+        let mut w = PcapWriter::create(&p, LinkType::Ethernet, false).unwrap();
+        w.write_packet(0, &frame).unwrap();
+        w.flush().unwrap();
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&p)
+        .unwrap()
+        .set_len(24 + 16 + 100)
+        .unwrap();
+    let mut cut = TraceReader::open(&p).unwrap();
+    assert!(
+        read_all(&mut cut).is_err(),
+        "a record cut short is an error"
+    );
+    std::fs::remove_file(&p).unwrap();
+}
+
 // ---------------------------------------------------------------- generator
 
 fn gen_bytes(spec: &TraceSpec) -> (Vec<u8>, GenStats) {

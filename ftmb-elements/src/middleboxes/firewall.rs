@@ -88,10 +88,11 @@ pub type ConnTable = ftmb_core::shared::FlowMap<FlowKey, Conn>;
 ///   flow) is forgotten (default 5min).
 /// - `CLOSE_TIMEOUT`: the same for half-open (SYN seen) and closing or
 ///   closed TCP connections (default 30s, at most `TIMEOUT`).
-/// - `CAPACITY`: the most connections tracked (default 65536, spread over
-///   the slots); a new connection that finds its slot full, even after
-///   expired entries are purged, is dropped.
-/// - `SLOTS`: lock domains of the connection table (default 64).
+/// - `CAPACITY`: the most connections tracked (default 65536, 1 to
+///   67108864, spread over the slots); a new connection that finds its slot
+///   full, even after expired entries are purged, is dropped.
+/// - `SLOTS`: lock domains of the connection table (default 64, 1 to
+///   1048576).
 ///
 /// # Behaviour
 /// A packet from the inside (input 0) that belongs to a tracked connection
@@ -340,6 +341,11 @@ fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Most connections tracked (`CAPACITY`).
+pub const MAX_CAPACITY: usize = 1 << 26;
+/// Most lock domains (`SLOTS`).
+pub const MAX_SLOTS: usize = 1 << 20;
+
 pub(crate) fn build_firewall(a: &mut Args, ctx: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
     let default_allow = match a.keyword::<String>("DEFAULT")?.as_deref() {
         None | Some("deny") | Some("drop") => false,
@@ -353,14 +359,8 @@ pub(crate) fn build_firewall(a: &mut Args, ctx: &mut InitCtx<'_>) -> Result<Buil
     let timeout_ns = duration_ns(a.keyword_or("TIMEOUT", Duration::from_secs(300))?);
     let close_timeout_ns =
         duration_ns(a.keyword_or("CLOSE_TIMEOUT", Duration::from_secs(30))?).min(timeout_ns);
-    let capacity: usize = a.keyword_or("CAPACITY", 65536)?;
-    let slots: usize = a.keyword_or("SLOTS", 64)?;
-    if slots == 0 {
-        return Err(a.error("SLOTS must be at least 1"));
-    }
-    if capacity == 0 {
-        return Err(a.error("CAPACITY must be at least 1"));
-    }
+    let capacity = a.keyword_within("CAPACITY", 65536, 1, MAX_CAPACITY)?;
+    let slots = a.keyword_within("SLOTS", 64, 1, MAX_SLOTS)?;
     let mut rules = Vec::new();
     for (text, span) in a.rest_raw() {
         let (action, expr) = parse_filter_rule(&text).map_err(|e| filter_error(e, &text, span))?;

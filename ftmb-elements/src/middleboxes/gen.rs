@@ -13,9 +13,12 @@ const WRITE_BYTES: usize = 8;
 /// make synthetic shared-state accesses for every packet.
 ///
 /// # Configuration
-/// - `ACCESSES`: accesses per packet (default 1; 0 makes none).
-/// - `STATE_SIZE`: bytes in each state cell (default 64, at least 1).
-/// - `SLOTS`: state cells, each its own lock domain (default 1024).
+/// - `ACCESSES`: accesses per packet (default 1; 0 makes none; at most
+///   65536).
+/// - `STATE_SIZE`: bytes in each state cell (default 64, 1 to 1048576).
+/// - `SLOTS`: state cells, each its own lock domain (default 1024, 1 to
+///   1048576). The cells together, `SLOTS` × `STATE_SIZE` bytes, may take
+///   at most 1 GiB.
 /// - `WRITE_RATIO`: the share of accesses that write, 0 to 1 (default 0.5).
 ///
 /// Access i of a packet (0-based) draws h = mix(flow hash, i), where the
@@ -112,16 +115,25 @@ impl Element for Gen {
     }
 }
 
+/// Most accesses per packet.
+pub const MAX_ACCESSES: usize = 1 << 16;
+/// Largest state cell, in bytes.
+pub const MAX_STATE_SIZE: usize = 1 << 20;
+/// Most state cells.
+pub const MAX_SLOTS: usize = 1 << 20;
+/// Most bytes of state cells in all.
+pub const MAX_STATE_BYTES: usize = 1 << 30;
+
 pub(crate) fn build_gen(a: &mut Args, ctx: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
-    let accesses_per_packet: usize = a.keyword_or("ACCESSES", 1)?;
-    let size: usize = a.keyword_or("STATE_SIZE", 64)?;
-    let slots: usize = a.keyword_or("SLOTS", 1024)?;
+    let accesses_per_packet = a.keyword_within("ACCESSES", 1, 0, MAX_ACCESSES)?;
+    let size = a.keyword_within("STATE_SIZE", 64, 1, MAX_STATE_SIZE)?;
+    let slots = a.keyword_within("SLOTS", 1024, 1, MAX_SLOTS)?;
     let ratio: f64 = a.keyword_or("WRITE_RATIO", 0.5)?;
-    if size == 0 {
-        return Err(a.error("STATE_SIZE must be at least 1"));
-    }
-    if slots == 0 {
-        return Err(a.error("SLOTS must be at least 1"));
+    if slots.saturating_mul(size) > MAX_STATE_BYTES {
+        return Err(a.error(format!(
+            "SLOTS × STATE_SIZE is {} bytes, more than the maximum, {MAX_STATE_BYTES} (1 GiB)",
+            slots.saturating_mul(size)
+        )));
     }
     if !(0.0..=1.0).contains(&ratio) {
         return Err(a.error(format!("WRITE_RATIO {ratio} is not between 0 and 1")));

@@ -132,10 +132,11 @@ impl BackendLoad {
 /// - `TIMEOUT`: idle time after which a connection is forgotten (default
 ///   5min); `CLOSE_TIMEOUT`: how long a closed TCP connection's mapping
 ///   lingers for the last ACKs (default 10s, at most `TIMEOUT`).
-/// - `CAPACITY`: connections tracked (default 65536, spread over the
-///   slots); a slot that is full even after purging expired mappings evicts
-///   its least recently used one.
-/// - `SLOTS`: lock domains of the mapping table (default 64).
+/// - `CAPACITY`: connections tracked (default 65536, 1 to 67108864, spread
+///   over the slots); a slot that is full even after purging expired
+///   mappings evicts its least recently used one.
+/// - `SLOTS`: lock domains of the mapping table (default 64, 1 to
+///   1048576).
 ///
 /// # Behaviour
 /// A TCP/UDP packet from a client (input 0) to `VIP[:PORT]` gets its
@@ -461,6 +462,11 @@ fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Most connections tracked (`CAPACITY`).
+pub const MAX_CAPACITY: usize = 1 << 26;
+/// Most lock domains (`SLOTS`).
+pub const MAX_SLOTS: usize = 1 << 20;
+
 pub(crate) fn build_load_balancer(
     a: &mut Args,
     ctx: &mut InitCtx<'_>,
@@ -494,11 +500,8 @@ pub(crate) fn build_load_balancer(
     let timeout_ns = duration_ns(a.keyword_or("TIMEOUT", Duration::from_secs(300))?);
     let close_timeout_ns =
         duration_ns(a.keyword_or("CLOSE_TIMEOUT", Duration::from_secs(10))?).min(timeout_ns);
-    let capacity: usize = a.keyword_or("CAPACITY", 65536)?;
-    let slots: usize = a.keyword_or("SLOTS", 64)?;
-    if slots == 0 || capacity == 0 {
-        return Err(a.error("SLOTS and CAPACITY must be at least 1"));
-    }
+    let capacity = a.keyword_within("CAPACITY", 65536, 1, MAX_CAPACITY)?;
+    let slots = a.keyword_within("SLOTS", 64, 1, MAX_SLOTS)?;
     let n = backends.len();
     let map = ctx.shared::<MappingTable>("map", slots, |_| Default::default());
     let load = ctx.shared::<BackendLoad>("load", 1, |_| BackendLoad {

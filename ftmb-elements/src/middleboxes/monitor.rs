@@ -16,8 +16,8 @@ use ftmb_core::{Args, Built, ConfigError, Ctx, Element, InitCtx, Out, Packet, Sa
 ///   in group w / SHARING: sharing 1 gives every worker its own counter
 ///   (still logged, never contended), sharing W makes all workers contend on
 ///   one.
-/// - `SLOTS`: the number of counter groups, overriding ceil(W / SHARING);
-///   worker w then counts in group (w / SHARING) mod SLOTS.
+/// - `SLOTS`: the number of counter groups, overriding ceil(W / SHARING)
+///   (1 to 1048576); worker w then counts in group (w / SHARING) mod SLOTS.
 /// - `PERFLOW`: also count packets and bytes per flow (default true), in the
 ///   element's own fields: flows are pinned to workers by the symmetric flow
 ///   hash, so per-flow counters are worker-private. TCP/UDP packets are
@@ -105,15 +105,15 @@ impl Element for Monitor {
     }
 }
 
+/// Most counter groups (`SLOTS`).
+pub const MAX_SLOTS: usize = 1 << 20;
+
 pub(crate) fn build_monitor(a: &mut Args, ctx: &mut InitCtx<'_>) -> Result<Built, ConfigError> {
     let sharing: usize = a.keyword_or("SHARING", 1)?;
     if sharing == 0 {
         return Err(a.error("SHARING must be at least 1"));
     }
-    let slots: Option<usize> = a.keyword("SLOTS")?;
-    if slots == Some(0) {
-        return Err(a.error("SLOTS must be at least 1"));
-    }
+    let slots = a.keyword_opt_within("SLOTS", 1, MAX_SLOTS)?;
     let perflow = a.keyword_or("PERFLOW", true)?;
     let groups = slots.unwrap_or_else(|| ctx.nworkers().max(1).div_ceil(sharing));
     let group = (ctx.worker() / sharing) % groups;

@@ -14,7 +14,7 @@
 
 use crate::input_log::InputLog;
 use crate::threads::spawn;
-use crate::transport::{reader, writer, Addr, Listener, Stream, Writer};
+use crate::transport::{control_reader, writer, Addr, Listener, Stream, Writer};
 use crate::wire::{Message, PacketMsg, ResumeMsg};
 use ftmb_core::element::{Source, SourceStatus};
 use parking_lot::{Condvar, Mutex};
@@ -162,7 +162,9 @@ const FORWARD_BATCH: usize = 256;
 /// Serve one connection: a `Resume` makes it the consumer fed from the
 /// log; a `SnapshotCommitted` (from the output logger) truncates the log.
 fn serve_connection(conn: Stream, il: Arc<InputLogger>) {
-    let Ok(mut r) = reader(&conn) else { return };
+    let Ok(mut r) = control_reader(&conn) else {
+        return;
+    };
     loop {
         match r.next_message() {
             Ok(Some(Message::Resume(m))) => {

@@ -17,7 +17,9 @@
 use super::standby_feed::{Feeder, StandbyFeed};
 use crate::output_logger::{OutputLogger, Takeover};
 use crate::threads::{favour_this_thread, spawn};
-use crate::transport::{connect, reader, writer, Addr, Listener, Reader, Stream, Writer};
+use crate::transport::{
+    connect, control_reader, reader, writer, Addr, Listener, Reader, Stream, Writer,
+};
 use crate::wire::{
     FrameKind, LogBatchMsg, LogBatchView, Message, OutputMsg, ResumeMsg, SnapshotCommittedMsg,
     SnapshotMsg, SnapshotPartMsg, SnapshotParts, VoidMsg,
@@ -177,7 +179,9 @@ impl Heartbeats {
                 let last = last.clone();
                 let _ = spawn("ftmb-ol-hb", move || {
                     favour_this_thread();
-                    let Ok(mut r) = reader(&conn) else { return };
+                    let Ok(mut r) = control_reader(&conn) else {
+                        return;
+                    };
                     while let Ok(Some(_)) = r.next_message() {
                         last.fetch_max(wall_ns(), Ordering::AcqRel);
                     }
@@ -269,7 +273,9 @@ fn watch_for_standby(
     let feed = feed.clone();
     spawn("ftmb-ol-standby", move || {
         while let Ok(s) = listener.accept() {
-            let Ok(mut r) = reader(&s) else { continue };
+            let Ok(mut r) = control_reader(&s) else {
+                continue;
+            };
             if let Ok(Some(Message::Resume(_))) = r.next_message() {
                 if let Ok(attached) = feed.attach(s) {
                     tracing::info!("standby attached");
@@ -406,6 +412,7 @@ fn spawn_serving_reader(
     spawn("ftmb-ol-reader", move || {
         let _ended = ended;
         let mut r = r;
+        let pieces = SnapshotParts::with_limit(ol.max_snapshot());
         let mut sr = ServingReader {
             ol,
             il_ctl,
@@ -413,7 +420,7 @@ fn spawn_serving_reader(
             epoch,
             shipment: Shipment::default(),
             worker: 0,
-            pieces: SnapshotParts::default(),
+            pieces,
             previous: None,
         };
         let clean = sr.run(&mut r);
@@ -478,12 +485,20 @@ impl ServingReader {
                 }
                 FrameKind::SnapshotPart => {
                     self.flush();
-                    if let Some(f) = self.feed.as_ref().filter(|f| f.forwarding()) {
+                    // Checked before it is forwarded: a piece the output
+                    // logger refuses (out of order, a snapshot over its
+                    // maximum) never reaches the standby either.
+                    let added = self.pieces.add(&v);
+                    if let Some(f) = self
+                        .feed
+                        .as_ref()
+                        .filter(|f| added.is_ok() && f.forwarding())
+                    {
                         if let Ok(piece) = SnapshotPartMsg::from_view(&v) {
                             f.offer(piece);
                         }
                     }
-                    match self.pieces.add(&v) {
+                    match added {
                         Ok(Some((_, encoded))) => {
                             self.commit_snapshot(encoded);
                             Ok(())
