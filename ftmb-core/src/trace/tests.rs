@@ -623,10 +623,29 @@ fn generator_edge_cases() {
     }
 }
 
-/// Validates a generated file with tshark when it is installed.
+/// A prerequisite program for a test, or a failure saying what to
+/// install: a missing tool must not pass for a passing test.
+fn require_program(name: &str) {
+    let found = std::process::Command::new(name)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "{name} is needed by this test and is not installed: install Wireshark's \
+         command-line tools (Debian: `DEBIAN_FRONTEND=noninteractive apt-get install -y \
+         tshark`; .ci/run does)"
+    );
+}
+
+/// Validates a generated file with an independent parser, tshark, and
+/// cross-checks the pcapng reader on a file written by editcap.
 #[test]
-#[ignore = "needs tshark and editcap"]
 fn tshark_parses_generated_trace() {
+    require_program("tshark");
+    require_program("editcap");
     let p = temp_path("tshark.pcap");
     let mut w = PcapWriter::create(&p, LinkType::Ethernet, false).unwrap();
     generate(&small_spec(), &mut w).unwrap();
