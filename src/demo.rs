@@ -45,8 +45,14 @@ pub struct DemoArgs {
     pub snapshot_ms: u64,
     /// When to kill the master, milliseconds after traffic starts
     /// (default: 40 % of the run).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "fail_after_released")]
     pub kill_ms: Option<u64>,
+    /// Kill (or with `--hang`, hang) the master once the output logger's
+    /// sinks hold at least this many released outputs (an event, not a
+    /// time: the failure lands mid-run on a loaded machine too). The demo
+    /// fails if the master ends first or the outputs never come.
+    #[arg(long)]
+    pub fail_after_released: Option<u64>,
     /// Failure detector deadline, milliseconds (a killed master is detected
     /// at once by its stream ending; the deadline catches a hung one).
     #[arg(long, default_value_t = 20.0)]
@@ -213,6 +219,8 @@ struct Roles {
 struct Failure {
     killed_ns: u64,
     after: Duration,
+    /// With `--fail-after-released`: the released outputs seen then.
+    released_seen: Option<u64>,
 }
 
 /// What was released, checked against a run without failure.
@@ -269,6 +277,8 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         "failure": if a.hang { "hang" } else { "kill" },
         "replayed_packets": rep["replayed_packets"],
         "failover_before_kill": recovery.early_ms.is_some(),
+        "failed_after_released": failure.released_seen,
+        "took_over": olr["detected_ns"].is_u64() && rep["took_over_ns"].is_u64(),
         "snapshots_committed": olr["snapshots"],
         "dropped_on_failover": olr["dropped_on_failover"],
         "suppressed": olr["suppressed"],
@@ -453,8 +463,16 @@ fn run_seconds(a: &DemoArgs, setup: &Setup) -> f64 {
 /// `--resume-ms`) part-way through the run.
 fn fail_master(a: &DemoArgs, setup: &Setup, mut master: Child, kids: &mut Kids) -> Result<Failure> {
     let run_s = run_seconds(a, setup);
-    let after = Duration::from_millis(a.kill_ms.unwrap_or((run_s * 400.0) as u64));
-    std::thread::sleep(after);
+    let start = Instant::now();
+    let released_seen = match a.fail_after_released {
+        Some(n) => Some(await_released(setup, n, &mut master, run_s)?),
+        None => {
+            let ms = a.kill_ms.unwrap_or((run_s * 400.0) as u64);
+            std::thread::sleep(Duration::from_millis(ms));
+            None
+        }
+    };
+    let after = start.elapsed();
     let killed_ns = wall_ns();
     tracing::info!(
         after_ms = after.as_millis() as u64,
@@ -481,7 +499,67 @@ fn fail_master(a: &DemoArgs, setup: &Setup, mut master: Child, kids: &mut Kids) 
         master.kill().context("SIGKILL the master")?;
         let _ = master.wait();
     }
-    Ok(Failure { killed_ns, after })
+    Ok(Failure {
+        killed_ns,
+        after,
+        released_seen,
+    })
+}
+
+/// Wait until the output logger's sinks (`$OUT`, `$OUT2`) hold at least
+/// `n` released outputs; returns how many they hold then. An error if the
+/// master ends first (a failure then would test no takeover) or the
+/// outputs do not come within the run's length and a minute.
+fn await_released(setup: &Setup, n: u64, master: &mut Child, run_s: f64) -> Result<u64> {
+    let mut files = ["fwd.pcap", "rev.pcap"].map(|f| (setup.work.path.join(f), 0u64, 0u64));
+    let limit = Duration::from_secs_f64(run_s + 60.0);
+    let start = Instant::now();
+    loop {
+        let mut seen = 0;
+        for (path, at, count) in files.iter_mut() {
+            *count += pcap_records(path, at)?;
+            seen += *count;
+        }
+        if seen >= n {
+            return Ok(seen);
+        }
+        if let Some(st) = master.try_wait()? {
+            bail!("the master ended ({st}) with {seen} outputs released, before {n}");
+        }
+        if start.elapsed() > limit {
+            bail!("only {seen} outputs released within {limit:?}, waiting for {n}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Complete records of the pcap file at `path` past byte `*at` (0: the
+/// start; the file is still being written), moving `*at` past them.
+fn pcap_records(path: &Path, at: &mut u64) -> Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return Ok(0);
+    };
+    let len = f.metadata()?.len();
+    if *at == 0 {
+        if len < 24 {
+            return Ok(0);
+        }
+        *at = 24;
+    }
+    let mut n = 0;
+    let mut hdr = [0u8; 16];
+    while *at + 16 <= len {
+        f.seek(SeekFrom::Start(*at))?;
+        f.read_exact(&mut hdr)?;
+        let caplen = u64::from(u32::from_le_bytes([hdr[8], hdr[9], hdr[10], hdr[11]]));
+        if *at + 16 + caplen > len {
+            break;
+        }
+        *at += 16 + caplen;
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Wait for the output logger to finish the run and the replica to end

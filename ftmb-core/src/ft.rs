@@ -408,4 +408,47 @@ mod tests {
             assert_eq!(o.next(id), want, "id {id}");
         }
     }
+
+    /// `OutputBatch::push` against the rule written out: the output's
+    /// vector is the worker's, with the worker's own entry raised to the
+    /// batch's clock record (never lowered; untouched without one), and
+    /// every output keeps its own vector, tags and bytes.
+    #[test]
+    fn push_tags_each_output_with_the_worker_vector_and_its_clock_record() {
+        let mut rng = crate::rng::Rng::new(11);
+        let mut b = OutputBatch::default();
+        let mut want = Vec::new();
+        for i in 0..500u64 {
+            let n = 1 + rng.below(5) as usize;
+            let len = rng.below(n as u64 + 1) as usize;
+            let entries: Vec<u64> = (0..len).map(|_| rng.below(20)).collect();
+            let dv = DepVector::from_entries(&entries);
+            let w = rng.below(n as u64) as usize;
+            let seq = if rng.below(4) == 0 { 0 } else { rng.below(25) };
+            let mut pkt = Packet::from_bytes(&i.to_be_bytes()[..1 + (i % 8) as usize]);
+            pkt.anno.id = i + 1;
+            pkt.anno.ts_ns = 3 * i;
+            let tags = ((i % 3) as u16, (i % 5) as u32);
+            b.push(tags, &pkt, &dv, (w, seq));
+            // The rule, entry by entry, over the worker count.
+            let mut e: Vec<u64> = (0..n)
+                .map(|x| dv.entries().get(x).copied().unwrap_or(0))
+                .collect();
+            if seq > 0 {
+                e[w] = e[w].max(seq);
+            }
+            want.push((tags, i + 1, 3 * i, e, pkt.data().to_vec()));
+        }
+        assert_eq!(b.len(), want.len());
+        for (o, (tags, id, ts, e, data)) in b.iter().zip(&want) {
+            let mut got = o.dv.to_vec();
+            got.resize(e.len().max(got.len()), 0);
+            assert!(got[e.len()..].iter().all(|&x| x == 0), "{got:?}");
+            got.truncate(e.len());
+            assert_eq!(&got, e, "output of packet {id}");
+            assert_eq!((o.sink, o.ordinal), *tags);
+            assert_eq!((o.packet_id, o.ts_ns), (*id, *ts));
+            assert_eq!(o.data, &data[..]);
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! `FromDevice` / `ToDevice` over a veth pair in a network namespace this
 //! test creates and always deletes (a Drop guard), and `EtherRewrite` over a
-//! trace. The device tests need root (creating namespaces, raw sockets);
-//! unprivileged they print why they skip and pass.
+//! trace. The device tests need root (creating namespaces, raw sockets):
+//! unprivileged they fail saying so (CI runs them as root); the check of
+//! what an unprivileged user is told runs as `nobody` when run as root.
 
 use ftmb_core::config::Source as ConfigSource;
 use ftmb_core::element::{Source, SourceStatus};
@@ -146,18 +147,15 @@ impl Drop for Netns {
     }
 }
 
-fn netns_or_skip(test: &str) -> Option<Netns> {
-    if !is_root() {
-        println!("{test}: skipped: needs root (network namespaces, raw sockets)");
-        return None;
-    }
-    match Netns::create() {
-        Ok(ns) => Some(ns),
-        Err(e) => {
-            println!("{test}: skipped: network namespaces unavailable: {e}");
-            None
-        }
-    }
+/// A fresh namespace with a veth pair, or a failure saying what `test`
+/// needs: a missing prerequisite must not pass for a passing test.
+fn netns(test: &str) -> Netns {
+    assert!(
+        is_root(),
+        "{test} needs root (network namespaces, raw sockets): run the tests as \
+         root, as .ci/run does"
+    );
+    Netns::create().unwrap_or_else(|e| panic!("{test} needs network namespaces (`ip netns`): {e}"))
 }
 
 // ---------------------------------------------------------------- helpers
@@ -201,9 +199,7 @@ fn receive(src: &mut dyn Source, n: usize, limit: Duration) -> Vec<Packet> {
 
 #[test]
 fn frames_cross_a_veth_pair_byte_identical() {
-    let Some(ns) = netns_or_skip("frames_cross_a_veth_pair_byte_identical") else {
-        return;
-    };
+    let ns = netns("frames_cross_a_veth_pair_byte_identical");
     // Building opens nothing (the roles all build the whole graph); the
     // sockets open at the first poll and the first write, in the namespace.
     let mut g = graph(&format!(
@@ -254,9 +250,7 @@ fn frames_cross_a_veth_pair_byte_identical() {
 
 #[test]
 fn oversized_frame_is_an_error_not_a_crash() {
-    let Some(ns) = netns_or_skip("oversized_frame_is_an_error_not_a_crash") else {
-        return;
-    };
+    let ns = netns("oversized_frame_is_an_error_not_a_crash");
     let mut g = graph(&format!(
         "rx :: FromDevice({b}); rx -> ToDevice({a});",
         a = ns.a,
@@ -305,7 +299,33 @@ fn missing_interface_is_a_clear_error() {
 #[test]
 fn unprivileged_open_says_cap_net_raw() {
     if is_root() {
-        println!("unprivileged_open_says_cap_net_raw: skipped: running as root");
+        // Root may open raw sockets: run this very test again as `nobody`
+        // with no capabilities (util-linux's setpriv), and require that it
+        // ran and passed there.
+        let exe = std::env::current_exe().expect("the test binary");
+        let out = Command::new("setpriv")
+            .args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+            ])
+            .arg(&exe)
+            .args([
+                "--exact",
+                "unprivileged_open_says_cap_net_raw",
+                "--test-threads=1",
+            ])
+            .output()
+            .expect("run setpriv (util-linux), needed to drop root for this test");
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && said.contains("1 passed"),
+            "as nobody: {}\n{said}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
         return;
     }
     let mut g = graph("rx :: FromDevice(lo); rx -> Discard;");

@@ -148,8 +148,22 @@ fn classifier_ipfilter_tee_paint() {
     let cfg = cfg.replace("cnt :: Counter;", "");
     let (lines, _) = run_config(&cfg, &[("IN", &t)], 2);
     let n: Vec<u64> = lines.iter().map(|l| l.parse().unwrap()).collect();
-    assert_eq!(n[0], n[1], "Tee copies to both outputs");
-    assert_eq!(n[0] + n[2], 5_000);
+    // The trace's own TCP and UDP packets, read from the file: `allow tcp`
+    // sends exactly the TCP ones to output 0, `1 udp` exactly the UDP
+    // ones to output 1 (a filter that ignored the output number, or the
+    // rule, would move or drop them).
+    let proto = |p: u8| -> u64 {
+        read_packets(&t)
+            .iter()
+            .filter(|f| f.get(23) == Some(&p))
+            .count() as u64
+    };
+    let (tcp, udp) = (proto(6), proto(17));
+    assert!(tcp > 0 && udp > 0, "trace: {tcp} TCP, {udp} UDP packets");
+    assert_eq!(tcp + udp, 5_000);
+    assert_eq!(n[0], tcp, "allow tcp: output 0");
+    assert_eq!(n[1], tcp, "Tee copies to both outputs");
+    assert_eq!(n[2], udp, "1 udp: output 1, painted 0");
     assert_eq!(n[3], 0);
     assert_eq!(n[4], 0);
 }

@@ -663,4 +663,92 @@ mod tests {
         assert!(link.spare(2).is_none());
         assert_eq!(kept.lock().len(), 1);
     }
+
+    /// docs/design.md, section 4, the output commit invariant, checked
+    /// after every single shipment: the outputs that have left are exactly
+    /// those whose dependency vector names only records already stored
+    /// (`DV <= MAX`), each once. An output released one record early, or
+    /// held one record late, fails it. Workers ship records alone, outputs
+    /// alone, or records then outputs (as a worker's batch does); outputs
+    /// may name records that have not arrived yet, or none at all.
+    #[test]
+    fn outputs_leave_exactly_when_every_record_their_vector_names_has_arrived() {
+        use ftmb_core::rng::Rng;
+        use std::collections::BTreeSet;
+        for seed in 0..40u64 {
+            let mut rng = Rng::new(seed);
+            let nw = 1 + rng.below(4) as usize;
+            let (sink, kept) = kept_sink();
+            let ol = OutputLogger::new(nw, vec![sink]);
+            // Records stored per worker (MAX[w]), as this test counts them.
+            let mut stored = vec![0u64; nw];
+            // Every output handed over: (packet id, dependency vector).
+            let mut given: Vec<(u64, Vec<u64>)> = Vec::new();
+            let mut id = 0u64;
+            let mut released_some = 0usize;
+            let mut held_some = 0usize;
+            for step in 0..400 {
+                let w = rng.below(nw as u64) as usize;
+                let k = match rng.below(3) {
+                    0 => 0,
+                    _ => 1 + rng.below(3),
+                };
+                let with_output = k == 0 || rng.below(2) == 0;
+                let records: Vec<LogRecord> =
+                    (0..k).map(|i| pal(id + 1, stored[w] + i + 1)).collect();
+                let mut outs = Vec::new();
+                if with_output {
+                    id += 1;
+                    // Each entry: nothing, a record stored (or stored by
+                    // this very shipment), or one a few records ahead.
+                    let dv: Vec<u64> = (0..nw)
+                        .map(|x| {
+                            let have = stored[x] + if x == w { k } else { 0 };
+                            match rng.below(4) {
+                                0 => 0,
+                                1 => have.saturating_sub(rng.below(3)),
+                                2 => have + 1,
+                                _ => have + 1 + rng.below(4),
+                            }
+                        })
+                        .collect();
+                    let len = rng.below(nw as u64 + 1) as usize;
+                    let dv = dv[..len.max(dv.iter().rposition(|&e| e > 0).map_or(0, |p| p + 1))]
+                        .to_vec();
+                    given.push((id, dv));
+                    outs.push(id);
+                }
+                let bytes = [seed as u8, step as u8];
+                let out_refs: Vec<(u64, &[u64], &[u8])> = outs
+                    .iter()
+                    .map(|&i| (i, given.last().map_or(&[][..], |g| &g.1[..]), &bytes[..]))
+                    .collect();
+                ol.handle_shipment(w, &shipment(w, stored[w] + 1, &records, &out_refs));
+                stored[w] += k;
+                // What must have left by now: every output whose vector the
+                // stored records cover, and nothing else, each once.
+                let want: BTreeSet<u64> = given
+                    .iter()
+                    .filter(|(_, dv)| dv.iter().enumerate().all(|(x, &e)| e <= stored[x]))
+                    .map(|(i, _)| *i)
+                    .collect();
+                let left: Vec<u64> = kept.lock().iter().map(|(i, _)| *i).collect();
+                let left_set: BTreeSet<u64> = left.iter().copied().collect();
+                assert_eq!(left.len(), left_set.len(), "seed {seed} step {step}: twice");
+                let early: Vec<_> = left_set.difference(&want).collect();
+                let late: Vec<_> = want.difference(&left_set).collect();
+                assert!(
+                    early.is_empty() && late.is_empty(),
+                    "seed {seed} step {step}: released early {early:?}, held late {late:?}, \
+                     stored {stored:?}"
+                );
+                released_some = left.len();
+                held_some += given.len() - want.len();
+            }
+            // Every case happened: some left, some were still held.
+            assert!(released_some > 0, "seed {seed}: nothing released");
+            assert!(held_some > 0, "seed {seed}: nothing ever held");
+            assert!(ol.errors().is_empty(), "{:?}", ol.errors());
+        }
+    }
 }

@@ -3,7 +3,10 @@
 //! log shipping), a replica that restores the output logger's last
 //! committed snapshot and replays the input log after its cut under the
 //! logged records. Checks: no released output is lost or duplicated, and
-//! every released output agrees with one NAT mapping per flow.
+//! every released output agrees with one NAT mapping per flow; for the
+//! Monitor and the load balancer (over connections to its virtual
+//! address), the replica's final counters and tables are a failure-free
+//! run's, and every connection keeps its backend.
 
 use ftmb_core::config::Source;
 use ftmb_core::ft::{FtLink, FtOptions, MemoryLink, OutputBatch, SnapshotTrigger};
@@ -412,4 +415,174 @@ fn lost_record_trials(seed: u64, default: usize, second: bool) {
 #[test]
 fn a_second_failure_right_after_a_takeover_is_recovered() {
     lost_record_trials(0xbeef, 40, true);
+}
+
+/// What a failover of `cfg` released and what its replica's driver
+/// printed at the end (the configuration's `print` handlers), and the same
+/// for a run without failure: `(released before the failover, released
+/// outputs, replica's printout, reference outputs, reference printout)`.
+struct ConfigFailover {
+    before: usize,
+    released: Vec<ftmb_logger::output_logger::Released>,
+    printed: String,
+    reference: HashSet<(u64, u32)>,
+    reference_printed: String,
+}
+
+/// Run `cfg` on 2 workers, its master's link dying after half the
+/// messages a whole run sends, and a replica taking over from the output
+/// logger's last committed snapshot.
+fn fail_over_config(cfg: &str, v: &BTreeMap<String, String>) -> ConfigFailover {
+    let threads = 2;
+    let graph = || {
+        let source = Source {
+            name: "failover.click".into(),
+            text: cfg.into(),
+        };
+        build(&source, v, &ftmb_elements::registry(), threads).expect("config")
+    };
+    // The reference: no failure.
+    let link = Arc::new(MemoryLink::default());
+    let mut reference_printed = Vec::new();
+    let r = run(
+        graph(),
+        &options(link.clone(), None, None, BATCH),
+        &mut reference_printed,
+        &mut |_| {},
+    );
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let reference = link.output_keys();
+    // How many messages a whole run sends, then a master that dies
+    // halfway through them.
+    let g = graph();
+    let ol = Arc::new(OutputLogger::new(threads, g.sinks.sinks().to_vec()));
+    let whole = Arc::new(CrashingLink::new(ol, (i64::MAX, i64::MAX)));
+    run(
+        g,
+        &options(whole.clone(), None, None, BATCH),
+        &mut Vec::new(),
+        &mut |_| {},
+    );
+    let half = whole.sent.load(Ordering::Acquire) / 2;
+    assert!(half > 10, "a whole run sends {} messages", 2 * half);
+    let g = graph();
+    let ol = Arc::new(OutputLogger::new(threads, g.sinks.sinks().to_vec()));
+    ol.record_releases();
+    let link = Arc::new(CrashingLink::new(ol.clone(), (half, half)));
+    let r = run(
+        g,
+        &options(link.clone(), None, None, BATCH),
+        &mut Vec::new(),
+        &mut |_| {},
+    );
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let before = ol.stats().released as usize;
+    let take = ol.begin_failover();
+    assert!(
+        take.snapshot.is_some(),
+        "no snapshot committed before the failure"
+    );
+    let mut plan = link.il.replay_plan_after(take.snapshot.as_deref(), threads);
+    plan.logs = take.logs.clone();
+    plan.next_seq = take.next_seq();
+    let mut printed = Vec::new();
+    let r = run(
+        graph(),
+        &options(ol.clone(), Some(plan), take.snapshot.clone(), BATCH),
+        &mut printed,
+        &mut |_| {},
+    );
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    assert!(r.divergence.is_empty(), "{:?}", r.divergence);
+    assert!(ol.errors().is_empty(), "{:?}", ol.errors());
+    let released = ol.take_releases();
+    let f = ConfigFailover {
+        before,
+        released,
+        printed: String::from_utf8_lossy(&printed).into_owned(),
+        reference,
+        reference_printed: String::from_utf8_lossy(&reference_printed).into_owned(),
+    };
+    // The failure struck mid-run: some outputs had left, not all.
+    assert!(
+        f.before > 0 && f.before < f.released.len(),
+        "released {} before the failover, {} in all",
+        f.before,
+        f.released.len()
+    );
+    // Nothing lost, nothing twice.
+    let keys: HashSet<(u64, u32)> = f
+        .released
+        .iter()
+        .map(|o| (o.packet_id, o.ordinal))
+        .collect();
+    assert_eq!(keys.len(), f.released.len(), "an output released twice");
+    assert!(
+        keys == f.reference,
+        "released outputs differ from the reference"
+    );
+    f
+}
+
+/// The Monitor's counters (shared by both workers with `SHARING 2`, and
+/// per flow) after a failover are those of a run without failure: the
+/// replica restored and replayed every count.
+#[test]
+fn monitor_counters_after_a_failover_match_a_run_without_failure() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut v = nat_trace(dir.path(), (6_000, 600, 200), 200, 31);
+    v.insert("SHARING".into(), "2".into());
+    let f = fail_over_config(include_str!("../../examples/monitor.click"), &v);
+    // `mon.count`, `mon.byte_count`, `mon.flows`, one line each.
+    let lines: Vec<&str> = f.printed.lines().collect();
+    assert_eq!(lines.len(), 3, "{:?}", f.printed);
+    assert_eq!(lines[0].trim(), "6000", "{:?}", f.printed);
+    assert_eq!(f.printed, f.reference_printed);
+}
+
+/// The load balancer over connections to its virtual address: after a
+/// failover every connection stays on its backend, more than one backend
+/// serves, and its table and counters are a run without failure's.
+#[test]
+fn load_balancer_after_a_failover_keeps_every_connection_on_its_backend() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("vip.pcap");
+    let mut w = PcapWriter::create(&trace, LinkType::Ethernet, false).expect("pcap");
+    let spec = TraceSpec {
+        packets: 6_000,
+        flows: 600,
+        seed: 33,
+        inside_net: ([10, 77, 0, 0], 16),
+        concurrency: 200,
+        max_size: 200,
+        ..TraceSpec::default()
+    }
+    .to_service([192, 0, 2, 1], 80);
+    generate(&spec, &mut w).expect("generate");
+    w.flush().expect("flush");
+    let v = vars(dir.path(), &trace.display().to_string());
+    let f = fail_over_config(include_str!("../../examples/loadbalancer.click"), &v);
+    // Every client connection's packets went to one backend.
+    let mut backend: HashMap<(u32, u16), [u8; 4]> = HashMap::new();
+    for o in &f.released {
+        let Some(fl) = o.data.get(14..).and_then(FlowId::of_ipv4) else {
+            continue;
+        };
+        if fl.daddr[..3] != [10, 1, 0] {
+            continue; // a reply to a client
+        }
+        let client = (u32::from_be_bytes(fl.saddr), fl.sport);
+        let b = *backend.entry(client).or_insert(fl.daddr);
+        assert_eq!(b, fl.daddr, "a connection moved to another backend");
+    }
+    let used: HashSet<[u8; 4]> = backend.values().copied().collect();
+    assert!(used.len() > 1, "backends used: {used:?}");
+    assert!(
+        backend.len() > 300,
+        "{} connections balanced",
+        backend.len()
+    );
+    // `lb.connections`, `lb.backends`, `lb.balanced`, `lb.replies`.
+    assert_eq!(f.printed.lines().count(), 4, "{:?}", f.printed);
+    assert_eq!(f.printed, f.reference_printed);
 }

@@ -76,6 +76,24 @@ pub fn gen_trace(s: &Scratch, name: &str, packets: usize, flows: usize, seed: u6
     s.s(name)
 }
 
+/// The load balancer's virtual address in `examples/loadbalancer.click`,
+/// and the port it balances.
+pub const LB_VIP: ([u8; 4], u16) = ([192, 0, 2, 1], 80);
+
+/// [`gen_trace`] with every connection addressed to the load balancer's
+/// virtual address ([`LB_VIP`]), so that `examples/loadbalancer.click`
+/// balances every one of them (a trace of the example networks never
+/// reaches it).
+pub fn gen_vip_trace(s: &Scratch, name: &str, packets: usize, flows: usize, seed: u64) -> String {
+    let spec = TraceSpec {
+        concurrency: flows.clamp(1, 256),
+        ..TraceSpec::example_nets(packets, flows, seed)
+    }
+    .to_service(LB_VIP.0, LB_VIP.1);
+    write_spec(&spec, &s.path(name));
+    s.s(name)
+}
+
 /// Every frame of the trace of `spec`, generated in memory.
 pub fn generated_frames(spec: &TraceSpec) -> Vec<Vec<u8>> {
     let mut w = PcapWriter::new(Vec::new(), LinkType::Ethernet, false).expect("writer");

@@ -951,17 +951,69 @@ fn pathological_inputs_are_bounded() {
     assert_eq!(conns(&c), [conn("Idle@2", 0, "Discard@3", 0)]);
 }
 
+/// Every kind of configuration error renders as a report that names the
+/// file, line and column, quotes the offending line, labels the spot (and
+/// a related one where there is one) and says how to fix it.
 #[test]
-#[ignore]
 fn show_renders() {
-    for text in [
-        "a :: Idle;\nb :: Idle;\nc :: Countr(1);\nd :: Idle;\n",
-        "define($LENGTH 14);\nx :: Strip($LENGHT);",
-        "a :: Idle;\na :: Discard;",
-        "elementclass P {\n  input -> output;\n}\np :: P;\nIdle -> [2]p;",
-        "elementclass C { $a, $b | input -> output }\nIdle -> C(1) -> Discard;",
-        "a :: Idle\nb :: Discard;",
-    ] {
-        println!("{}", err(text).render(&src(text), false));
+    let cases: [(&str, &[&str]); 6] = [
+        (
+            "a :: Idle;\nb :: Idle;\nc :: Countr(1);\nd :: Idle;\n",
+            &[
+                "unknown element class `Countr`",
+                "test.click:3:6",
+                "c :: Countr(1);",
+                "did you mean `Counter`?",
+            ],
+        ),
+        (
+            "define($LENGTH 14);\nx :: Strip($LENGHT);",
+            &[
+                "unknown variable `$LENGHT`",
+                "test.click:2:12",
+                "did you mean `$LENGTH`?",
+            ],
+        ),
+        (
+            "a :: Idle;\na :: Discard;",
+            &[
+                "element `a` redeclared",
+                "test.click:2:1",
+                "first declared here",
+                "a :: Idle;",
+            ],
+        ),
+        (
+            "elementclass P {\n  input -> output;\n}\np :: P;\nIdle -> [2]p;",
+            &[
+                "compound `P` has no input port 2",
+                "test.click:5:9",
+                "compound class defined here",
+                "`P` has 1 input port (input[0])",
+            ],
+        ),
+        (
+            "elementclass C { $a, $b | input -> output }\nIdle -> C(1) -> Discard;",
+            &[
+                "compound class `C` takes 2 arguments, but 1 was given",
+                "test.click:2:11",
+                "parameters: $a, $b",
+            ],
+        ),
+        (
+            "a :: Idle\nb :: Discard;",
+            &["expected `;` or `->`, found `b`", "test.click:2:1"],
+        ),
+    ];
+    for (text, want) in cases {
+        let shown = err(text).render(&src(text), false);
+        for w in want {
+            assert!(shown.contains(w), "{text:?}: no {w:?} in\n{shown}");
+        }
+        // Plain text when colour is off.
+        assert!(
+            !shown.contains('\u{1b}'),
+            "{text:?}: escape codes in\n{shown}"
+        );
     }
 }

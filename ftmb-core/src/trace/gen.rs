@@ -32,8 +32,12 @@ pub struct TraceSpec {
     pub max_size: usize,
     /// Client (inside) network, default 10.0.0.0/8.
     pub inside_net: ([u8; 4], u8),
-    /// Server (outside) network, default 198.19.0.0/16.
+    /// Server (outside) network, default 198.19.0.0/16. A /32 puts every
+    /// server on one address (see [`TraceSpec::to_service`]).
     pub outside_net: ([u8; 4], u8),
+    /// Every flow's server port; `None` (the default) draws one per flow
+    /// from common service ports of its protocol.
+    pub server_port: Option<u16>,
     /// Share of data packets sent server -> client, default 0.4.
     pub reply_fraction: f64,
     /// Number of flows active at once.
@@ -53,6 +57,7 @@ impl Default for TraceSpec {
             max_size: 1514,
             inside_net: ([10, 0, 0, 0], 8),
             outside_net: ([198, 19, 0, 0], 16),
+            server_port: None,
             reply_fraction: 0.4,
             concurrency: 64,
             pps: 1_000_000.0,
@@ -73,6 +78,18 @@ impl TraceSpec {
             inside_net: ([10, 77, 0, 0], 16),
             outside_net: ([198, 18, 0, 0], 16),
             ..TraceSpec::default()
+        }
+    }
+
+    /// This spec with every flow addressed to one service, `addr:port`
+    /// (say a load balancer's virtual address, `examples/loadbalancer.click`
+    /// balances 192.0.2.1:80): clients as before, each flow from its own
+    /// client address and port.
+    pub fn to_service(self, addr: [u8; 4], port: u16) -> TraceSpec {
+        TraceSpec {
+            outside_net: (addr, 32),
+            server_port: Some(port),
+            ..self
         }
     }
 }
@@ -217,7 +234,9 @@ impl Gen<'_> {
             let client = rand_addr(&mut self.rng, self.spec.inside_net);
             let server = rand_addr(&mut self.rng, self.spec.outside_net);
             let cport = 32768 + self.rng.below(28232) as u16;
-            let sport = if tcp {
+            let sport = if let Some(p) = self.spec.server_port {
+                p
+            } else if tcp {
                 TCP_PORTS[self.rng.below(TCP_PORTS.len() as u64) as usize]
             } else {
                 UDP_PORTS[self.rng.below(UDP_PORTS.len() as u64) as usize]

@@ -2,7 +2,8 @@
 //! pcap writer, a deterministic synthetic traffic generator, hand-built
 //! packets and Internet checksum helpers.
 //!
-//! ```ignore
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::path::Path;
 //! use ftmb_core::trace::TraceReader;
 //! let mut r = TraceReader::open(Path::new("in.pcap"))?;
@@ -10,6 +11,8 @@
 //!     let rec = rec?;
 //!     println!("{} {} bytes", rec.ts_ns, rec.data.len());
 //! }
+//! # Ok(())
+//! # }
 //! ```
 
 mod checksum;

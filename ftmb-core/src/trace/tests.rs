@@ -675,10 +675,29 @@ fn generator_edge_cases() {
     }
 }
 
-/// Validates a generated file with tshark when it is installed.
+/// A prerequisite program for a test, or a failure saying what to
+/// install: a missing tool must not pass for a passing test.
+fn require_program(name: &str) {
+    let found = std::process::Command::new(name)
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "{name} is needed by this test and is not installed: install Wireshark's \
+         command-line tools (Debian: `DEBIAN_FRONTEND=noninteractive apt-get install -y \
+         tshark`; .ci/run does)"
+    );
+}
+
+/// Validates a generated file with an independent parser, tshark, and
+/// cross-checks the pcapng reader on a file written by editcap.
 #[test]
-#[ignore = "needs tshark and editcap"]
 fn tshark_parses_generated_trace() {
+    require_program("tshark");
+    require_program("editcap");
     let p = temp_path("tshark.pcap");
     let mut w = PcapWriter::create(&p, LinkType::Ethernet, false).unwrap();
     generate(&small_spec(), &mut w).unwrap();
@@ -730,4 +749,48 @@ fn tshark_parses_generated_trace() {
     assert_eq!(ra, rb);
     std::fs::remove_file(&p).unwrap();
     std::fs::remove_file(&ng).unwrap();
+}
+
+#[test]
+fn a_service_trace_addresses_every_flow_to_the_service() {
+    // Every client packet goes to 192.0.2.1:80 and every server packet
+    // comes from it; the flows stay distinct (client address and port),
+    // and the default spec is unchanged by the option's existence.
+    let base = TraceSpec {
+        flows: 200,
+        packets: 3_000,
+        seed: 3,
+        ..TraceSpec::default()
+    };
+    let spec = base.clone().to_service([192, 0, 2, 1], 80);
+    let (b, s) = gen_bytes(&spec);
+    assert_eq!((s.packets, s.flows), (3_000, 200));
+    let mut r = TraceReader::from_bytes(b).unwrap();
+    let mut clients = std::collections::HashSet::new();
+    let (mut to, mut from) = (0, 0);
+    while let Some(rec) = r.next_record() {
+        let d = rec.unwrap().data.to_vec();
+        let (src, dst) = (&d[26..30], &d[30..34]);
+        let (sport, dport) = (
+            u16::from_be_bytes([d[34], d[35]]),
+            u16::from_be_bytes([d[36], d[37]]),
+        );
+        if dst == [192, 0, 2, 1] {
+            assert_eq!(dport, 80);
+            clients.insert((src.to_vec(), sport, d[23]));
+            to += 1;
+        } else {
+            assert_eq!(src, [192, 0, 2, 1]);
+            assert_eq!(sport, 80);
+            from += 1;
+        }
+    }
+    assert!(to > 0 && from > 0, "{to} to the service, {from} from it");
+    assert_eq!(clients.len(), 200, "one client endpoint per flow");
+    let (d1, _) = gen_bytes(&base);
+    let (d2, _) = gen_bytes(&TraceSpec {
+        server_port: None,
+        ..base
+    });
+    assert_eq!(d1, d2);
 }
