@@ -8,14 +8,16 @@
 //! so that it is on whenever any of the role's events is.
 
 use crate::load;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use ftmb_core::ft::{FtOptions, SnapshotTrigger};
 use ftmb_core::headers::Framing;
 use ftmb_core::runtime::{run, RunOptions};
-use ftmb_logger::client::{connect, resume, Addr, RemoteInput, SocketLink};
+use ftmb_logger::client::{
+    connect, resume, Addr, InputWatch, PeerFailure, RemoteInput, SocketLink,
+};
 use ftmb_logger::output_logger::OutputLogger;
 use ftmb_logger::server::{run_input_logger, run_output_logger};
-use ftmb_replayer::{take_over, TakeoverOptions};
+use ftmb_replayer::{take_over, TakeoverError, TakeoverOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -43,6 +45,17 @@ pub struct RoleArgs {
     /// Seed of the workers' generators (master and replica must match).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// How long the master, the replica and the output logger wait for the
+    /// input logger once its stream ends without end of input, before they
+    /// exit with its death (milliseconds).
+    #[arg(long, default_value_t = 1000)]
+    pub il_grace_ms: u64,
+}
+
+impl RoleArgs {
+    fn il_grace(&self) -> Duration {
+        Duration::from_millis(self.il_grace_ms)
+    }
 }
 
 fn parse_addr(s: &str) -> Result<Addr, String> {
@@ -60,7 +73,9 @@ pub fn input_logger(a: &RoleArgs, pps: f64) -> Result<()> {
     let g = load(&a.config, &a.vars, 1)?;
     let sources = g.sources.into_iter().map(|(_, s)| s).collect();
     let never = AtomicBool::new(false);
-    run_input_logger(sources, &a.il, pps, &never).context("input logger")?;
+    let packets =
+        run_input_logger(sources, &a.il, pps, &never).map_err(|e| anyhow!("input logger: {e}"))?;
+    tracing::info!(packets, "the run ended: input logger done");
     Ok(())
 }
 
@@ -80,6 +95,7 @@ pub fn output_logger(a: &RoleArgs, deadline_ms: f64, record: Option<PathBuf>) ->
         &a.ol,
         Some(&a.il),
         Duration::from_secs_f64(deadline_ms / 1e3),
+        a.il_grace(),
     )
     .context("output logger")?;
     if let Some(path) = record {
@@ -97,6 +113,9 @@ pub fn output_logger(a: &RoleArgs, deadline_ms: f64, record: Option<PathBuf>) ->
         f.flush()?;
     }
     println!("{}", serde_json::to_string(&report)?);
+    if let Some(why) = &report.failure {
+        bail!("output logger: {why}");
+    }
     Ok(())
 }
 
@@ -113,10 +132,20 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     let mut g = load(&a.config, &a.vars, a.threads)?;
     let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
     let hb = connect(&a.ol.heartbeat()?, Duration::from_secs(10)).context("heartbeats")?;
-    let link = Arc::new(SocketLink::new(&ol, &hb, Duration::from_millis(1))?);
+    let failure = PeerFailure::default();
+    let link = Arc::new(SocketLink::with_failure(
+        &ol,
+        &hb,
+        Duration::from_millis(1),
+        failure.clone(),
+    )?);
     let il = connect(&a.il, Duration::from_secs(10)).context("input logger")?;
     let (_, input) = resume(&il, 1).map_err(|e| anyhow!(e))?;
-    g.external_input = Some(Box::new(RemoteInput::start(input, framing_of(&g))?));
+    let watch = InputWatch {
+        grace: a.il_grace(),
+        failure: failure.clone(),
+    };
+    g.external_input = Some(Box::new(RemoteInput::start(input, framing_of(&g), watch)?));
     // Connected to both loggers: tell whoever started us (the demo starts
     // its kill timer on this line).
     println!("ready");
@@ -137,7 +166,12 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         ..RunOptions::default()
     };
     let r = run(g, &opts, &mut std::io::sink(), &mut |_| {});
+    // What was shipped stands (the output logger releases what commits),
+    // whether the input ended or its logger died.
     link.finish();
+    if let Some(why) = failure.get() {
+        bail!("master: {why}");
+    }
     for e in &r.errors {
         tracing::error!("{e}");
     }
@@ -161,8 +195,19 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         threads: a.threads,
         seed: a.seed,
         snapshot_every: Duration::from_millis(snapshot_ms),
+        il_grace: a.il_grace(),
     };
-    let t = take_over(g, &opts)?;
+    let t = match take_over(g, &opts) {
+        Ok(t) => t,
+        Err(TakeoverError::RunEnded) => {
+            tracing::info!("the run ended without a takeover");
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            bail!("replica: {e}");
+        }
+    };
     println!(
         "{}",
         serde_json::json!({
@@ -180,6 +225,9 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
             "errors": t.run.errors,
         })
     );
+    if let Some(why) = &t.peer_failure {
+        bail!("replica: {why}");
+    }
     Ok(())
 }
 

@@ -32,6 +32,10 @@ struct InputLoggerState {
     /// older one stops.
     generation: u64,
     sources_done: bool,
+    /// The output logger's word on the run, on its control link: `Ok` when
+    /// it ended the run (`EndOfStream`), `Err` when the link closed
+    /// without it (the output logger died).
+    verdict: Option<Result<(), String>>,
 }
 
 /// The input logger's state and the signal that the log grew.
@@ -43,8 +47,12 @@ struct InputLogger {
 /// Run the input logger: read `sources` (paced at `pps` packets per
 /// second from the moment the first consumer connects; 0 = as fast as
 /// the consumer takes them, from the start), number and log every
-/// packet, and serve consumers on `listen`. Returns the number of packets
-/// logged when the sources are exhausted and `until` says so.
+/// packet, and serve consumers on `listen`. Once the sources are
+/// exhausted, consumers are sent `EndOfStream` after the last packet (the
+/// explicit end of input). Returns the number of packets logged when the
+/// output logger ends the run on its control link (`EndOfStream`), or
+/// `until` says so; an error, naming the output logger, when that link
+/// closes without it (the output logger died).
 pub fn run_input_logger(
     mut sources: Vec<Box<dyn Source>>,
     listen: &Addr,
@@ -58,6 +66,7 @@ pub fn run_input_logger(
             consumer: None,
             generation: 0,
             sources_done: false,
+            verdict: None,
         }),
         grew: Condvar::new(),
     });
@@ -74,10 +83,23 @@ pub fn run_input_logger(
     tracing::info!(packets = sent, "sources done");
     il.state.lock().sources_done = true;
     il.grew.notify_all();
-    while !until.load(Ordering::Acquire) {
-        std::thread::sleep(Duration::from_millis(5));
+    let mut g = il.state.lock();
+    loop {
+        match &g.verdict {
+            Some(Ok(())) => {
+                tracing::info!(packets = sent, "the output logger ended the run");
+                return Ok(sent);
+            }
+            Some(Err(why)) => {
+                tracing::error!("{why}");
+                return Err(std::io::Error::other(why.clone()));
+            }
+            None if until.load(Ordering::Acquire) => return Ok(sent),
+            None => {
+                il.grew.wait_for(&mut g, Duration::from_millis(5));
+            }
+        }
     }
-    Ok(sent)
 }
 
 /// Serve every connection to `listener` on a thread of its own.
@@ -160,15 +182,23 @@ fn log_sources(sources: &mut [Box<dyn Source>], il: &InputLogger, pps: f64) -> u
 const FORWARD_BATCH: usize = 256;
 
 /// Serve one connection: a `Resume` makes it the consumer fed from the
-/// log; a `SnapshotCommitted` (from the output logger) truncates the log.
+/// log; a connection that opens with a `Heartbeat` is the output logger's
+/// control link, on which a `SnapshotCommitted` truncates the log and
+/// `EndOfStream` ends the run (an end without it: the output logger died).
 fn serve_connection(conn: Stream, il: Arc<InputLogger>) {
     let Ok(mut r) = reader(&conn) else { return };
+    let mut control = false;
     loop {
-        match r.next_message() {
+        let verdict = match r.next_message() {
             Ok(Some(Message::Resume(m))) => {
                 if start_feeding(&conn, &il, m.packet).is_err() {
                     return;
                 }
+                continue;
+            }
+            Ok(Some(Message::Heartbeat(_))) => {
+                control = true;
+                continue;
             }
             Ok(Some(Message::SnapshotCommitted(m))) => {
                 // The output logger committed a snapshot: drop what
@@ -178,10 +208,21 @@ fn serve_connection(conn: Stream, il: Arc<InputLogger>) {
                     "snapshot committed: log truncated before its cut"
                 );
                 il.state.lock().log.truncate_through(m.id.saturating_sub(1));
+                continue;
             }
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => return,
+            Ok(Some(Message::EndOfStream)) => Ok(()),
+            Ok(Some(_)) => continue,
+            Ok(None) => Err(
+                "output logger lost: its control link closed without ending the run".to_string(),
+            ),
+            Err(e) => Err(format!("output logger lost: its control link broke ({e})")),
+        };
+        // A consumer's connection that ends says nothing about the run.
+        if control {
+            il.state.lock().verdict.get_or_insert(verdict);
+            il.grew.notify_all();
         }
+        return;
     }
 }
 
