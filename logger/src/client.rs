@@ -61,6 +61,9 @@ pub struct SocketLink {
     w: Arc<Mutex<Writer>>,
     alive: Arc<AtomicBool>,
     failure: PeerFailure,
+    /// The data stream, shut down when the link is dropped (the thread
+    /// watching it for the output logger's end holds it open otherwise).
+    data: Stream,
     /// The last snapshot's encoding, kept for the next one's (its pages
     /// stay mapped: megabytes every snapshot interval otherwise).
     snapshot_buf: Mutex<Vec<u8>>,
@@ -148,6 +151,7 @@ impl SocketLink {
             w,
             alive,
             failure,
+            data: s.try_clone()?,
             snapshot_buf: Mutex::new(Vec::new()),
         })
     }
@@ -177,6 +181,7 @@ impl SocketLink {
 impl Drop for SocketLink {
     fn drop(&mut self) {
         self.alive.store(false, Ordering::Release);
+        let _ = self.data.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -327,7 +332,8 @@ impl RemoteInput {
         let failure = watch.failure.clone();
         spawn("ftmb-remote-input", move || {
             let mut replay_left = replay;
-            let mut next = 0;
+            // The last packet received, for the error.
+            let mut last = None;
             loop {
                 // Packet frames are turned into packets straight from
                 // the reader's buffer (one copy, one allocation).
@@ -356,12 +362,12 @@ impl RemoteInput {
                         return;
                     }
                     Item::Lost(why) => {
-                        let why = wait_out_grace(&watch, why, next);
+                        let why = wait_out_grace(&watch, why, last);
                         let _ = tx.send(Item::Lost(why));
                         return;
                     }
                 };
-                next = p.anno.id + 1;
+                last = Some(p.anno.id);
                 let sent = if replay_left > 0 {
                     replay_left -= 1;
                     replay_tx.send(p).is_ok()
@@ -386,10 +392,11 @@ impl RemoteInput {
 /// The input logger's stream ended without end of input (`why`): wait out
 /// the grace period (cut short if another peer's failure is said
 /// meanwhile), then say the input logger's death. Returns the error.
-fn wait_out_grace(watch: &InputWatch, why: String, next: u64) -> String {
+fn wait_out_grace(watch: &InputWatch, why: String, last: Option<u64>) -> String {
+    let last = last.map_or("none yet".to_string(), |id| id.to_string());
     tracing::warn!(
         grace_ms = watch.grace.as_secs_f64() * 1e3,
-        next,
+        last,
         "input logger: {why}; waiting out the grace period"
     );
     let until = std::time::Instant::now() + watch.grace;
@@ -401,7 +408,7 @@ fn wait_out_grace(watch: &InputWatch, why: String, next: u64) -> String {
     }
     let msg = format!(
         "input logger lost: {why}, and it did not come back within the grace period \
-         ({:.0} ms); next packet expected: {next}",
+         ({:.0} ms); last packet received: {last}",
         watch.grace.as_secs_f64() * 1e3
     );
     watch.failure.fail(msg.clone());

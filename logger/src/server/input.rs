@@ -75,7 +75,12 @@ pub fn run_input_logger(
     // consumer, the master, has connected: what it would find already
     // logged is a backlog it starts behind on, not traffic at the rate.
     if pps > 0.0 {
-        while il.state.lock().consumer.is_none() && !until.load(Ordering::Acquire) {
+        while !until.load(Ordering::Acquire) {
+            let g = il.state.lock();
+            if g.consumer.is_some() || g.verdict.is_some() {
+                break;
+            }
+            drop(g);
             std::thread::sleep(Duration::from_millis(1));
         }
     }
@@ -123,6 +128,11 @@ fn log_sources(sources: &mut [Box<dyn Source>], il: &InputLogger, pps: f64) -> u
     let mut tmp = Vec::with_capacity(64);
     let mut active: Vec<bool> = vec![true; sources.len()];
     while active.iter().any(|a| *a) {
+        // The output logger ended the run, or died: nothing more to log.
+        if il.state.lock().verdict.is_some() {
+            tracing::info!(packets = sent, "sources left unread: the run is over");
+            break;
+        }
         if pps > 0.0 {
             let due = (start.elapsed().as_secs_f64() * pps) as u64;
             if sent >= due {

@@ -1,0 +1,232 @@
+//! The four roles as real processes over Unix sockets in a temp dir: no
+//! role exits 0 because a peer died, and at a clean end every role exits
+//! 0 on its own. A peer is killed (SIGKILL) as soon as the master says it
+//! is connected to both loggers: the input is paced over seconds, so that
+//! is mid-run, and nothing waits on a timer.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const EXE: &str = env!("CARGO_BIN_EXE_ftmb");
+
+/// Grace period given to the roles for the input logger (ms).
+const GRACE_MS: u64 = 400;
+
+/// A role's process and where its stderr goes.
+struct Role {
+    name: &'static str,
+    child: Child,
+    stderr: PathBuf,
+}
+
+impl Role {
+    /// Wait (up to `limit`) for the role to exit.
+    fn exit(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return st;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "the {} did not exit within {limit:?}: {}",
+                self.name,
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn kill(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The roles of one run: input logger, output logger, replica, master.
+struct Run {
+    _dir: tempfile::TempDir,
+    il: Role,
+    ol: Role,
+    replica: Role,
+    master: Role,
+    ol_report: PathBuf,
+}
+
+/// Generate a trace of `packets` packets and start the four roles on the
+/// built-in NAT, the input paced at `pps`; returns once the master says it
+/// is connected to both loggers.
+fn start(packets: usize, pps: u32) -> Run {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let trace = d.join("trace.pcap");
+    let st = Command::new(EXE)
+        .args(["gen-trace", &trace.display().to_string()])
+        .args(["--flows", "200", "--packets", &packets.to_string()])
+        .args(["--inside", "10.77.0.0/16", "--outside", "198.18.0.0/16"])
+        .args(["--max-size", "200"])
+        .status()
+        .expect("gen-trace");
+    assert!(st.success());
+    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nat.click");
+    let common = |role: &str, out: &str| -> Vec<String> {
+        vec![
+            role.to_string(),
+            cfg.display().to_string(),
+            format!("IN={}", trace.display()),
+            format!("OUT={out}"),
+            format!("OUT2={out}"),
+            "INSIDE=10.77.0.0/16".to_string(),
+            "--il".into(),
+            d.join("il.sock").display().to_string(),
+            "--ol".into(),
+            d.join("ol.sock").display().to_string(),
+            "--il-grace-ms".into(),
+            GRACE_MS.to_string(),
+        ]
+    };
+    let spawn = |name: &'static str, args: Vec<String>, stdout: Stdio| -> Role {
+        let stderr = d.join(format!("{name}.err"));
+        let child = Command::new(EXE)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("start a role");
+        Role {
+            name,
+            child,
+            stderr,
+        }
+    };
+    let mut il_args = common("input-logger", "/dev/null");
+    il_args.extend(["--pps".into(), pps.to_string()]);
+    let il = spawn("input logger", il_args, Stdio::null());
+    let fwd = d.join("fwd.pcap").display().to_string();
+    let mut ol_args = common("output-logger", &fwd);
+    ol_args.extend(["--deadline-ms".into(), "500".into()]);
+    let ol_report = d.join("ol.json");
+    let ol = spawn(
+        "output logger",
+        ol_args,
+        std::fs::File::create(&ol_report).expect("report").into(),
+    );
+    let replica = spawn("replica", common("replica", "/dev/null"), Stdio::null());
+    let mut master = spawn("master", common("master", "/dev/null"), Stdio::piped());
+    // The master's `ready` line: connected to both loggers, running.
+    let out = master.child.stdout.take().expect("master stdout");
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).expect("ready");
+    assert_eq!(line.trim(), "ready", "{}", master.stderr());
+    Run {
+        _dir: dir,
+        il,
+        ol,
+        replica,
+        master,
+        ol_report,
+    }
+}
+
+/// `role` exited non-zero (within `limit`) and named `peer` in its error.
+fn fails_naming(role: &mut Role, peer: &str, limit: Duration) {
+    let st = role.exit(limit);
+    let err = role.stderr();
+    assert!(
+        !st.success(),
+        "the {} exited 0 after the {peer} died: {err}",
+        role.name
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.contains("ERROR") || l.starts_with("Error")),
+        "the {} said no error: {err}",
+        role.name
+    );
+    assert!(
+        err.contains(&format!("{peer} lost")),
+        "the {}'s error does not name the {peer}: {err}",
+        role.name
+    );
+}
+
+#[test]
+fn killing_the_output_logger_fails_the_master_replica_and_input_logger() {
+    // 40k packets at 10k/s: four seconds of input.
+    let mut r = start(40_000, 10_000);
+    let killed = Instant::now();
+    r.ol.kill();
+    // The master stops at once (well inside the heartbeat deadline it
+    // would be judged by), not at the end of its input.
+    fails_naming(&mut r.master, "output logger", Duration::from_secs(20));
+    let master_after = killed.elapsed();
+    fails_naming(&mut r.replica, "output logger", Duration::from_secs(20));
+    fails_naming(&mut r.il, "output logger", Duration::from_secs(20));
+    let il_after = killed.elapsed();
+    // Neither runs on to the end of the input (four seconds).
+    for (who, after) in [("master", master_after), ("input logger", il_after)] {
+        assert!(
+            after < Duration::from_secs(3),
+            "the {who} ran on {after:?} after the output logger died"
+        );
+    }
+}
+
+#[test]
+fn killing_the_input_logger_fails_the_master_and_output_logger_after_the_grace() {
+    let mut r = start(40_000, 10_000);
+    let killed = Instant::now();
+    r.il.kill();
+    fails_naming(&mut r.master, "input logger", Duration::from_secs(20));
+    let master_after = killed.elapsed();
+    fails_naming(&mut r.ol, "input logger", Duration::from_secs(20));
+    let ol_after = killed.elapsed();
+    // Not before the grace period: it waits for the input logger that long.
+    for (who, after) in [("master", master_after), ("output logger", ol_after)] {
+        assert!(
+            after >= Duration::from_millis(GRACE_MS),
+            "the {who} gave up on the input logger after {after:?}, inside the grace period"
+        );
+    }
+    // The replica has no one left to take over from: it fails too (its
+    // output logger went away without ending the run).
+    let st = r.replica.exit(Duration::from_secs(20));
+    assert!(!st.success(), "replica: {}", r.replica.stderr());
+    let report = std::fs::read_to_string(&r.ol_report).expect("report");
+    assert!(report.contains("input logger lost"), "{report}");
+}
+
+#[test]
+fn a_run_without_failure_ends_with_every_role_exiting_0() {
+    let mut r = start(5_000, 20_000);
+    let limit = Duration::from_secs(60);
+    for role in [&mut r.master, &mut r.ol, &mut r.replica, &mut r.il] {
+        let st = role.exit(limit);
+        assert!(st.success(), "the {} failed: {}", role.name, role.stderr());
+    }
+    let report: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&r.ol_report)
+            .expect("report")
+            .trim(),
+    )
+    .expect("JSON report");
+    assert!(report["failure"].is_null(), "{report}");
+    assert!(report["released"].as_u64().unwrap_or(0) > 0, "{report}");
+    assert!(
+        report["detected_ns"].is_null(),
+        "a failover happened: {report}"
+    );
+}
