@@ -15,6 +15,7 @@ use ftmb_core::runtime::{run, RunOptions};
 use ftmb_logger::client::{
     connect, resume, Addr, InputWatch, PeerFailure, RemoteInput, SocketLink,
 };
+use ftmb_logger::input_log::{DurableInputLog, DurableOptions, RecoveryMode};
 use ftmb_logger::output_logger::OutputLogger;
 use ftmb_logger::server::{run_input_logger, run_output_logger};
 use ftmb_replayer::{take_over, TakeoverError, TakeoverOptions};
@@ -66,17 +67,70 @@ fn parse_addr(s: &str) -> Result<Addr, String> {
 }
 
 /// `ftmb input-logger`: read the configuration's sources, number and log
-/// every packet, serve the master (then the replica) on `--il`.
-pub fn input_logger(a: &RoleArgs, pps: f64) -> Result<()> {
+/// every packet, serve the master (then the replica) on `--il`. With
+/// `log_dir`, the log is durable: recovered from the directory first (what
+/// was recovered is printed as one JSON line), persisted before it is
+/// forwarded.
+pub fn input_logger(
+    a: &RoleArgs,
+    pps: f64,
+    log_dir: Option<&std::path::Path>,
+    segment_kb: u64,
+) -> Result<()> {
     let _role = tracing::error_span!("ftmb", role = "input-logger").entered();
     tracing::info!(listen = %a.il, "input logger starting");
     let g = load(&a.config, &a.vars, 1)?;
     let sources = g.sources.into_iter().map(|(_, s)| s).collect();
+    let durable = match log_dir {
+        Some(dir) => Some(recover_input_log(dir, segment_kb)?),
+        None => None,
+    };
     let never = AtomicBool::new(false);
-    let packets =
-        run_input_logger(sources, &a.il, pps, &never).map_err(|e| anyhow!("input logger: {e}"))?;
+    let packets = run_input_logger(sources, &a.il, pps, durable, &never)
+        .map_err(|e| anyhow!("input logger: {e}"))?;
     tracing::info!(packets, "the run ended: input logger done");
     Ok(())
+}
+
+/// Open the durable input log in `dir` (segments of `segment_kb` KiB),
+/// recovering what is there; a torn last packet is dropped and counted.
+/// Prints what was recovered as one JSON line.
+fn recover_input_log(dir: &std::path::Path, segment_kb: u64) -> Result<DurableInputLog> {
+    let opts = DurableOptions {
+        segment_bytes: segment_kb.max(1) << 10,
+        ..DurableOptions::default()
+    };
+    let (log, rep) = DurableInputLog::recover(dir, opts, RecoveryMode::TolerateTornTail)
+        .with_context(|| format!("input log in {}", dir.display()))?;
+    // A torn tail is at most one packet: the last, cut short.
+    let torn_packets = u64::from(rep.torn_bytes_dropped > 0);
+    if torn_packets > 0 {
+        tracing::warn!(
+            bytes = rep.torn_bytes_dropped,
+            "input log: a torn last packet dropped"
+        );
+    }
+    tracing::info!(
+        segments = rep.segments,
+        packets = rep.packets,
+        next_id = log.log().next_id(),
+        "input log recovered"
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "recovered": {
+                "segments": rep.segments,
+                "packets": rep.packets,
+                "first_id": log.log().first_id(),
+                "next_id": log.log().next_id(),
+                "torn_packets": torn_packets,
+                "torn_bytes_dropped": rep.torn_bytes_dropped,
+            }
+        })
+    );
+    std::io::stdout().flush()?;
+    Ok(log)
 }
 
 /// `ftmb output-logger`: hold outputs until committed, write them to the

@@ -57,7 +57,7 @@ impl Drop for Role {
 
 /// The roles of one run: input logger, output logger, replica, master.
 struct Run {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     il: Role,
     ol: Role,
     replica: Role,
@@ -65,22 +65,39 @@ struct Run {
     ol_report: PathBuf,
 }
 
+/// Write a trace of `packets` packets to `path`.
+fn gen_trace(path: &Path, packets: usize) {
+    let st = Command::new(EXE)
+        .args(["gen-trace", &path.display().to_string()])
+        .args(["--flows", "200", "--packets", &packets.to_string()])
+        .args(["--inside", "10.77.0.0/16", "--outside", "198.18.0.0/16"])
+        .args(["--max-size", "200"])
+        .stdout(Stdio::null())
+        .status()
+        .expect("gen-trace");
+    assert!(st.success());
+}
+
+/// The built-in NAT's configuration.
+fn nat_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nat.click")
+}
+
 /// Generate a trace of `packets` packets and start the four roles on the
 /// built-in NAT, the input paced at `pps`; returns once the master says it
 /// is connected to both loggers.
 fn start(packets: usize, pps: u32) -> Run {
+    start_with(packets, pps, |_| Vec::new())
+}
+
+/// As [`start`], with more options for the input logger (given the temp
+/// dir).
+fn start_with(packets: usize, pps: u32, il_extra: impl Fn(&Path) -> Vec<String>) -> Run {
     let dir = tempfile::tempdir().expect("temp dir");
     let d = dir.path();
     let trace = d.join("trace.pcap");
-    let st = Command::new(EXE)
-        .args(["gen-trace", &trace.display().to_string()])
-        .args(["--flows", "200", "--packets", &packets.to_string()])
-        .args(["--inside", "10.77.0.0/16", "--outside", "198.18.0.0/16"])
-        .args(["--max-size", "200"])
-        .status()
-        .expect("gen-trace");
-    assert!(st.success());
-    let cfg = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nat.click");
+    gen_trace(&trace, packets);
+    let cfg = nat_config();
     let common = |role: &str, out: &str| -> Vec<String> {
         vec![
             role.to_string(),
@@ -114,6 +131,7 @@ fn start(packets: usize, pps: u32) -> Run {
     };
     let mut il_args = common("input-logger", "/dev/null");
     il_args.extend(["--pps".into(), pps.to_string()]);
+    il_args.extend(il_extra(d));
     let il = spawn("input logger", il_args, Stdio::null());
     let fwd = d.join("fwd.pcap").display().to_string();
     let mut ol_args = common("output-logger", &fwd);
@@ -132,7 +150,7 @@ fn start(packets: usize, pps: u32) -> Run {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line).expect("ready");
     assert_eq!(line.trim(), "ready", "{}", master.stderr());
     Run {
-        _dir: dir,
+        dir,
         il,
         ol,
         replica,
@@ -229,4 +247,161 @@ fn a_run_without_failure_ends_with_every_role_exiting_0() {
         report["detected_ns"].is_null(),
         "a failover happened: {report}"
     );
+}
+
+/// The segment files of a durable input log in `dir`, by first packet id.
+fn segments(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let mut v: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
+        .expect("log dir")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ilseg"))
+        .map(|p| {
+            let id = p
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .and_then(|s| s.parse().ok())
+                .expect("a segment named by its first id");
+            (id, p)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_durable_input_log_is_collected_behind_committed_snapshots() {
+    // 20k packets of up to 200 bytes in 64 KiB segments: dozens of them.
+    let mut r = start_with(20_000, 20_000, |d| {
+        vec![
+            "--log-dir".into(),
+            d.join("il-log").display().to_string(),
+            "--log-segment-kb".into(),
+            "64".into(),
+        ]
+    });
+    let limit = Duration::from_secs(60);
+    for role in [&mut r.master, &mut r.ol, &mut r.replica, &mut r.il] {
+        let st = role.exit(limit);
+        assert!(st.success(), "the {} failed: {}", role.name, role.stderr());
+    }
+    let report: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&r.ol_report)
+            .expect("report")
+            .trim(),
+    )
+    .expect("JSON report");
+    assert!(report["snapshots"].as_u64().unwrap_or(0) > 0, "{report}");
+    let segs = segments(&r.dir.path().join("il-log"));
+    // Segments behind the committed snapshots' cuts are gone (the first
+    // left starts past packet 1); the one holding the last cut is kept.
+    let first = segs.first().expect("segments left").0;
+    assert!(first > 1, "no segment was collected: {segs:?}");
+    assert!(first <= 20_000, "{segs:?}");
+}
+
+/// Read an input logger's stream from `from` on until `EndOfStream`;
+/// returns the id live traffic starts at and the packets (id, bytes).
+fn read_from(addr: &Path, from: u64) -> (u64, Vec<(u64, Vec<u8>)>) {
+    use ftmb_logger::client::{connect, resume, Addr};
+    use ftmb_logger::wire::Message;
+    let s = connect(&Addr::Unix(addr.to_path_buf()), Duration::from_secs(20)).expect("connect");
+    let (live, mut r) = resume(&s, from).expect("resume");
+    let mut got = Vec::new();
+    loop {
+        match r.next_message().expect("a frame") {
+            Some(Message::Packet(p)) => got.push((p.id, p.data)),
+            Some(Message::EndOfStream) => return (live, got),
+            Some(_) => {}
+            None => panic!("the stream ended without EndOfStream"),
+        }
+    }
+}
+
+#[test]
+fn a_restarted_input_logger_recovers_its_torn_log_and_serves_from_a_cut() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let trace = d.join("trace.pcap");
+    const N: u64 = 3_000;
+    gen_trace(&trace, N as usize);
+    // A pcap with no packet: the restarted input logger only serves what
+    // it recovered.
+    let empty = d.join("empty.pcap");
+    let mut hdr = Vec::new();
+    for w in [0xa1b2_c3d4_u32.to_le_bytes(), [2, 0, 4, 0], [0; 4], [0; 4]] {
+        hdr.extend_from_slice(&w);
+    }
+    hdr.extend_from_slice(&65535u32.to_le_bytes());
+    hdr.extend_from_slice(&1u32.to_le_bytes());
+    std::fs::write(&empty, hdr).expect("empty pcap");
+    let log = d.join("il-log");
+    let sock = d.join("il.sock");
+    let input_logger = |input: &Path| -> Role {
+        let stderr = d.join("il.err");
+        let child = Command::new(EXE)
+            .args(["input-logger", &nat_config().display().to_string()])
+            .arg(format!("IN={}", input.display()))
+            .args(["OUT=/dev/null", "OUT2=/dev/null", "INSIDE=10.77.0.0/16"])
+            .args(["--il", &sock.display().to_string()])
+            .args(["--ol", &d.join("ol.sock").display().to_string()])
+            .args(["--log-dir", &log.display().to_string()])
+            .args(["--log-segment-kb", "128"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("start the input logger");
+        Role {
+            name: "input logger",
+            child,
+            stderr,
+        }
+    };
+    let recovered = |role: &mut Role| -> serde_json::Value {
+        let out = role.child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)
+            .expect("recovery line");
+        serde_json::from_str(line.trim()).expect("JSON")
+    };
+
+    // A first life: every packet logged (made durable before it is
+    // forwarded, so all of it is on disk once read), then SIGKILL.
+    let mut il = input_logger(&trace);
+    let fresh = recovered(&mut il);
+    assert_eq!(fresh["recovered"]["packets"], 0, "{fresh}");
+    let (_, first) = read_from(&sock, 1);
+    assert_eq!(first.len() as u64, N);
+    il.kill();
+    let _ = std::fs::remove_file(&sock);
+
+    // Tear the last packet: its frame cut short, as by a crash mid-write.
+    let segs = segments(&log);
+    assert!(segs.len() > 1, "one segment only: {segs:?}");
+    let (_, last) = segs.last().expect("a segment");
+    let len = std::fs::metadata(last).expect("segment").len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .expect("open segment");
+    f.set_len(len - 5).expect("tear");
+    drop(f);
+
+    // The second life recovers every packet but the torn one, counts it,
+    // and serves a consumer resuming from a cut, byte for byte.
+    let mut il = input_logger(&empty);
+    let rec = recovered(&mut il);
+    assert_eq!(rec["recovered"]["packets"], N - 1, "{rec}");
+    assert_eq!(rec["recovered"]["torn_packets"], 1, "{rec}");
+    assert_eq!(rec["recovered"]["next_id"], N, "{rec}");
+    let cut = 1_234;
+    let (live, again) = read_from(&sock, cut);
+    assert_eq!(live, N, "live traffic starts after the recovered log");
+    let want: Vec<(u64, Vec<u8>)> = first
+        .into_iter()
+        .filter(|(id, _)| *id >= cut && *id < N)
+        .collect();
+    assert_eq!(again.len(), want.len());
+    assert!(again == want, "the recovered packets differ");
+    il.kill();
 }

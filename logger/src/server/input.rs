@@ -12,7 +12,7 @@
 //! role's epoch (1 for the first master, 2 for the replica that takes over
 //! from it).
 
-use crate::input_log::InputLog;
+use crate::input_log::{DurableInputLog, InputLog, InputLogError};
 use crate::threads::spawn;
 use crate::transport::{reader, writer, Addr, Listener, Stream, Writer};
 use crate::wire::{Message, PacketMsg, ResumeMsg};
@@ -22,9 +22,46 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The input log: in memory only, or also in segment files.
+enum Log {
+    Memory(InputLog),
+    Durable(DurableInputLog),
+}
+
+impl Log {
+    fn append(&mut self, ts_ns: u64, source: u16, data: Vec<u8>) -> Result<u64, InputLogError> {
+        match self {
+            Log::Memory(l) => Ok(l.append(ts_ns, source, data)),
+            Log::Durable(l) => l.append(ts_ns, source, data),
+        }
+    }
+
+    /// The packets held in memory (replay reads them).
+    fn mem(&self) -> &InputLog {
+        match self {
+            Log::Memory(l) => l,
+            Log::Durable(l) => l.log(),
+        }
+    }
+
+    /// Drop what precedes a committed snapshot's cut (and, on disk, every
+    /// segment that holds only such packets).
+    fn truncate_through(&mut self, id: u64) -> Result<usize, InputLogError> {
+        match self {
+            Log::Memory(l) => Ok(l.truncate_through(id)),
+            Log::Durable(l) => l.truncate_through(id),
+        }
+    }
+}
+
 /// The input logger's state shared by its threads.
 struct InputLoggerState {
-    log: InputLog,
+    log: Log,
+    /// Packets up to this id may be forwarded: all that are logged, or,
+    /// with a durable log, those made durable ("persist, then forward").
+    durable_through: u64,
+    /// Group commits (one write and one `fdatasync` each) so far.
+    syncs: u64,
     /// The stream of the consumer being fed (the master, or the replica
     /// that took over), shut down when another takes over.
     consumer: Option<Stream>,
@@ -53,16 +90,31 @@ struct InputLogger {
 /// output logger ends the run on its control link (`EndOfStream`), or
 /// `until` says so; an error, naming the output logger, when that link
 /// closes without it (the output logger died).
+///
+/// With `durable` (a log recovered from its directory), every packet is
+/// written to its segment files and made durable before it is forwarded:
+/// a thread of its own writes and syncs whatever was logged since its last
+/// sync (group commit: the packets logged while one `fdatasync` runs share
+/// the next), and segments behind each committed snapshot's cut are
+/// deleted. The recovered packets are served as the log's start.
 pub fn run_input_logger(
     mut sources: Vec<Box<dyn Source>>,
     listen: &Addr,
     pps: f64,
+    durable: Option<DurableInputLog>,
     until: &AtomicBool,
 ) -> std::io::Result<u64> {
     let listener = Listener::bind(listen)?;
+    let (log, is_durable) = match durable {
+        Some(l) => (Log::Durable(l), true),
+        None => (Log::Memory(InputLog::new()), false),
+    };
+    let durable_through = log.mem().next_id().saturating_sub(1);
     let il = Arc::new(InputLogger {
         state: Mutex::new(InputLoggerState {
-            log: InputLog::new(),
+            log,
+            durable_through,
+            syncs: 0,
             consumer: None,
             generation: 0,
             sources_done: false,
@@ -71,6 +123,10 @@ pub fn run_input_logger(
         grew: Condvar::new(),
     });
     accept_consumers(listener, &il)?;
+    if is_durable {
+        let il = il.clone();
+        spawn("ftmb-il-sync", move || sync_log(&il))?;
+    }
     // A paced source (a trace replayed at a rate) starts when the first
     // consumer, the master, has connected: what it would find already
     // logged is a backlog it starts behind on, not traffic at the rate.
@@ -85,7 +141,11 @@ pub fn run_input_logger(
         }
     }
     let sent = log_sources(&mut sources, &il, pps);
-    tracing::info!(packets = sent, "sources done");
+    tracing::info!(
+        packets = sent,
+        syncs = il.state.lock().syncs,
+        "sources done"
+    );
     il.state.lock().sources_done = true;
     il.grew.notify_all();
     let mut g = il.state.lock();
@@ -167,8 +227,21 @@ fn log_sources(sources: &mut [Box<dyn Source>], il: &InputLogger, pps: f64) -> u
             progressed = true;
             let mut g = il.state.lock();
             for p in tmp.drain(..) {
-                g.log.append(p.anno.ts_ns, si as u16, p.data().to_vec());
-                sent += 1;
+                match g.log.append(p.anno.ts_ns, si as u16, p.data().to_vec()) {
+                    Ok(id) => {
+                        if let Log::Memory(_) = g.log {
+                            g.durable_through = id;
+                        }
+                        sent += 1;
+                    }
+                    Err(e) => {
+                        // The log cannot be written: nothing more may be
+                        // accepted (it could not be replayed).
+                        let why = format!("input log: a write failed ({e})");
+                        g.verdict.get_or_insert(Err(why));
+                        break;
+                    }
+                }
             }
             drop(g);
             il.grew.notify_all();
@@ -186,6 +259,53 @@ fn log_sources(sources: &mut [Box<dyn Source>], il: &InputLogger, pps: f64) -> u
         }
     }
     sent
+}
+
+/// Make the durable log's new packets durable, as many at a time as were
+/// logged since the last sync (group commit), until the run is over; the
+/// packets synced may then be forwarded. A failure ends the run with it.
+fn sync_log(il: &InputLogger) {
+    loop {
+        let (target, file) = {
+            let mut g = il.state.lock();
+            loop {
+                if g.verdict.is_some() {
+                    return;
+                }
+                if g.log.mem().next_id() > g.durable_through + 1 {
+                    break;
+                }
+                il.grew.wait(&mut g);
+            }
+            let target = g.log.mem().next_id() - 1;
+            let file = match &mut g.log {
+                Log::Durable(l) => l.write_out(),
+                Log::Memory(_) => return,
+            };
+            match file {
+                Ok(f) => (target, f),
+                Err(e) => {
+                    g.verdict
+                        .get_or_insert(Err(format!("input log: a write failed ({e})")));
+                    il.grew.notify_all();
+                    return;
+                }
+            }
+        };
+        if let Some(Err(e)) = file.map(|f| f.sync_data()) {
+            il.state
+                .lock()
+                .verdict
+                .get_or_insert(Err(format!("input log: a sync failed ({e})")));
+            il.grew.notify_all();
+            return;
+        }
+        let mut g = il.state.lock();
+        g.durable_through = g.durable_through.max(target);
+        g.syncs += 1;
+        drop(g);
+        il.grew.notify_all();
+    }
 }
 
 /// Packets a forwarder copies out of the log at a time.
@@ -217,7 +337,9 @@ fn serve_connection(conn: Stream, il: Arc<InputLogger>) {
                     cut = m.id,
                     "snapshot committed: log truncated before its cut"
                 );
-                il.state.lock().log.truncate_through(m.id.saturating_sub(1));
+                if let Err(e) = il.state.lock().log.truncate_through(m.id.saturating_sub(1)) {
+                    tracing::warn!("input log: segments behind the cut not deleted: {e}");
+                }
                 continue;
             }
             Ok(Some(Message::EndOfStream)) => Ok(()),
@@ -253,7 +375,7 @@ fn start_feeding(conn: &Stream, il: &Arc<InputLogger>, from: u64) -> std::io::Re
         if let Some(old) = old {
             let _ = old.shutdown(std::net::Shutdown::Both);
         }
-        (generation, g.log.next_id(), fenced)
+        (generation, g.log.mem().next_id(), fenced)
     };
     il.grew.notify_all();
     // The answer goes at once: a replica starts its run (and replays each
@@ -288,13 +410,17 @@ fn feed_consumer(mut w: Writer, il: &InputLogger, generation: u64, mut next: u64
                 if g.generation != generation {
                     return;
                 }
+                let st = &*g;
                 batch.extend(
-                    g.log
+                    st.log
+                        .mem()
                         .iter_after(next.saturating_sub(1))
+                        .take_while(|p| p.id <= st.durable_through)
                         .take(FORWARD_BATCH)
                         .cloned(),
                 );
-                if !batch.is_empty() || g.sources_done {
+                let all_out = st.durable_through + 1 >= st.log.mem().next_id();
+                if !batch.is_empty() || (st.sources_done && all_out) {
                     break;
                 }
                 il.grew.wait(&mut g);
