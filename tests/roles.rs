@@ -405,3 +405,59 @@ fn a_restarted_input_logger_recovers_its_torn_log_and_serves_from_a_cut() {
     assert!(again == want, "the recovered packets differ");
     il.kill();
 }
+
+/// What `--log-dir` costs the input logger: packets per second served to
+/// one consumer reading as fast as it can, from a 600k-packet trace, with
+/// and without the durable log, alternating, twice each. A measurement,
+/// not a check: `FTMB_BIN=target/release/ftmb cargo test --test roles
+/// input_logger_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn input_logger_throughput() {
+    let exe = std::env::var("FTMB_BIN").unwrap_or_else(|_| EXE.to_string());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let d = dir.path();
+    let trace = d.join("trace.pcap");
+    const N: usize = 600_000;
+    gen_trace(&trace, N);
+    for round in 0..4 {
+        let durable = round % 2 == 1;
+        let sock = d.join(format!("il{round}.sock"));
+        let log = d.join(format!("il-log{round}"));
+        let stderr = d.join(format!("il{round}.err"));
+        let mut cmd = Command::new(&exe);
+        cmd.args(["input-logger", &nat_config().display().to_string()])
+            .arg(format!("IN={}", trace.display()))
+            .args(["OUT=/dev/null", "OUT2=/dev/null", "INSIDE=10.77.0.0/16"])
+            .args(["--il", &sock.display().to_string()])
+            .args(["--ol", &d.join("ol.sock").display().to_string()])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).expect("stderr file"));
+        if durable {
+            cmd.args(["--log-dir", &log.display().to_string()]);
+        }
+        let mut il = Role {
+            name: "input logger",
+            child: cmd.spawn().expect("start"),
+            stderr,
+        };
+        let start = Instant::now();
+        let (_, got) = read_from(&sock, 1);
+        let s = start.elapsed().as_secs_f64();
+        assert_eq!(got.len(), N);
+        let syncs = il
+            .stderr()
+            .lines()
+            .find(|l| l.contains("sources done"))
+            .and_then(|l| l.split("syncs=").nth(1))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default();
+        eprintln!(
+            "log-dir {durable:5}: {N} packets in {s:.3} s = {:.0} packets/s (syncs {syncs})",
+            N as f64 / s
+        );
+        il.kill();
+    }
+}
