@@ -508,11 +508,12 @@ pub fn await_takeover(
     nworkers: usize,
     prepare: &mut dyn FnMut(&[u8]) -> bool,
 ) -> Result<Option<TakeoverMsg>, String> {
-    let mut w = writer(s).map_err(|e| e.to_string())?;
+    let lost = |e: std::io::Error| format!("output logger lost: {e}");
+    let mut w = writer(s).map_err(lost)?;
     w.send(&Message::Resume(ResumeMsg { packet: 0 }))
         .and_then(|_| w.flush())
-        .map_err(|e| e.to_string())?;
-    let mut r = reader(s).map_err(|e| e.to_string())?;
+        .map_err(lost)?;
+    let mut r = reader(s).map_err(lost)?;
     let mut t = TakeoverMsg {
         snapshot: None,
         logs: vec![Vec::new(); nworkers],

@@ -64,7 +64,7 @@ pub struct TakeoverOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum TakeoverError {
     /// A logger could not be reached.
-    #[error("{what}")]
+    #[error("{what} unreachable: {source}")]
     Connect {
         /// Which connection (`output logger`, `input logger`,
         /// `heartbeats`).
