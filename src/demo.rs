@@ -174,17 +174,19 @@ fn wait_ready(child: &mut Child, limit: Duration) -> Result<()> {
     }
 }
 
-fn wait_for(child: &mut Child, limit: Duration) -> Result<()> {
+/// Wait up to `limit` for the role `what` to exit; its failure (a
+/// non-zero exit) is an error.
+fn wait_for(child: &mut Child, what: &str, limit: Duration) -> Result<()> {
     let start = Instant::now();
     loop {
         if let Some(st) = child.try_wait()? {
             if !st.success() {
-                bail!("a role exited with {st}");
+                bail!("the {what} failed ({st}; its error is on stderr above)");
             }
             return Ok(());
         }
         if start.elapsed() > limit {
-            bail!("a role did not finish within {limit:?}");
+            bail!("the {what} did not finish within {limit:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -562,12 +564,15 @@ fn pcap_records(path: &Path, at: &mut u64) -> Result<u64> {
     Ok(n)
 }
 
-/// Wait for the output logger to finish the run and the replica to end
-/// after it, then end what is left (the input logger, a hung master).
+/// Wait for the output logger to finish the run, and for the replica and
+/// the input logger to end after it (each exits on its own at a clean
+/// end); a role that fails or does not end is an error. What is left (a
+/// hung master) is ended.
 fn finish_roles(a: &DemoArgs, setup: &Setup, mut kids: Kids) -> Result<()> {
     let limit = Duration::from_secs_f64(run_seconds(a, setup) * 3.0 + 60.0);
-    wait_for(&mut kids.0[1], limit)?;
-    wait_for(&mut kids.0[2], Duration::from_secs(10))?;
+    wait_for(&mut kids.0[1], "output logger", limit)?;
+    wait_for(&mut kids.0[2], "replica", Duration::from_secs(10))?;
+    wait_for(&mut kids.0[0], "input logger", Duration::from_secs(10))?;
     drop(kids);
     Ok(())
 }

@@ -169,6 +169,17 @@ enum Cmd {
         /// Input rate, packets per second (0: as fast as possible).
         #[arg(long, default_value_t = 0.0)]
         pps: f64,
+        /// Keep the input log in segment files in this directory: every
+        /// packet is made durable before it is forwarded, segments behind
+        /// each committed snapshot are deleted, and a restarted input
+        /// logger recovers the log from it (a torn last packet dropped and
+        /// counted).
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+        /// Start a new segment file once the current one holds this many
+        /// KiB (with `--log-dir`).
+        #[arg(long, default_value_t = 65536)]
+        log_segment_kb: u64,
     },
     /// Fault-tolerance role: the output logger (and failure detector).
     OutputLogger {
@@ -624,7 +635,12 @@ fn main() -> Result<()> {
             );
         }
         Cmd::Demo(d) => demo::demo(&d)?,
-        Cmd::InputLogger { role, pps } => roles::input_logger(&role, pps)?,
+        Cmd::InputLogger {
+            role,
+            pps,
+            log_dir,
+            log_segment_kb,
+        } => roles::input_logger(&role, pps, log_dir.as_deref(), log_segment_kb)?,
         Cmd::OutputLogger {
             role,
             deadline_ms,

@@ -8,15 +8,18 @@
 //! so that it is on whenever any of the role's events is.
 
 use crate::load;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use ftmb_core::egress::SinkMode;
 use ftmb_core::ft::{FtOptions, SnapshotTrigger};
 use ftmb_core::headers::Framing;
 use ftmb_core::runtime::{run, RunOptions};
-use ftmb_logger::client::{connect, resume, Addr, RemoteInput, SocketLink};
+use ftmb_logger::client::{
+    connect, resume, Addr, InputWatch, PeerFailure, RemoteInput, SocketLink,
+};
+use ftmb_logger::input_log::{DurableInputLog, DurableOptions, RecoveryMode};
 use ftmb_logger::output_logger::OutputLogger;
 use ftmb_logger::server::{run_input_logger, run_output_logger};
-use ftmb_replayer::{take_over, TakeoverOptions};
+use ftmb_replayer::{take_over, TakeoverError, TakeoverOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -44,6 +47,17 @@ pub struct RoleArgs {
     /// Seed of the workers' generators (master and replica must match).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// How long the master, the replica and the output logger wait for the
+    /// input logger once its stream ends without end of input, before they
+    /// exit with its death (milliseconds).
+    #[arg(long, default_value_t = 1000)]
+    pub il_grace_ms: u64,
+}
+
+impl RoleArgs {
+    fn il_grace(&self) -> Duration {
+        Duration::from_millis(self.il_grace_ms)
+    }
 }
 
 fn parse_addr(s: &str) -> Result<Addr, String> {
@@ -54,15 +68,70 @@ fn parse_addr(s: &str) -> Result<Addr, String> {
 }
 
 /// `ftmb input-logger`: read the configuration's sources, number and log
-/// every packet, serve the master (then the replica) on `--il`.
-pub fn input_logger(a: &RoleArgs, pps: f64) -> Result<()> {
+/// every packet, serve the master (then the replica) on `--il`. With
+/// `log_dir`, the log is durable: recovered from the directory first (what
+/// was recovered is printed as one JSON line), persisted before it is
+/// forwarded.
+pub fn input_logger(
+    a: &RoleArgs,
+    pps: f64,
+    log_dir: Option<&std::path::Path>,
+    segment_kb: u64,
+) -> Result<()> {
     let _role = tracing::error_span!("ftmb", role = "input-logger").entered();
     tracing::info!(listen = %a.il, "input logger starting");
     let g = load(&a.config, &a.vars, 1, SinkMode::Unopened)?;
     let sources = g.sources.into_iter().map(|(_, s)| s).collect();
+    let durable = match log_dir {
+        Some(dir) => Some(recover_input_log(dir, segment_kb)?),
+        None => None,
+    };
     let never = AtomicBool::new(false);
-    run_input_logger(sources, &a.il, pps, &never).context("input logger")?;
+    let packets = run_input_logger(sources, &a.il, pps, durable, &never)
+        .map_err(|e| anyhow!("input logger: {e}"))?;
+    tracing::info!(packets, "the run ended: input logger done");
     Ok(())
+}
+
+/// Open the durable input log in `dir` (segments of `segment_kb` KiB),
+/// recovering what is there; a torn last packet is dropped and counted.
+/// Prints what was recovered as one JSON line.
+fn recover_input_log(dir: &std::path::Path, segment_kb: u64) -> Result<DurableInputLog> {
+    let opts = DurableOptions {
+        segment_bytes: segment_kb.max(1) << 10,
+        ..DurableOptions::default()
+    };
+    let (log, rep) = DurableInputLog::recover(dir, opts, RecoveryMode::TolerateTornTail)
+        .with_context(|| format!("input log in {}", dir.display()))?;
+    // A torn tail is at most one packet: the last, cut short.
+    let torn_packets = u64::from(rep.torn_bytes_dropped > 0);
+    if torn_packets > 0 {
+        tracing::warn!(
+            bytes = rep.torn_bytes_dropped,
+            "input log: a torn last packet dropped"
+        );
+    }
+    tracing::info!(
+        segments = rep.segments,
+        packets = rep.packets,
+        next_id = log.log().next_id(),
+        "input log recovered"
+    );
+    println!(
+        "{}",
+        serde_json::json!({
+            "recovered": {
+                "segments": rep.segments,
+                "packets": rep.packets,
+                "first_id": log.log().first_id(),
+                "next_id": log.log().next_id(),
+                "torn_packets": torn_packets,
+                "torn_bytes_dropped": rep.torn_bytes_dropped,
+            }
+        })
+    );
+    std::io::stdout().flush()?;
+    Ok(log)
 }
 
 /// `ftmb output-logger`: hold outputs until committed, write them to the
@@ -88,6 +157,7 @@ pub fn output_logger(
         &a.ol,
         Some(&a.il),
         Duration::from_secs_f64(deadline_ms / 1e3),
+        a.il_grace(),
     )
     .context("output logger")?;
     if let Some(path) = record {
@@ -105,6 +175,9 @@ pub fn output_logger(
         f.flush()?;
     }
     println!("{}", serde_json::to_string(&report)?);
+    if let Some(why) = &report.failure {
+        bail!("output logger: {why}");
+    }
     Ok(())
 }
 
@@ -121,10 +194,20 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
     let mut g = load(&a.config, &a.vars, a.threads, SinkMode::Unopened)?;
     let ol = connect(&a.ol, Duration::from_secs(10)).context("output logger")?;
     let hb = connect(&a.ol.heartbeat()?, Duration::from_secs(10)).context("heartbeats")?;
-    let link = Arc::new(SocketLink::new(&ol, &hb, Duration::from_millis(1))?);
+    let failure = PeerFailure::default();
+    let link = Arc::new(SocketLink::with_failure(
+        &ol,
+        &hb,
+        Duration::from_millis(1),
+        failure.clone(),
+    )?);
     let il = connect(&a.il, Duration::from_secs(10)).context("input logger")?;
     let (_, input) = resume(&il, 1).map_err(|e| anyhow!(e))?;
-    g.external_input = Some(Box::new(RemoteInput::start(input, framing_of(&g))?));
+    let watch = InputWatch {
+        grace: a.il_grace(),
+        failure: failure.clone(),
+    };
+    g.external_input = Some(Box::new(RemoteInput::start(input, framing_of(&g), watch)?));
     // Connected to both loggers: tell whoever started us (the demo starts
     // its kill timer on this line).
     println!("ready");
@@ -145,7 +228,12 @@ pub fn master(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         ..RunOptions::default()
     };
     let r = run(g, &opts, &mut std::io::sink(), &mut |_| {});
+    // What was shipped stands (the output logger releases what commits),
+    // whether the input ended or its logger died.
     link.finish();
+    if let Some(why) = failure.get() {
+        bail!("master: {why}");
+    }
     for e in &r.errors {
         tracing::error!("{e}");
     }
@@ -169,8 +257,19 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         threads: a.threads,
         seed: a.seed,
         snapshot_every: Duration::from_millis(snapshot_ms),
+        il_grace: a.il_grace(),
     };
-    let t = take_over(g, &opts)?;
+    let t = match take_over(g, &opts) {
+        Ok(t) => t,
+        Err(TakeoverError::RunEnded) => {
+            tracing::info!("the run ended without a takeover");
+            return Ok(());
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            bail!("replica: {e}");
+        }
+    };
     println!(
         "{}",
         serde_json::json!({
@@ -188,6 +287,9 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
             "errors": t.run.errors,
         })
     );
+    if let Some(why) = &t.peer_failure {
+        bail!("replica: {why}");
+    }
     Ok(())
 }
 

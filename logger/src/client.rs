@@ -30,11 +30,40 @@ use std::time::Duration;
 
 // ---------------------------------------------------------------- output logger link
 
+/// A logger's death, as the serving role (the master, or the replica that
+/// took over) saw it: the first to see it says it here (and logs it at
+/// level error, once); the role's input stops with it, so the run ends
+/// at once and the role exits with the error.
+#[derive(Clone, Default)]
+pub struct PeerFailure(Arc<Mutex<Option<String>>>);
+
+impl PeerFailure {
+    /// Say that a peer failed (only the first word counts).
+    pub fn fail(&self, why: String) {
+        let mut g = self.0.lock();
+        if g.is_none() {
+            tracing::error!("{why}");
+            *g = Some(why);
+        }
+    }
+
+    /// The failure, if one was seen.
+    pub fn get(&self) -> Option<String> {
+        self.0.lock().clone()
+    }
+}
+
 /// The master's (and the replica's) link to the output logger: frames over
-/// a socket, plus a heartbeat every `period`.
+/// a socket, plus a heartbeat every `period`. The output logger's death
+/// (the data stream closes, or a write fails) is said in its
+/// [`PeerFailure`].
 pub struct SocketLink {
     w: Arc<Mutex<Writer>>,
     alive: Arc<AtomicBool>,
+    failure: PeerFailure,
+    /// The data stream, shut down when the link is dropped (the thread
+    /// watching it for the output logger's end holds it open otherwise).
+    data: Stream,
     /// The last snapshot's encoding, kept for the next one's (its pages
     /// stay mapped: megabytes every snapshot interval otherwise).
     snapshot_buf: Mutex<Vec<u8>>,
@@ -45,6 +74,18 @@ impl SocketLink {
     /// `hb`, a stream of their own, so that a large frame on the data
     /// stream (a snapshot) never delays them.
     pub fn new(s: &Stream, hb: &Stream, period: Duration) -> std::io::Result<SocketLink> {
+        SocketLink::with_failure(s, hb, period, PeerFailure::default())
+    }
+
+    /// As [`SocketLink::new`], saying the output logger's death in
+    /// `failure` (shared with the role's [`RemoteInput`], which then ends
+    /// the run with it).
+    pub fn with_failure(
+        s: &Stream,
+        hb: &Stream,
+        period: Duration,
+        failure: PeerFailure,
+    ) -> std::io::Result<SocketLink> {
         let w = Arc::new(Mutex::new(writer(s)?));
         {
             // The data stream opens with a heartbeat: it names the master.
@@ -57,8 +98,31 @@ impl SocketLink {
         }
         let alive = Arc::new(AtomicBool::new(true));
         {
+            // The output logger sends nothing on the data stream: its end
+            // is the output logger's death (or its fencing this role off).
+            let mut r = reader(s)?;
+            let alive = alive.clone();
+            let failure = failure.clone();
+            spawn("ftmb-ol-watch", move || loop {
+                match r.next_frame() {
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => {
+                        if alive.load(Ordering::Acquire) {
+                            failure.fail(
+                                "output logger lost: it closed the data link (it died, \
+                                 or fenced this role off)"
+                                    .into(),
+                            );
+                        }
+                        return;
+                    }
+                }
+            })?;
+        }
+        {
             let w = Arc::new(Mutex::new(writer(hb)?));
             let alive = alive.clone();
+            let failure = failure.clone();
             spawn("ftmb-heartbeat", move || {
                 favour_this_thread();
                 let mut seq = 0;
@@ -71,9 +135,10 @@ impl SocketLink {
                     drop(g);
                     if ok.is_err() {
                         if alive.load(Ordering::Acquire) {
-                            tracing::warn!(
-                                "heartbeats stopped: the output logger closed their link \
-                                     (fenced off, or gone)"
+                            failure.fail(
+                                "output logger lost: it closed the heartbeat link (it died, \
+                                 or fenced this role off)"
+                                    .into(),
                             );
                         }
                         break;
@@ -85,8 +150,23 @@ impl SocketLink {
         Ok(SocketLink {
             w,
             alive,
+            failure,
+            data: s.try_clone()?,
             snapshot_buf: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Where the output logger's death is said.
+    pub fn failure(&self) -> PeerFailure {
+        self.failure.clone()
+    }
+
+    /// A write to the output logger failed: it is gone.
+    fn write_failed(&self, e: &std::io::Error) {
+        if self.alive.load(Ordering::Acquire) {
+            self.failure
+                .fail(format!("output logger lost: a write to it failed ({e})"));
+        }
     }
 
     /// Send the end of the stream and stop heartbeats.
@@ -101,6 +181,7 @@ impl SocketLink {
 impl Drop for SocketLink {
     fn drop(&mut self) {
         self.alive.store(false, Ordering::Release);
+        let _ = self.data.shutdown(std::net::Shutdown::Both);
     }
 }
 
@@ -110,13 +191,17 @@ impl FtLink for SocketLink {
             return;
         };
         let mut g = self.w.lock();
-        let _ = g
+        let sent = g
             .send(&Message::Void(VoidMsg {
                 worker,
                 after,
                 through,
             }))
             .and_then(|_| g.flush());
+        drop(g);
+        if let Err(e) = sent {
+            self.write_failed(&e);
+        }
     }
     fn ship_log(&self, worker: usize, records: Vec<(u64, LogRecord)>) {
         self.ship(
@@ -144,8 +229,10 @@ impl FtLink for SocketLink {
                 OutputMsg::encode_ref(o, buf);
             }
         });
-        if sent.is_ok() {
-            let _ = g.flush();
+        let sent = sent.and_then(|_| g.flush());
+        drop(g);
+        if let Err(e) = sent {
+            self.write_failed(&e);
         }
     }
     fn store_snapshot(&self, snap: Snapshot) {
@@ -160,11 +247,9 @@ impl FtLink for SocketLink {
             let offset = (i * SNAPSHOT_PIECE) as u64;
             let sent = SnapshotPartMsg::write_parts(snap.id, total, offset, piece, &mut g)
                 .and_then(|_| g.flush());
-            if sent.is_err() {
-                tracing::debug!(
-                    id = snap.id,
-                    "snapshot not sent: the output logger's link failed"
-                );
+            if let Err(e) = sent {
+                drop(g);
+                self.write_failed(&e);
                 return;
             }
         }
@@ -178,19 +263,54 @@ const SNAPSHOT_PIECE: usize = 64 << 10;
 /// Live packets a [`RemoteInput`] holds for the router at most.
 const LIVE_QUEUE: usize = 4096;
 
+/// What the input logger's stream gives the role reading it.
+enum Item {
+    Packet(Packet),
+    /// The stream ended with `EndOfStream`: the input logger's sources
+    /// are exhausted, a clean end of input.
+    End,
+    /// The stream ended without it (the input logger died) and the grace
+    /// period passed: why.
+    Lost(String),
+}
+
+/// How a [`RemoteInput`] treats the input logger's death.
+#[derive(Clone, Default)]
+pub struct InputWatch {
+    /// How long to wait, once the stream ended without `EndOfStream`,
+    /// before the input logger is taken for dead and the run stops with an
+    /// error. Reconnecting within it is not done: without epochs on the
+    /// wire a fenced-off master that reconnected would fence the replica
+    /// off in turn (docs/failover.md).
+    pub grace: Duration,
+    /// Where the role's loggers' deaths are said: the input logger's is
+    /// said here, and one said here by another part (the output logger's
+    /// link) ends the input too.
+    pub failure: PeerFailure,
+}
+
 /// Packets from the input logger, as a source whose packets are already
-/// numbered (see [`ftmb_core::graph::Graph::external_input`]).
+/// numbered (see [`ftmb_core::graph::Graph::external_input`]). The stream
+/// must end with `EndOfStream` (a clean end of input, the source is then
+/// done); an end without it is the input logger's death, which after the
+/// grace period of its [`InputWatch`] makes the source fail (the run then
+/// ends, and the role exits with the error).
 pub struct RemoteInput {
-    rx: crossbeam_channel::Receiver<Option<Packet>>,
+    rx: crossbeam_channel::Receiver<Item>,
     framing: Framing,
+    failure: PeerFailure,
     done: bool,
 }
 
 impl RemoteInput {
     /// Read packets from `r` (the input logger's stream, past its `Resume`
     /// answer) on a thread of its own until the stream ends.
-    pub fn start(r: InputReader, framing: Framing) -> std::io::Result<RemoteInput> {
-        Ok(RemoteInput::start_after_replay(r, framing, 0)?.0)
+    pub fn start(
+        r: InputReader,
+        framing: Framing,
+        watch: InputWatch,
+    ) -> std::io::Result<RemoteInput> {
+        Ok(RemoteInput::start_after_replay(r, framing, 0, watch)?.0)
     }
 
     /// As [`RemoteInput::start`], but the first `replay` packets (the input
@@ -202,41 +322,57 @@ impl RemoteInput {
         mut r: InputReader,
         framing: Framing,
         replay: u64,
+        watch: InputWatch,
     ) -> std::io::Result<(RemoteInput, crossbeam_channel::Receiver<Packet>)> {
         // A bounded channel allocates and initialises all its slots at
         // once: 65536 of them (8 MB) cost a replica 1-2 ms of page faults
         // on its way to the replay. 4096 packets still ride out a burst.
         let (tx, rx) = crossbeam_channel::bounded(LIVE_QUEUE);
         let (replay_tx, replay_rx) = crossbeam_channel::unbounded();
+        let failure = watch.failure.clone();
         spawn("ftmb-remote-input", move || {
             let mut replay_left = replay;
+            // The last packet received, for the error.
+            let mut last = None;
             loop {
                 // Packet frames are turned into packets straight from
                 // the reader's buffer (one copy, one allocation).
                 let p = match r.next_frame() {
-                    Ok(Some(v)) if v.kind() == FrameKind::Packet => {
-                        PacketMsg::parts(&v).ok().map(|(id, ts_ns, source, data)| {
+                    Ok(Some(v)) if v.kind() == FrameKind::Packet => match PacketMsg::parts(&v) {
+                        Ok((id, ts_ns, source, data)) => {
                             let mut p = Packet::from_bytes(data);
                             p.anno.id = id;
                             p.anno.ts_ns = ts_ns;
                             p.anno.source = source;
-                            p
-                        })
+                            Item::Packet(p)
+                        }
+                        Err(e) => Item::Lost(format!("a broken packet frame ({e})")),
+                    },
+                    Ok(Some(v)) if v.kind() == FrameKind::EndOfStream => Item::End,
+                    // Other frames are not for this reader.
+                    Ok(Some(_)) => continue,
+                    Ok(None) => Item::Lost("its stream ended without end of input".into()),
+                    Err(e) => Item::Lost(format!("its stream broke ({e})")),
+                };
+                let p = match p {
+                    Item::Packet(p) => p,
+                    Item::End => {
+                        tracing::info!("end of input");
+                        let _ = tx.send(Item::End);
+                        return;
                     }
-                    // Other frames are not for this reader; the end of
-                    // the stream, a broken frame or EOF end it.
-                    Ok(Some(v)) if v.kind() != FrameKind::EndOfStream => continue,
-                    Ok(Some(_)) | Ok(None) | Err(_) => None,
+                    Item::Lost(why) => {
+                        let why = wait_out_grace(&watch, why, last);
+                        let _ = tx.send(Item::Lost(why));
+                        return;
+                    }
                 };
-                let Some(p) = p else {
-                    let _ = tx.send(None);
-                    return;
-                };
+                last = Some(p.anno.id);
                 let sent = if replay_left > 0 {
                     replay_left -= 1;
                     replay_tx.send(p).is_ok()
                 } else {
-                    tx.send(Some(p)).is_ok()
+                    tx.send(Item::Packet(p)).is_ok()
                 };
                 if !sent {
                     return;
@@ -246,10 +382,37 @@ impl RemoteInput {
         let input = RemoteInput {
             rx,
             framing,
+            failure,
             done: false,
         };
         Ok((input, replay_rx))
     }
+}
+
+/// The input logger's stream ended without end of input (`why`): wait out
+/// the grace period (cut short if another peer's failure is said
+/// meanwhile), then say the input logger's death. Returns the error.
+fn wait_out_grace(watch: &InputWatch, why: String, last: Option<u64>) -> String {
+    let last = last.map_or("none yet".to_string(), |id| id.to_string());
+    tracing::warn!(
+        grace_ms = watch.grace.as_secs_f64() * 1e3,
+        last,
+        "input logger: {why}; waiting out the grace period"
+    );
+    let until = std::time::Instant::now() + watch.grace;
+    while std::time::Instant::now() < until {
+        if let Some(other) = watch.failure.get() {
+            return other;
+        }
+        std::thread::sleep(Duration::from_millis(1).min(watch.grace));
+    }
+    let msg = format!(
+        "input logger lost: {why}, and it did not come back within the grace period \
+         ({:.0} ms); last packet received: {last}",
+        watch.grace.as_secs_f64() * 1e3
+    );
+    watch.failure.fail(msg.clone());
+    watch.failure.get().unwrap_or(msg)
 }
 
 impl Source for RemoteInput {
@@ -260,12 +423,24 @@ impl Source for RemoteInput {
         if self.done {
             return Ok(SourceStatus::Done);
         }
+        if let Some(why) = self.failure.get() {
+            self.done = true;
+            return Err(why);
+        }
         while out.len() < max {
             match self.rx.try_recv() {
-                Ok(Some(p)) => out.push(p),
-                Ok(None) | Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                Ok(Item::Packet(p)) => out.push(p),
+                Ok(Item::End) => {
                     self.done = true;
                     return Ok(SourceStatus::Done);
+                }
+                Ok(Item::Lost(why)) => {
+                    self.done = true;
+                    return Err(why);
+                }
+                Err(crossbeam_channel::TryRecvError::Disconnected) => {
+                    self.done = true;
+                    return Err("input logger: the stream's reader stopped".into());
                 }
                 Err(crossbeam_channel::TryRecvError::Empty) => {
                     return Ok(if out.is_empty() {
@@ -322,7 +497,9 @@ pub struct TakeoverMsg {
     pub prepared: bool,
 }
 
-/// As a standby, wait on the output logger for a takeover. Each snapshot
+/// As a standby, wait on the output logger for a takeover; `None` when the
+/// run ended without one (the output logger ends the standby link with
+/// `EndOfStream`; a link that closes without it is its death). Each snapshot
 /// forwarded meanwhile is handed, encoded, to `prepare` (a replica loads it
 /// into its router at once, and says whether it could), so that a takeover
 /// with it has neither to decode nor to load it.
@@ -330,12 +507,13 @@ pub fn await_takeover(
     s: &Stream,
     nworkers: usize,
     prepare: &mut dyn FnMut(&[u8]) -> bool,
-) -> Result<TakeoverMsg, String> {
-    let mut w = writer(s).map_err(|e| e.to_string())?;
+) -> Result<Option<TakeoverMsg>, String> {
+    let lost = |e: std::io::Error| format!("output logger lost: {e}");
+    let mut w = writer(s).map_err(lost)?;
     w.send(&Message::Resume(ResumeMsg { packet: 0 }))
         .and_then(|_| w.flush())
-        .map_err(|e| e.to_string())?;
-    let mut r = reader(s).map_err(|e| e.to_string())?;
+        .map_err(lost)?;
+    let mut r = reader(s).map_err(lost)?;
     let mut t = TakeoverMsg {
         snapshot: None,
         logs: vec![Vec::new(); nworkers],
@@ -359,8 +537,12 @@ pub fn await_takeover(
     loop {
         let v = match r.next_frame() {
             Ok(Some(v)) => v,
-            Ok(None) => return Err("output logger closed the standby link".into()),
-            Err(e) => return Err(format!("output logger: {e}")),
+            Ok(None) => {
+                return Err("output logger lost: it closed the standby link without \
+                            ending the run"
+                    .into())
+            }
+            Err(e) => return Err(format!("output logger lost: {e}")),
         };
         if v.kind() == FrameKind::SnapshotPart {
             if let Ok(Some((id, whole))) = parts.add(&v) {
@@ -418,8 +600,9 @@ pub fn await_takeover(
                         t.snapshot = Some(snap);
                     }
                 }
-                return Ok(t);
+                return Ok(Some(t));
             }
+            Ok(Message::EndOfStream) => return Ok(None),
             Ok(_) => {}
             Err(e) => return Err(format!("output logger: {e}")),
         }

@@ -501,6 +501,22 @@ impl DurableInputLog {
         Ok(())
     }
 
+    /// Group commit, in two steps: write the buffered frames (one write),
+    /// and return a handle on the active segment whose `sync_data` makes
+    /// every packet logged so far durable (segments before it were synced
+    /// when closed). The caller syncs it without holding the log, so that
+    /// packets go on being logged meanwhile, and are made durable by the
+    /// next sync together.
+    pub fn write_out(&mut self) -> Result<Option<File>, InputLogError> {
+        match &mut self.active {
+            Some(w) => {
+                w.flush()?;
+                Ok(Some(w.get_ref().try_clone()?))
+            }
+            None => Ok(None),
+        }
+    }
+
     /// Drop packets with id `<= id` from memory, and delete every segment
     /// that holds only such packets (never the active one).
     pub fn truncate_through(&mut self, id: u64) -> Result<usize, InputLogError> {

@@ -36,8 +36,15 @@ fn a_standby_that_connects_after_the_master_gets_snapshots_forwarded() {
     let addr = Addr::Unix(dir.path().join("ol.sock"));
     let ol = Arc::new(OutputLogger::new(1, Vec::new()));
     let ol_addr = addr.clone();
-    let logger =
-        std::thread::spawn(move || run_output_logger(ol, &ol_addr, None, Duration::from_secs(10)));
+    let logger = std::thread::spawn(move || {
+        run_output_logger(
+            ol,
+            &ol_addr,
+            None,
+            Duration::from_secs(10),
+            Duration::from_secs(1),
+        )
+    });
     let wait = Duration::from_secs(10);
     let data = connect(&addr, wait).expect("master connects");
     let hb = connect(&addr.heartbeat().expect("hb address"), wait).expect("heartbeats");
@@ -87,7 +94,11 @@ fn a_standby_that_connects_after_the_master_gets_snapshots_forwarded() {
     // handed the cut of the snapshot it already holds, and not sent it.
     drop(master);
     drop((data, hb));
-    let take = replica.join().expect("replica thread").expect("takeover");
+    let take = replica
+        .join()
+        .expect("replica thread")
+        .expect("takeover")
+        .expect("a takeover, not the run's end");
     assert!(take.prepared, "the forwarded snapshot was sent again");
     assert!(take.snapshot.is_none());
     assert_eq!(take.cut, snapshot(id).next_packet);
@@ -109,7 +120,13 @@ fn a_snapshot_over_the_maximum_is_refused_and_never_forwarded() {
     ol.set_max_snapshot(100_000); // the snapshot is about 300 kB
     let (ol_run, ol_addr) = (ol.clone(), addr.clone());
     let logger = std::thread::spawn(move || {
-        run_output_logger(ol_run, &ol_addr, None, Duration::from_secs(10))
+        run_output_logger(
+            ol_run,
+            &ol_addr,
+            None,
+            Duration::from_secs(10),
+            Duration::from_secs(1),
+        )
     });
     let wait = Duration::from_secs(10);
     let data = connect(&addr, wait).expect("master connects");
@@ -131,7 +148,8 @@ fn a_snapshot_over_the_maximum_is_refused_and_never_forwarded() {
     let take = take_rx
         .recv_timeout(wait)
         .expect("a takeover: the oversize snapshot was accepted")
-        .expect("takeover");
+        .expect("takeover")
+        .expect("a takeover, not the run's end");
     assert!(
         loaded.try_recv().is_err(),
         "a refused snapshot was forwarded"

@@ -25,7 +25,9 @@ use ftmb_core::headers::Framing;
 use ftmb_core::packet::Packet;
 use ftmb_core::runtime::{run, RunOptions, RunReport};
 use ftmb_core::snapshot::Snapshot;
-use ftmb_logger::client::{await_takeover, connect, resume, Addr, RemoteInput, SocketLink};
+use ftmb_logger::client::{
+    await_takeover, connect, resume, Addr, InputWatch, PeerFailure, RemoteInput, SocketLink,
+};
 use ftmb_logger::transport::Stream;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -53,13 +55,16 @@ pub struct TakeoverOptions {
     pub seed: u64,
     /// Take a snapshot this often once live.
     pub snapshot_every: Duration,
+    /// How long to wait for the input logger once its stream ended without
+    /// end of input, before the run stops with its death.
+    pub il_grace: Duration,
 }
 
 /// Why a takeover failed.
 #[derive(Debug, thiserror::Error)]
 pub enum TakeoverError {
     /// A logger could not be reached.
-    #[error("{what}")]
+    #[error("{what} unreachable: {source}")]
     Connect {
         /// Which connection (`output logger`, `input logger`,
         /// `heartbeats`).
@@ -77,6 +82,10 @@ pub enum TakeoverError {
     /// The thread fetching the input log panicked.
     #[error("the input fetch thread panicked")]
     FetchPanicked,
+    /// The run ended cleanly without a takeover: the output logger ended
+    /// the standby link with `EndOfStream`. Not a failure.
+    #[error("the run ended without a takeover")]
+    RunEnded,
 }
 
 /// The timings and outcome of a takeover (the replica prints them as JSON).
@@ -102,6 +111,9 @@ pub struct TakeoverReport {
     pub restore_ms: f64,
     /// The run (replay, then live until the input ends).
     pub run: RunReport,
+    /// A logger's death that ended the run, if one did (the replica then
+    /// exits with it).
+    pub peer_failure: Option<String>,
 }
 
 /// Stand by as the replica, take over when the master dies, and run as the
@@ -130,7 +142,8 @@ pub fn take_over(
         prepared = graph.restore_encoded(bytes).ok();
         prepared.is_some()
     })
-    .map_err(TakeoverError::Protocol)?;
+    .map_err(TakeoverError::Protocol)?
+    .ok_or(TakeoverError::RunEnded)?;
     if take.prepared {
         take.snapshot = prepared;
     }
@@ -146,7 +159,12 @@ pub fn take_over(
         take.cut
     );
     // 3. The input log from the cut streams in while the snapshot loads.
-    let fetch = resume_input(il, take.cut, framing_of(&graph))?;
+    let failure = PeerFailure::default();
+    let watch = InputWatch {
+        grace: opts.il_grace,
+        failure: failure.clone(),
+    };
+    let fetch = resume_input(il, take.cut, framing_of(&graph), watch)?;
     // 4. Restore.
     let restore_start = Instant::now();
     if let Some(snap) = take
@@ -177,7 +195,8 @@ pub fn take_over(
         first_packet: ReplayPlan::first_packets(take.snapshot.as_ref(), opts.threads),
         then_sources: true,
     };
-    let (run_start_ns, run) = replay_then_live(graph, &ol, opts, plan, take.snapshot)?;
+    let (run_start_ns, run) =
+        replay_then_live(graph, &ol, opts, plan, take.snapshot, failure.clone())?;
     Ok(TakeoverReport {
         took_over_ns,
         takeover_received_ns: take.received_ns,
@@ -189,6 +208,7 @@ pub fn take_over(
         replayed_packets: replayed,
         restore_ms,
         run,
+        peer_failure: failure.get(),
     })
 }
 
@@ -212,13 +232,14 @@ fn resume_input(
     il: Stream,
     cut: u64,
     framing: Framing,
+    watch: InputWatch,
 ) -> Result<JoinHandle<Result<ResumedInput, TakeoverError>>, TakeoverError> {
     let fetch = std::thread::Builder::new()
         .name("ftmb-fetch-input".into())
         .spawn(move || {
             let (live_from, input) = resume(&il, cut).map_err(TakeoverError::Protocol)?;
             let replayed = live_from.saturating_sub(cut);
-            let (live, replay) = RemoteInput::start_after_replay(input, framing, replayed)?;
+            let (live, replay) = RemoteInput::start_after_replay(input, framing, replayed, watch)?;
             Ok(ResumedInput {
                 conn: il,
                 live,
@@ -239,13 +260,19 @@ fn replay_then_live(
     opts: &TakeoverOptions,
     plan: ReplayPlan,
     snapshot: Option<Snapshot>,
+    failure: PeerFailure,
 ) -> Result<(u64, RunReport), TakeoverError> {
     let hb_addr = opts.ol.heartbeat()?;
     let hb = connect(&hb_addr, CONNECT_WAIT).map_err(|source| TakeoverError::Connect {
         what: "heartbeats",
         source,
     })?;
-    let link = Arc::new(SocketLink::new(ol, &hb, Duration::from_millis(1))?);
+    let link = Arc::new(SocketLink::with_failure(
+        ol,
+        &hb,
+        Duration::from_millis(1),
+        failure,
+    )?);
     let run_opts = RunOptions {
         seed: Some(opts.seed),
         ft: Some(FtOptions {

@@ -12,7 +12,7 @@
 //! role's epoch (1 for the first master, 2 for the replica that takes over
 //! from it).
 
-use crate::input_log::InputLog;
+use crate::input_log::{DurableInputLog, InputLog, InputLogError};
 use crate::threads::spawn;
 use crate::transport::{control_reader, writer, Addr, Listener, Stream, Writer};
 use crate::wire::{Message, PacketMsg, ResumeMsg};
@@ -22,9 +22,46 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The input log: in memory only, or also in segment files.
+enum Log {
+    Memory(InputLog),
+    Durable(DurableInputLog),
+}
+
+impl Log {
+    fn append(&mut self, ts_ns: u64, source: u16, data: Vec<u8>) -> Result<u64, InputLogError> {
+        match self {
+            Log::Memory(l) => Ok(l.append(ts_ns, source, data)),
+            Log::Durable(l) => l.append(ts_ns, source, data),
+        }
+    }
+
+    /// The packets held in memory (replay reads them).
+    fn mem(&self) -> &InputLog {
+        match self {
+            Log::Memory(l) => l,
+            Log::Durable(l) => l.log(),
+        }
+    }
+
+    /// Drop what precedes a committed snapshot's cut (and, on disk, every
+    /// segment that holds only such packets).
+    fn truncate_through(&mut self, id: u64) -> Result<usize, InputLogError> {
+        match self {
+            Log::Memory(l) => Ok(l.truncate_through(id)),
+            Log::Durable(l) => l.truncate_through(id),
+        }
+    }
+}
+
 /// The input logger's state shared by its threads.
 struct InputLoggerState {
-    log: InputLog,
+    log: Log,
+    /// Packets up to this id may be forwarded: all that are logged, or,
+    /// with a durable log, those made durable ("persist, then forward").
+    durable_through: u64,
+    /// Group commits (one write and one `fdatasync` each) so far.
+    syncs: u64,
     /// The stream of the consumer being fed (the master, or the replica
     /// that took over), shut down when another takes over.
     consumer: Option<Stream>,
@@ -32,6 +69,10 @@ struct InputLoggerState {
     /// older one stops.
     generation: u64,
     sources_done: bool,
+    /// The output logger's word on the run, on its control link: `Ok` when
+    /// it ended the run (`EndOfStream`), `Err` when the link closed
+    /// without it (the output logger died).
+    verdict: Option<Result<(), String>>,
 }
 
 /// The input logger's state and the signal that the log grew.
@@ -43,41 +84,87 @@ struct InputLogger {
 /// Run the input logger: read `sources` (paced at `pps` packets per
 /// second from the moment the first consumer connects; 0 = as fast as
 /// the consumer takes them, from the start), number and log every
-/// packet, and serve consumers on `listen`. Returns the number of packets
-/// logged when the sources are exhausted and `until` says so.
+/// packet, and serve consumers on `listen`. Once the sources are
+/// exhausted, consumers are sent `EndOfStream` after the last packet (the
+/// explicit end of input). Returns the number of packets logged when the
+/// output logger ends the run on its control link (`EndOfStream`), or
+/// `until` says so; an error, naming the output logger, when that link
+/// closes without it (the output logger died).
+///
+/// With `durable` (a log recovered from its directory), every packet is
+/// written to its segment files and made durable before it is forwarded:
+/// a thread of its own writes and syncs whatever was logged since its last
+/// sync (group commit: the packets logged while one `fdatasync` runs share
+/// the next), and segments behind each committed snapshot's cut are
+/// deleted. The recovered packets are served as the log's start.
 pub fn run_input_logger(
     mut sources: Vec<Box<dyn Source>>,
     listen: &Addr,
     pps: f64,
+    durable: Option<DurableInputLog>,
     until: &AtomicBool,
 ) -> std::io::Result<u64> {
     let listener = Listener::bind(listen)?;
+    let (log, is_durable) = match durable {
+        Some(l) => (Log::Durable(l), true),
+        None => (Log::Memory(InputLog::new()), false),
+    };
+    let durable_through = log.mem().next_id().saturating_sub(1);
     let il = Arc::new(InputLogger {
         state: Mutex::new(InputLoggerState {
-            log: InputLog::new(),
+            log,
+            durable_through,
+            syncs: 0,
             consumer: None,
             generation: 0,
             sources_done: false,
+            verdict: None,
         }),
         grew: Condvar::new(),
     });
     accept_consumers(listener, &il)?;
+    if is_durable {
+        let il = il.clone();
+        spawn("ftmb-il-sync", move || sync_log(&il))?;
+    }
     // A paced source (a trace replayed at a rate) starts when the first
     // consumer, the master, has connected: what it would find already
     // logged is a backlog it starts behind on, not traffic at the rate.
     if pps > 0.0 {
-        while il.state.lock().consumer.is_none() && !until.load(Ordering::Acquire) {
+        while !until.load(Ordering::Acquire) {
+            let g = il.state.lock();
+            if g.consumer.is_some() || g.verdict.is_some() {
+                break;
+            }
+            drop(g);
             std::thread::sleep(Duration::from_millis(1));
         }
     }
     let sent = log_sources(&mut sources, &il, pps);
-    tracing::info!(packets = sent, "sources done");
+    tracing::info!(
+        packets = sent,
+        syncs = il.state.lock().syncs,
+        "sources done"
+    );
     il.state.lock().sources_done = true;
     il.grew.notify_all();
-    while !until.load(Ordering::Acquire) {
-        std::thread::sleep(Duration::from_millis(5));
+    let mut g = il.state.lock();
+    loop {
+        match &g.verdict {
+            Some(Ok(())) => {
+                tracing::info!(packets = sent, "the output logger ended the run");
+                return Ok(sent);
+            }
+            Some(Err(why)) => {
+                tracing::error!("{why}");
+                return Err(std::io::Error::other(why.clone()));
+            }
+            None if until.load(Ordering::Acquire) => return Ok(sent),
+            None => {
+                il.grew.wait_for(&mut g, Duration::from_millis(5));
+            }
+        }
     }
-    Ok(sent)
 }
 
 /// Serve every connection to `listener` on a thread of its own.
@@ -101,6 +188,11 @@ fn log_sources(sources: &mut [Box<dyn Source>], il: &InputLogger, pps: f64) -> u
     let mut tmp = Vec::with_capacity(64);
     let mut active: Vec<bool> = vec![true; sources.len()];
     while active.iter().any(|a| *a) {
+        // The output logger ended the run, or died: nothing more to log.
+        if il.state.lock().verdict.is_some() {
+            tracing::info!(packets = sent, "sources left unread: the run is over");
+            break;
+        }
         if pps > 0.0 {
             let due = (start.elapsed().as_secs_f64() * pps) as u64;
             if sent >= due {
@@ -135,8 +227,21 @@ fn log_sources(sources: &mut [Box<dyn Source>], il: &InputLogger, pps: f64) -> u
             progressed = true;
             let mut g = il.state.lock();
             for p in tmp.drain(..) {
-                g.log.append(p.anno.ts_ns, si as u16, p.data().to_vec());
-                sent += 1;
+                match g.log.append(p.anno.ts_ns, si as u16, p.data().to_vec()) {
+                    Ok(id) => {
+                        if let Log::Memory(_) = g.log {
+                            g.durable_through = id;
+                        }
+                        sent += 1;
+                    }
+                    Err(e) => {
+                        // The log cannot be written: nothing more may be
+                        // accepted (it could not be replayed).
+                        let why = format!("input log: a write failed ({e})");
+                        g.verdict.get_or_insert(Err(why));
+                        break;
+                    }
+                }
             }
             drop(g);
             il.grew.notify_all();
@@ -156,21 +261,76 @@ fn log_sources(sources: &mut [Box<dyn Source>], il: &InputLogger, pps: f64) -> u
     sent
 }
 
+/// Make the durable log's new packets durable, as many at a time as were
+/// logged since the last sync (group commit), until the run is over; the
+/// packets synced may then be forwarded. A failure ends the run with it.
+fn sync_log(il: &InputLogger) {
+    loop {
+        let (target, file) = {
+            let mut g = il.state.lock();
+            loop {
+                if g.verdict.is_some() {
+                    return;
+                }
+                if g.log.mem().next_id() > g.durable_through + 1 {
+                    break;
+                }
+                il.grew.wait(&mut g);
+            }
+            let target = g.log.mem().next_id() - 1;
+            let file = match &mut g.log {
+                Log::Durable(l) => l.write_out(),
+                Log::Memory(_) => return,
+            };
+            match file {
+                Ok(f) => (target, f),
+                Err(e) => {
+                    g.verdict
+                        .get_or_insert(Err(format!("input log: a write failed ({e})")));
+                    il.grew.notify_all();
+                    return;
+                }
+            }
+        };
+        if let Some(Err(e)) = file.map(|f| f.sync_data()) {
+            il.state
+                .lock()
+                .verdict
+                .get_or_insert(Err(format!("input log: a sync failed ({e})")));
+            il.grew.notify_all();
+            return;
+        }
+        let mut g = il.state.lock();
+        g.durable_through = g.durable_through.max(target);
+        g.syncs += 1;
+        drop(g);
+        il.grew.notify_all();
+    }
+}
+
 /// Packets a forwarder copies out of the log at a time.
 const FORWARD_BATCH: usize = 256;
 
 /// Serve one connection: a `Resume` makes it the consumer fed from the
-/// log; a `SnapshotCommitted` (from the output logger) truncates the log.
+/// log; a connection that opens with a `Heartbeat` is the output logger's
+/// control link, on which a `SnapshotCommitted` truncates the log and
+/// `EndOfStream` ends the run (an end without it: the output logger died).
 fn serve_connection(conn: Stream, il: Arc<InputLogger>) {
     let Ok(mut r) = control_reader(&conn) else {
         return;
     };
+    let mut control = false;
     loop {
-        match r.next_message() {
+        let verdict = match r.next_message() {
             Ok(Some(Message::Resume(m))) => {
                 if start_feeding(&conn, &il, m.packet).is_err() {
                     return;
                 }
+                continue;
+            }
+            Ok(Some(Message::Heartbeat(_))) => {
+                control = true;
+                continue;
             }
             Ok(Some(Message::SnapshotCommitted(m))) => {
                 // The output logger committed a snapshot: drop what
@@ -179,11 +339,24 @@ fn serve_connection(conn: Stream, il: Arc<InputLogger>) {
                     cut = m.id,
                     "snapshot committed: log truncated before its cut"
                 );
-                il.state.lock().log.truncate_through(m.id.saturating_sub(1));
+                if let Err(e) = il.state.lock().log.truncate_through(m.id.saturating_sub(1)) {
+                    tracing::warn!("input log: segments behind the cut not deleted: {e}");
+                }
+                continue;
             }
-            Ok(Some(_)) => {}
-            Ok(None) | Err(_) => return,
+            Ok(Some(Message::EndOfStream)) => Ok(()),
+            Ok(Some(_)) => continue,
+            Ok(None) => Err(
+                "output logger lost: its control link closed without ending the run".to_string(),
+            ),
+            Err(e) => Err(format!("output logger lost: its control link broke ({e})")),
+        };
+        // A consumer's connection that ends says nothing about the run.
+        if control {
+            il.state.lock().verdict.get_or_insert(verdict);
+            il.grew.notify_all();
         }
+        return;
     }
 }
 
@@ -204,7 +377,7 @@ fn start_feeding(conn: &Stream, il: &Arc<InputLogger>, from: u64) -> std::io::Re
         if let Some(old) = old {
             let _ = old.shutdown(std::net::Shutdown::Both);
         }
-        (generation, g.log.next_id(), fenced)
+        (generation, g.log.mem().next_id(), fenced)
     };
     il.grew.notify_all();
     // The answer goes at once: a replica starts its run (and replays each
@@ -239,13 +412,17 @@ fn feed_consumer(mut w: Writer, il: &InputLogger, generation: u64, mut next: u64
                 if g.generation != generation {
                     return;
                 }
+                let st = &*g;
                 batch.extend(
-                    g.log
+                    st.log
+                        .mem()
                         .iter_after(next.saturating_sub(1))
+                        .take_while(|p| p.id <= st.durable_through)
                         .take(FORWARD_BATCH)
                         .cloned(),
                 );
-                if !batch.is_empty() || g.sources_done {
+                let all_out = st.durable_through + 1 >= st.log.mem().next_id();
+                if !batch.is_empty() || (st.sources_done && all_out) {
                     break;
                 }
                 il.grew.wait(&mut g);

@@ -29,7 +29,7 @@ use ftmb_core::clock::wall_ns;
 use ftmb_core::ft::{FtLink, Shipment};
 use ftmb_core::snapshot::Snapshot;
 use parking_lot::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -53,26 +53,107 @@ pub struct OutputLoggerReport {
     pub takeover_sent_ns: Option<u64>,
     /// Protocol errors.
     pub errors: Vec<String>,
+    /// Why the run failed, when a peer died with no one to take its place
+    /// (the input logger past its grace period, a master with no standby,
+    /// the replica after it took over, the standby at the takeover): the
+    /// output logger then exits with this error.
+    pub failure: Option<String>,
 }
 
-/// The output logger's link to the input logger, on which it says which
-/// snapshots committed (none without an input logger).
-type InputLoggerControl = Option<Mutex<Writer>>;
+/// The output logger's control link to the input logger: it opens with a
+/// `Heartbeat` (naming it to the input logger), says which snapshots
+/// committed, and ends with `EndOfStream` when the run ends cleanly (the
+/// input logger then exits). The input logger sends nothing on it: its
+/// end is the input logger's death.
+struct IlLink {
+    w: Mutex<Writer>,
+    /// The run is ending: the link's end is no longer a death.
+    ending: AtomicBool,
+    /// When the link ended without the run ending, and how.
+    lost: Mutex<Option<(std::time::Instant, String)>>,
+}
+
+impl IlLink {
+    /// Connect to the input logger at `addr` and watch the link.
+    fn open(addr: &Addr) -> std::io::Result<Arc<IlLink>> {
+        let s = connect(addr, Duration::from_secs(10))?;
+        let mut w = writer(&s)?;
+        w.send(&Message::Heartbeat(crate::wire::HeartbeatMsg {
+            seq: 0,
+            ns: wall_ns(),
+        }))?;
+        w.flush()?;
+        let link = Arc::new(IlLink {
+            w: Mutex::new(w),
+            ending: AtomicBool::new(false),
+            lost: Mutex::new(None),
+        });
+        let mut r = reader(&s)?;
+        let watched = link.clone();
+        spawn("ftmb-ol-il-watch", move || {
+            let why = loop {
+                match r.next_frame() {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => break "its control link closed".to_string(),
+                    Err(e) => break format!("its control link broke ({e})"),
+                }
+            };
+            if !watched.ending.load(Ordering::Acquire) {
+                tracing::warn!("input logger: {why}; waiting out the grace period");
+                *watched.lost.lock() = Some((std::time::Instant::now(), why));
+            }
+        })?;
+        Ok(link)
+    }
+
+    /// The input logger's death, once `grace` has passed since its link
+    /// ended (reconnecting is not done: see `docs/failover.md`).
+    fn dead_past(&self, grace: Duration) -> Option<String> {
+        let g = self.lost.lock();
+        let (since, why) = g.as_ref()?;
+        (since.elapsed() >= grace).then(|| {
+            format!(
+                "input logger lost: {why}, and it did not come back within the grace \
+                 period ({:.0} ms)",
+                grace.as_secs_f64() * 1e3
+            )
+        })
+    }
+
+    /// The run ended cleanly: tell the input logger, which then exits.
+    fn end(&self) {
+        self.ending.store(true, Ordering::Release);
+        let mut w = self.w.lock();
+        let _ = w.send(&Message::EndOfStream).and_then(|_| w.flush());
+    }
+}
+
+/// The output logger's link to the input logger (none without one).
+type InputLoggerControl = Option<Arc<IlLink>>;
 
 /// Run the output logger on `listen` until the serving master (or, after a
-/// failover, the replica) ends its stream cleanly.
+/// failover, the replica) ends its stream cleanly, or a peer dies with no
+/// one to take its place (`failure` in the report says which): the input
+/// logger (`il`) once its control link has been closed for `il_grace`, the
+/// master with no standby (waited for up to `deadline`, at least a
+/// second), the replica that took over. At a clean end the input logger
+/// and a standby that did not take over are told (`EndOfStream`), so that
+/// they exit too.
 pub fn run_output_logger(
     ol: Arc<OutputLogger>,
     listen: &Addr,
     il: Option<&Addr>,
     deadline: Duration,
+    il_grace: Duration,
 ) -> std::io::Result<OutputLoggerReport> {
     let listener = Listener::bind(listen)?;
     let heartbeats = Heartbeats::listen(listen)?;
     let il_ctl = match il {
-        Some(p) => Some(Mutex::new(writer(&connect(p, Duration::from_secs(10))?)?)),
+        Some(p) => Some(IlLink::open(p)?),
         None => None,
     };
+    let il_link = il_ctl.clone();
+    let il_dead = || il_link.as_ref().and_then(|l| l.dead_past(il_grace));
     let mut report = OutputLoggerReport::default();
     let accepted = accept_master(&listener, &heartbeats)?;
     tracing::info!(epoch = 1, "master connected");
@@ -91,16 +172,36 @@ pub fn run_output_logger(
         Some(feed.clone()),
         &serving,
     )?);
+    let mut standby_left = Some(standby);
     loop {
-        let (clean, ctl) = serving.wait_for_end(&heartbeats, deadline);
+        let (clean, ctl) = match serving.wait_for_end(&heartbeats, deadline, &il_dead) {
+            Ok(x) => x,
+            Err(why) => {
+                report.failure = Some(why);
+                break;
+            }
+        };
         if clean {
+            // The input logger may have died just before (the master
+            // ended its input then): that is no clean end.
+            if let Some(l) = il_link.as_ref().filter(|l| l.lost.lock().is_some()) {
+                while l.dead_past(il_grace).is_none() {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                report.failure = l.dead_past(il_grace);
+            }
             break;
         }
         if report.detected_ns.is_some() {
-            tracing::error!(epoch = serving.epoch, "the replica failed too");
-            report.errors.push("the replica failed too".into());
+            report.failure = Some(format!(
+                "the replica that took over (epoch {}) failed too: no standby left",
+                serving.epoch
+            ));
             break;
         }
+        let Some(standby) = standby_left.take() else {
+            break;
+        };
         report.detected_ns = Some(wall_ns());
         report.last_heard_ns = Some(heartbeats.last_heard());
         heartbeats.fence_all();
@@ -108,12 +209,24 @@ pub fn run_output_logger(
         report.dropped_on_failover = take.dropped;
         // The standby (waited for if none has connected yet), and the
         // snapshot it may have been forwarded whole already.
-        let Ok((rs, feeder)) = standby.recv() else {
-            tracing::error!("no standby replica to take over");
-            report.errors.push("no standby replica to take over".into());
+        let wait = deadline.max(Duration::from_secs(1));
+        let Ok((rs, feeder)) = standby.recv_timeout(wait) else {
+            report.failure = Some(format!(
+                "master lost (epoch {}) and no standby replica connected within {wait:?} \
+                 to take over",
+                serving.epoch
+            ));
             break;
         };
-        let cut = send_takeover(&take, &rs, &feed, feeder)?;
+        let cut = match send_takeover(&take, &rs, &feed, feeder) {
+            Ok(cut) => cut,
+            Err(e) => {
+                report.failure = Some(format!(
+                    "standby replica lost: the takeover could not be sent ({e})"
+                ));
+                break;
+            }
+        };
         report.takeover_sent_ns = Some(wall_ns());
         // Grace for the replica to restore and start its heartbeats.
         heartbeats.grant_grace(5_000_000_000);
@@ -133,6 +246,27 @@ pub fn run_output_logger(
             None,
             &serving,
         )?);
+    }
+    match &report.failure {
+        Some(why) => tracing::error!("{why}"),
+        None => {
+            // A clean end: the input logger and a standby that did not
+            // take over exit on this word.
+            if let Some(l) = &il_link {
+                l.end();
+            }
+            if let Some(Ok((rs, feeder))) = standby_left.map(|s| s.try_recv()) {
+                feed.stop(0);
+                let sent = match feeder.join() {
+                    Ok((w, _)) => Ok(w),
+                    Err(_) => writer(&rs),
+                }
+                .and_then(|mut w| w.send(&Message::EndOfStream).and_then(|_| w.flush()));
+                if let Err(e) = sent {
+                    tracing::warn!("the standby could not be told that the run ended: {e}");
+                }
+            }
+        }
     }
     ol.flush();
     let st = ol.stats();
@@ -307,12 +441,18 @@ impl Serving {
     /// stream ends, and every 500 µs to look at the heartbeats. Returns
     /// whether the stream ended cleanly, and the input logger's control
     /// link back from the reader.
+    /// Returns the input logger's death (`il_dead`) instead, if it comes
+    /// first.
     fn wait_for_end(
         &mut self,
         heartbeats: &Heartbeats,
         deadline: Duration,
-    ) -> (bool, InputLoggerControl) {
+        il_dead: &dyn Fn() -> Option<String>,
+    ) -> Result<(bool, InputLoggerControl), String> {
         loop {
+            if let Some(why) = il_dead() {
+                return Err(why);
+            }
             let said = self
                 .ended
                 .1
@@ -340,7 +480,7 @@ impl Serving {
             // Joined, it has said it ended: the word must not be taken for
             // the next reader's.
             while self.ended.1.try_recv().is_ok() {}
-            return (clean, ctl);
+            return Ok((clean, ctl));
         }
     }
 }
@@ -575,7 +715,7 @@ impl ServingReader {
             }
         }
         if let Some(c) = &self.il_ctl {
-            let mut w = c.lock();
+            let mut w = c.w.lock();
             let _ = w
                 .send(&Message::SnapshotCommitted(SnapshotCommittedMsg {
                     id: cut,
