@@ -433,7 +433,7 @@ fn a_restarted_input_logger_recovers_its_torn_log_and_serves_from_a_cut() {
 /// not a check: `FTMB_BIN=target/release/ftmb cargo test --test roles
 /// input_logger_throughput -- --ignored --nocapture`.
 #[test]
-#[ignore]
+#[ignore = "a measurement, not a check: run by hand against a release build (see above)"]
 fn input_logger_throughput() {
     let exe = std::env::var("FTMB_BIN").unwrap_or_else(|_| EXE.to_string());
     let dir = tempfile::tempdir().expect("temp dir");

@@ -146,12 +146,16 @@ pub fn run_output_logger(
     deadline: Duration,
     il_grace: Duration,
 ) -> std::io::Result<OutputLoggerReport> {
-    let listener = Listener::bind(listen)?;
-    let heartbeats = Heartbeats::listen(listen)?;
+    // The input logger's control link first, opened (its first frame
+    // sent) before anyone can connect here: once a master is connected, the
+    // input logger knows of this output logger, and so learns of its death
+    // (a link closed without `EndOfStream`) however early that comes.
     let il_ctl = match il {
         Some(p) => Some(IlLink::open(p)?),
         None => None,
     };
+    let listener = Listener::bind(listen)?;
+    let heartbeats = Heartbeats::listen(listen)?;
     let il_link = il_ctl.clone();
     let il_dead = || il_link.as_ref().and_then(|l| l.dead_past(il_grace));
     let mut report = OutputLoggerReport::default();
