@@ -57,6 +57,8 @@ pub mod context;
 pub mod cow_map;
 pub mod depvec;
 pub mod driver;
+#[cfg(test)]
+mod dv_model;
 pub mod egress;
 pub mod element;
 pub mod ft;
