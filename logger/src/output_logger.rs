@@ -71,6 +71,9 @@ pub struct OutputLoggerStats {
     pub stored_records: usize,
     /// Protocol errors (a gap in a worker's log, an impossible output).
     pub errors: u64,
+    /// Duplicates whose sink or bytes differ from the output that left
+    /// under their key (see `CommitStats::divergence`): a failure.
+    pub divergence: u64,
 }
 
 struct State {
@@ -242,7 +245,14 @@ impl OutputLogger {
             snapshots: st.snapshots,
             stored_records: st.core.stored_records(),
             errors: st.errors.len() as u64,
+            divergence: cs.divergence,
         }
+    }
+
+    /// The first keys (packet id, ordinal) of divergent outputs (see
+    /// [`OutputLoggerStats::divergence`]).
+    pub fn diverged(&self) -> Vec<(u64, u32)> {
+        self.state.lock().core.diverged().to_vec()
     }
 
     /// Per committed snapshot: how long the workers stalled for it (ns)
@@ -281,7 +291,8 @@ impl State {
         self.stage_ready();
         for o in outs.iter() {
             if !self.after_failover {
-                if let Some(send) = self.core.release_at_once(o.packet_id, o.ordinal, o.dv) {
+                let key = (o.sink, o.packet_id, o.ordinal);
+                if let Some(send) = self.core.release_at_once(key, o.dv, o.data) {
                     if send {
                         self.stage(o.sink, o.packet_id, o.ordinal, o.ts_ns, o.data);
                     }

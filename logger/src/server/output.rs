@@ -51,6 +51,12 @@ pub struct OutputLoggerReport {
     pub takeover_sent_ns: Option<u64>,
     /// Protocol errors.
     pub errors: Vec<String>,
+    /// Replayed (or repeated) outputs that matched one already released
+    /// by key but not by sink and bytes: a replay that departed from the
+    /// master. Anything but 0 is a failure.
+    pub divergence: u64,
+    /// The first divergent outputs' keys, (input packet id, ordinal).
+    pub divergent_outputs: Vec<(u64, u32)>,
 }
 
 /// The output logger's link to the input logger, on which it says which
@@ -138,9 +144,19 @@ pub fn run_output_logger(
     report.suppressed = st.suppressed;
     report.snapshots = st.snapshots;
     report.errors.extend(ol.errors());
+    report.divergence = st.divergence;
+    report.divergent_outputs = ol.diverged();
+    if report.divergence > 0 {
+        tracing::error!(
+            divergence = report.divergence,
+            first = ?report.divergent_outputs,
+            "replayed outputs differ from the ones released under their keys"
+        );
+    }
     tracing::info!(
         released = report.released,
         suppressed = report.suppressed,
+        divergence = report.divergence,
         snapshots = report.snapshots,
         "done"
     );
