@@ -412,10 +412,20 @@ fn collect_ftmb(ol: Arc<ThreadedOutputLogger>, quiet: bool, m: &mut Measured) {
     let st = ol.stats();
     if !quiet {
         eprintln!(
-            "ft: {} outputs released, {} held, {} snapshots, {} log records stored",
-            st.released, st.held, st.snapshots, st.stored_records
+            "ft: {} outputs released, {} held, {} snapshots, {} log records stored, {} divergent",
+            st.released, st.held, st.snapshots, st.stored_records, st.divergence
         );
     }
+    // An output repeated under a released key with other bytes: a failure
+    // of the run (it exits with status 2).
+    if st.divergence > 0 {
+        m.report.errors.push(format!(
+            "output logger: {} outputs diverged from the ones released under their keys (first: {:?})",
+            st.divergence,
+            ol.diverged()
+        ));
+    }
+    m.extra.insert("divergence".into(), st.divergence.into());
     for e in ol.errors() {
         eprintln!("error: output logger: {e}");
     }

@@ -53,6 +53,10 @@ pub struct TakeoverOptions {
     pub seed: u64,
     /// Take a snapshot this often once live.
     pub snapshot_every: Duration,
+    /// **Test only** (see `RunOptions::test_diverge_replay`): corrupt
+    /// every replayed output, for the output logger's divergence check to
+    /// catch. The `replica` role sets it from `FTMB_TEST_DIVERGE=1`.
+    pub test_diverge_replay: bool,
 }
 
 /// Why a takeover failed.
@@ -254,6 +258,7 @@ fn replay_then_live(
             restore: snapshot.map(Arc::new),
             snapshots: Some(SnapshotTrigger::Every(opts.snapshot_every)),
         }),
+        test_diverge_replay: opts.test_diverge_replay,
         ..RunOptions::default()
     };
     let run_start_ns = wall_ns();
