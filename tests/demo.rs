@@ -12,6 +12,11 @@ use std::process::Command;
 /// seen at once (the stream ends), and a long deadline keeps a loaded
 /// test machine from taking a slow master for a dead one.
 fn demo(extra: &[&str], kill_ms: u64) -> serde_json::Value {
+    demo_env(extra, kill_ms, &[])
+}
+
+/// [`demo`] with `env` set in the demo's environment (and so its roles').
+fn demo_env(extra: &[&str], kill_ms: u64, env: &[(&str, &str)]) -> serde_json::Value {
     let deadline: &[&str] = if extra.contains(&"--deadline-ms") {
         &[]
     } else {
@@ -34,6 +39,8 @@ fn demo(extra: &[&str], kill_ms: u64) -> serde_json::Value {
         ])
         .args(deadline)
         .args(extra)
+        .env_remove("FTMB_TEST_DIVERGE")
+        .envs(env.iter().copied())
         .output()
         .expect("run ftmb demo");
     assert!(
@@ -43,6 +50,23 @@ fn demo(extra: &[&str], kill_ms: u64) -> serde_json::Value {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     serde_json::from_str(stdout.trim()).expect("JSON report")
+}
+
+/// Everything a report of a failover must say: nothing lost, duplicated
+/// or inconsistent, no replayed output that differs from the one released
+/// under its key, no error, and the replica took over and replayed.
+fn check_failover(r: &serde_json::Value, what: &str) {
+    assert_eq!(r["lost"], 0, "{what}: {r}");
+    assert_eq!(r["duplicated"], 0, "{what}: {r}");
+    assert_eq!(r["divergence"], 0, "{what}: {r}");
+    assert_eq!(r["consistent"], true, "{what}: {r}");
+    assert_eq!(r["released"], 20000, "{what}: {r}");
+    assert_eq!(r["errors"], serde_json::json!([]), "{what}: {r}");
+    assert_eq!(r["took_over"], true, "{what}: {r}");
+    assert!(
+        r["replayed_packets"].as_u64().is_some_and(|n| n > 0),
+        "{what}: nothing replayed: {r}"
+    );
 }
 
 #[test]
@@ -59,10 +83,7 @@ fn sigkill_the_master_at_seeded_points() {
         let mut extra = vec!["--threads", &threads];
         extra.extend_from_slice(transport);
         let r = demo(&extra, kill_ms);
-        assert_eq!(r["lost"], 0, "kill at {kill_ms} ms: {r}");
-        assert_eq!(r["duplicated"], 0, "kill at {kill_ms} ms: {r}");
-        assert_eq!(r["consistent"], true, "kill at {kill_ms} ms: {r}");
-        assert_eq!(r["released"], 20000, "kill at {kill_ms} ms: {r}");
+        check_failover(&r, &format!("kill at {kill_ms} ms"));
     }
 }
 
@@ -80,10 +101,7 @@ fn sigkill_the_master_of_other_configurations() {
     ];
     for (extra, kill_ms) in runs {
         let r = demo(extra, kill_ms);
-        assert_eq!(r["lost"], 0, "{extra:?}: {r}");
-        assert_eq!(r["duplicated"], 0, "{extra:?}: {r}");
-        assert_eq!(r["consistent"], true, "{extra:?}: {r}");
-        assert_eq!(r["released"], 20000, "{extra:?}: {r}");
+        check_failover(&r, &format!("{extra:?}"));
         assert_eq!(r["config"], extra[1], "{extra:?}: {r}");
     }
 }
@@ -101,9 +119,33 @@ fn a_hung_master_is_replaced_and_fenced_off() {
     ] {
         let r = demo(extra, 200);
         assert_eq!(r["failure"], "hang", "{extra:?}: {r}");
-        assert_eq!(r["lost"], 0, "{extra:?}: {r}");
-        assert_eq!(r["duplicated"], 0, "{extra:?}: {r}");
-        assert_eq!(r["consistent"], true, "{extra:?}: {r}");
-        assert_eq!(r["released"], 20000, "{extra:?}: {r}");
+        check_failover(&r, &format!("{extra:?}"));
     }
+}
+
+/// The demo's checks must be able to fail: a replica that corrupts every
+/// output it replays (the test-only `FTMB_TEST_DIVERGE=1`) releases
+/// nothing twice and loses nothing, yet the output logger finds the
+/// replayed duplicates differ from what the master released, and the
+/// demo calls the run inconsistent.
+#[test]
+fn a_planted_divergence_makes_the_demo_inconsistent() {
+    let r = demo_env(&["--threads", "2"], 250, &[("FTMB_TEST_DIVERGE", "1")]);
+    assert_eq!(r["took_over"], true, "{r}");
+    assert!(
+        r["replayed_packets"].as_u64().is_some_and(|n| n > 0),
+        "nothing replayed: {r}"
+    );
+    assert!(
+        r["divergence"].as_u64().is_some_and(|n| n > 0),
+        "no divergence counted: {r}"
+    );
+    assert!(
+        r["divergent_outputs"]
+            .as_array()
+            .is_some_and(|k| !k.is_empty()),
+        "{r}"
+    );
+    assert_eq!(r["consistent"], false, "{r}");
+    assert_eq!(r["duplicated"], 0, "{r}");
 }
