@@ -149,3 +149,62 @@ fn a_planted_divergence_makes_the_demo_inconsistent() {
     assert_eq!(r["consistent"], false, "{r}");
     assert_eq!(r["duplicated"], 0, "{r}");
 }
+
+/// `ftmb run --ft` on a generated NAT trace, with `env` set; returns its
+/// exit status and stderr.
+fn run_ft(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("t.pcap");
+    let exe = env!("CARGO_BIN_EXE_ftmb");
+    let gen = Command::new(exe)
+        .arg("gen-trace")
+        .arg(&trace)
+        .args([
+            "--packets",
+            "3000",
+            "--flows",
+            "300",
+            "--inside",
+            "10.77.0.0/16",
+        ])
+        .output()
+        .expect("run ftmb gen-trace");
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    let root = env!("CARGO_MANIFEST_DIR");
+    let d = dir.path().display();
+    let out = Command::new(exe)
+        .args(["run", &format!("{root}/examples/nat.click")])
+        .arg(format!("IN={}", trace.display()))
+        .args([
+            format!("OUT={d}/o1.pcap"),
+            format!("OUT2={d}/o2.pcap"),
+            "INSIDE=10.77.0.0/16".to_string(),
+        ])
+        .args(["--ft", "--threads", "2", "--seed", "3"])
+        .env_remove("FTMB_TEST_DIVERGE")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run ftmb run --ft");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// `ftmb run --ft` reports the output logger's divergence count, and an
+/// output repeated under its key with other bytes (the test-only
+/// `FTMB_TEST_DIVERGE=1`) is a divergence that fails the run.
+#[test]
+fn run_ft_reports_divergence_and_fails_on_a_planted_one() {
+    let (code, err) = run_ft(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(", 0 divergent"), "{err}");
+    let (code, err) = run_ft(&[("FTMB_TEST_DIVERGE", "1")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(", 1 divergent"), "{err}");
+    assert!(err.contains("outputs diverged"), "{err}");
+}
