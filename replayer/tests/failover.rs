@@ -2,8 +2,12 @@
 //! at a seeded random point (during processing, during a snapshot, during
 //! log shipping), a replica that restores the output logger's last
 //! committed snapshot and replays the input log after its cut under the
-//! logged records. Checks: no released output is lost or duplicated, and
-//! every released output agrees with one NAT mapping per flow.
+//! logged records. Checks: the replica replayed, no released output is
+//! lost or duplicated, every released output agrees with one NAT mapping
+//! per flow, no replayed output differs from the one released under its
+//! key (the output logger's divergence count is 0), and no error. A
+//! replica that corrupts what it replays, and release records with a
+//! planted duplicate, loss or new mapping, show that the checks fail.
 
 use ftmb_core::config::Source;
 use ftmb_core::ft::{FtLink, FtOptions, MemoryLink, OutputBatch, SnapshotTrigger};
