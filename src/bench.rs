@@ -13,7 +13,7 @@ use ftmb_core::snapshot::Snapshot;
 use ftmb_core::stats::percentile;
 use ftmb_core::Packet;
 use ftmb_logger::wire::{LogBatchMsg, HEADER_LEN};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// An [`FtLink`] in front of the output logger that counts the bytes FTMB
@@ -24,6 +24,8 @@ pub(crate) struct CountingLink {
     inner: Arc<dyn FtLink>,
     input_bytes: AtomicU64,
     pal_bytes: AtomicU64,
+    /// Test only: see [`CountingLink::repeat_one_output_diverged`].
+    diverge: AtomicBool,
 }
 
 /// Payload of a `Packet` frame before the packet bytes (id, ts, source).
@@ -35,7 +37,37 @@ impl CountingLink {
             inner,
             input_bytes: AtomicU64::new(0),
             pal_bytes: AtomicU64::new(0),
+            diverge: AtomicBool::new(false),
         }
+    }
+
+    /// **Test only** (`FTMB_TEST_DIVERGE=1` with `ftmb run --ft`): ship
+    /// the first output once more with its last byte flipped, as a master
+    /// or replica that re-sends an output under its key with other bytes
+    /// would; the output logger must count a divergence, and the run fail.
+    pub(crate) fn repeat_one_output_diverged(&self) {
+        self.diverge.store(true, Ordering::Release);
+    }
+
+    /// The diverged copy of the first of `outputs`, once (see
+    /// [`CountingLink::repeat_one_output_diverged`]).
+    fn diverged_copy(&self, outputs: &OutputBatch) -> Option<OutputBatch> {
+        if !self.diverge.load(Ordering::Relaxed) {
+            return None;
+        }
+        let o = outputs.iter().next()?.to_owned();
+        if !self.diverge.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let mut data = o.pkt.data().to_vec();
+        *data.last_mut()? ^= 0xff;
+        let mut b = OutputBatch::default();
+        b.push_parts(
+            (o.sink, o.packet_id, o.ordinal, o.pkt.anno.ts_ns),
+            o.dv.entries().iter().copied(),
+            &data,
+        );
+        Some(b)
     }
 
     /// (input log bytes, PAL log bytes) so far.
@@ -68,14 +100,22 @@ impl FtLink for CountingLink {
         self.inner.ship_log(worker, records);
     }
     fn ship_outputs(&self, worker: usize, outputs: OutputBatch) {
+        let copy = self.diverged_copy(&outputs);
         self.inner.ship_outputs(worker, outputs);
+        if let Some(b) = copy {
+            self.inner.ship_outputs(worker, b);
+        }
     }
     fn store_snapshot(&self, snapshot: Snapshot) {
         self.inner.store_snapshot(snapshot);
     }
     fn ship(&self, worker: usize, shipment: Shipment) {
         self.count_records(&shipment.records);
+        let copy = self.diverged_copy(&shipment.outputs);
         self.inner.ship(worker, shipment);
+        if let Some(b) = copy {
+            self.inner.ship_outputs(worker, b);
+        }
     }
     fn spare(&self, worker: usize) -> Option<Shipment> {
         self.inner.spare(worker)

@@ -230,6 +230,9 @@ struct Outputs {
     released: usize,
     lost: u64,
     duplicated: u64,
+    /// Replayed outputs that differ from the ones released under their
+    /// keys (the output logger's count).
+    divergence: u64,
     consistent: bool,
 }
 
@@ -258,8 +261,19 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
     tracing::info!("roles done: checking the outputs");
     let olr = read_report(&roles.ol_out, "output logger report")?;
     let rep = read_report(&roles.rep_out, "replica report")?;
-    let outputs = check_outputs(&roles.released, &reference, &setup.inputs)?;
+    let mut outputs = check_outputs(&roles.released, &reference, &setup.inputs)?;
     let recovery = recovery_times(&failure, &olr, &rep);
+    // A replayed output that differs from the one released under its key
+    // makes the run inconsistent, whatever the release record says.
+    let divergence = olr["divergence"].as_u64().unwrap_or(u64::MAX);
+    outputs.divergence = divergence;
+    outputs.consistent &= divergence == 0;
+    let errors: Vec<serde_json::Value> = [&olr["errors"], &rep["errors"], &rep["divergence"]]
+        .into_iter()
+        .filter_map(|e| e.as_array())
+        .flatten()
+        .cloned()
+        .collect();
     let mut report = serde_json::json!({
         "recovery_ms": {
             "detect": recovery.detect,
@@ -271,6 +285,8 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         "lost": outputs.lost,
         "duplicated": outputs.duplicated,
         "consistent": outputs.consistent,
+        "divergence": divergence,
+        "divergent_outputs": olr["divergent_outputs"],
         "flows": setup.flows,
         "config": setup.config_name,
         "packets": setup.inputs.len(),
@@ -284,7 +300,7 @@ pub fn demo(a: &DemoArgs) -> Result<()> {
         "snapshots_committed": olr["snapshots"],
         "dropped_on_failover": olr["dropped_on_failover"],
         "suppressed": olr["suppressed"],
-        "errors": [olr["errors"].clone(), rep["errors"].clone(), rep["divergence"].clone()],
+        "errors": errors,
     });
     if a.keep {
         report["outputs_in"] = setup.work.path.display().to_string().into();
@@ -608,6 +624,7 @@ fn check_outputs(
         released: seen.len() + duplicated as usize,
         lost,
         duplicated,
+        divergence: 0,
         consistent: extra == 0 && mappings_consistent(&released, inputs),
     })
 }
@@ -670,8 +687,8 @@ fn print_summary(
         r.detect, r.restore, r.replay, r.total, rep["replayed_packets"]
     );
     println!(
-        "  outputs: released {}, lost {}, duplicated {}; consistent: {}",
-        o.released, o.lost, o.duplicated, o.consistent
+        "  outputs: released {}, lost {}, duplicated {}, divergent {}; consistent: {}",
+        o.released, o.lost, o.duplicated, o.divergence, o.consistent
     );
     if a.keep {
         println!("  files: {}", setup.work.path.display());

@@ -357,9 +357,18 @@ pub(crate) fn run_measured(a: &RunArgs, print: bool, latency: bool) -> Result<Me
             std::time::Duration::from_micros(a.logger_poll_us),
         ))
     });
-    let counting = ol
-        .as_ref()
-        .map(|ol| Arc::new(bench::CountingLink::new(ol.clone())));
+    let counting = ol.as_ref().map(|ol| {
+        let c = bench::CountingLink::new(ol.clone());
+        // Test only: one output repeated with other bytes (see
+        // docs/design.md, section 6), which the output logger must catch.
+        if std::env::var_os("FTMB_TEST_DIVERGE").is_some_and(|v| v == "1") {
+            tracing::warn!(
+                "FTMB_TEST_DIVERGE=1: TEST HOOK ON, one output is repeated with other bytes on purpose"
+            );
+            c.repeat_one_output_diverged();
+        }
+        Arc::new(c)
+    });
     let snap_only = (mode == Mode::SnapshotOnly)
         .then(|| Arc::new(SnapshotOnlyLink::new(graph.sinks.sinks().to_vec())));
     let link: Option<Arc<dyn FtLink>> = match (&counting, &snap_only) {
@@ -468,10 +477,22 @@ fn collect_ftmb(ol: Arc<ThreadedOutputLogger>, quiet: bool, m: &mut Measured) {
     let st = ol.stats();
     if !quiet {
         eprintln!(
-            "ft: {} outputs released, {} held, {} snapshots, {} log records stored",
-            st.released, st.held, st.snapshots, st.stored_records
+            "ft: {} outputs released, {} held, {} snapshots, {} log records stored, {} divergent",
+            st.released, st.held, st.snapshots, st.stored_records, st.divergence
         );
     }
+    // An output repeated under a released key with other bytes: a failure
+    // of the run (it exits with status 2).
+    if st.divergence > 0 {
+        let e = format!(
+            "output logger: {} outputs diverged from the ones released under their keys (first: {:?})",
+            st.divergence,
+            ol.diverged()
+        );
+        eprintln!("error: {e}");
+        m.report.errors.push(e);
+    }
+    m.extra.insert("divergence".into(), st.divergence.into());
     for e in ol.errors() {
         eprintln!("error: output logger: {e}");
     }

@@ -258,6 +258,7 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
         seed: a.seed,
         snapshot_every: Duration::from_millis(snapshot_ms),
         il_grace: a.il_grace(),
+        test_diverge_replay: test_diverge(),
     };
     let t = match take_over(g, &opts) {
         Ok(t) => t,
@@ -285,12 +286,27 @@ pub fn replica(a: &RoleArgs, snapshot_ms: u64) -> Result<()> {
             "replay_done_ms": t.run.replay_elapsed.map(|d| d.as_secs_f64() * 1e3),
             "divergence": t.run.divergence,
             "errors": t.run.errors,
+            "test_diverge": opts.test_diverge_replay,
         })
     );
     if let Some(why) = &t.peer_failure {
         bail!("replica: {why}");
     }
     Ok(())
+}
+
+/// The test-only hook `FTMB_TEST_DIVERGE=1` (read once, by the replica
+/// role): the replica corrupts every output it replays, so that the
+/// output logger must report a divergence. Any other value, or none,
+/// leaves it off; when on, it says so loudly.
+fn test_diverge() -> bool {
+    let on = std::env::var_os("FTMB_TEST_DIVERGE").is_some_and(|v| v == "1");
+    if on {
+        tracing::warn!(
+            "FTMB_TEST_DIVERGE=1: TEST HOOK ON, replayed outputs are corrupted on purpose"
+        );
+    }
+    on
 }
 
 /// A flow as a release record writes it: source address (as a number),

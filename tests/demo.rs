@@ -16,11 +16,19 @@ const PACKETS: u64 = 20_000;
 
 /// Run `ftmb demo --json` with the small test settings and `extra`, the
 /// master failed once `released` outputs have left, and return its report
-/// after checking that it succeeded. Unless `extra` says otherwise the
-/// failure detector's deadline is 500 ms: a SIGKILL is seen at once (the
-/// stream ends), and a long deadline keeps a loaded test machine from
-/// taking a slow master for a dead one.
+/// after checking that it recovered ([`check_recovered`]). Unless `extra`
+/// says otherwise the failure detector's deadline is 500 ms: a SIGKILL is
+/// seen at once (the stream ends), and a long deadline keeps a loaded test
+/// machine from taking a slow master for a dead one.
 fn demo(extra: &[&str], released: u64) -> serde_json::Value {
+    let r = demo_env(extra, released, &[]);
+    check_recovered(&r, released, extra);
+    r
+}
+
+/// [`demo`] with `env` set in the demo's environment (and so its roles'),
+/// returning the report unchecked.
+fn demo_env(extra: &[&str], released: u64, env: &[(&str, &str)]) -> serde_json::Value {
     let deadline: &[&str] = if extra.contains(&"--deadline-ms") {
         &[]
     } else {
@@ -43,6 +51,8 @@ fn demo(extra: &[&str], released: u64) -> serde_json::Value {
         ])
         .args(deadline)
         .args(extra)
+        .env_remove("FTMB_TEST_DIVERGE")
+        .envs(env.iter().copied())
         .output()
         .expect("run ftmb demo");
     assert!(
@@ -51,9 +61,7 @@ fn demo(extra: &[&str], released: u64) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let r: serde_json::Value = serde_json::from_str(stdout.trim()).expect("JSON report");
-    check_recovered(&r, released, extra);
-    r
+    serde_json::from_str(stdout.trim()).expect("JSON report")
 }
 
 /// What every run must have done: failed the master mid-run (after the
@@ -72,17 +80,13 @@ fn check_recovered(r: &serde_json::Value, released: u64, extra: &[&str]) {
         "{extra:?}: no snapshot committed: {r}"
     );
     assert!(
-        r["replayed_packets"].as_u64().is_some(),
+        r["replayed_packets"].as_u64().is_some_and(|n| n > 0),
         "{extra:?}: the replica did not replay: {r}"
     );
-    for e in r["errors"].as_array().expect("errors") {
-        assert!(
-            e.is_null() || e.as_array().is_some_and(|a| a.is_empty()),
-            "{extra:?}: {r}"
-        );
-    }
+    assert_eq!(r["errors"], serde_json::json!([]), "{extra:?}: {r}");
     assert_eq!(r["lost"], 0, "{extra:?}: {r}");
     assert_eq!(r["duplicated"], 0, "{extra:?}: {r}");
+    assert_eq!(r["divergence"], 0, "{extra:?}: {r}");
     assert_eq!(r["consistent"], true, "{extra:?}: {r}");
     assert_eq!(r["released"], PACKETS, "{extra:?}: {r}");
 }
@@ -151,10 +155,97 @@ fn a_hung_master_is_replaced_and_fenced_off() {
         &["--hang", "--deadline-ms", "100", "--resume-ms", "300"][..],
     ] {
         let r = demo(extra, 2_000);
+        assert_eq!(r["failure"], "hang", "{extra:?}: {r}");
         // Seen by the heartbeat deadline, not by a stream's end (a kill
         // is seen within a few ms): about the deadline after the stop (a
         // heartbeat late before the stop makes it somewhat less).
         let detect = r["recovery_ms"]["detect"].as_f64().expect("detect");
         assert!(detect >= 50.0, "{extra:?}: detected {detect} ms after: {r}");
     }
+}
+
+/// The demo's checks must be able to fail: a replica that corrupts every
+/// output it replays (the test-only `FTMB_TEST_DIVERGE=1`) releases
+/// nothing twice and loses nothing, yet the output logger finds the
+/// replayed duplicates differ from what the master released, and the
+/// demo calls the run inconsistent.
+#[test]
+fn a_planted_divergence_makes_the_demo_inconsistent() {
+    let r = demo_env(&["--threads", "2"], 6_000, &[("FTMB_TEST_DIVERGE", "1")]);
+    assert_eq!(r["took_over"], true, "{r}");
+    assert!(
+        r["replayed_packets"].as_u64().is_some_and(|n| n > 0),
+        "nothing replayed: {r}"
+    );
+    assert!(
+        r["divergence"].as_u64().is_some_and(|n| n > 0),
+        "no divergence counted: {r}"
+    );
+    assert!(
+        r["divergent_outputs"]
+            .as_array()
+            .is_some_and(|k| !k.is_empty()),
+        "{r}"
+    );
+    assert_eq!(r["consistent"], false, "{r}");
+    assert_eq!(r["duplicated"], 0, "{r}");
+}
+
+/// `ftmb run --ft` on a generated NAT trace, with `env` set; returns its
+/// exit status and stderr.
+fn run_ft(env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trace = dir.path().join("t.pcap");
+    let exe = env!("CARGO_BIN_EXE_ftmb");
+    let gen = Command::new(exe)
+        .arg("gen-trace")
+        .arg(&trace)
+        .args([
+            "--packets",
+            "3000",
+            "--flows",
+            "300",
+            "--inside",
+            "10.77.0.0/16",
+        ])
+        .output()
+        .expect("run ftmb gen-trace");
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    let root = env!("CARGO_MANIFEST_DIR");
+    let d = dir.path().display();
+    let out = Command::new(exe)
+        .args(["run", &format!("{root}/examples/nat.click")])
+        .arg(format!("IN={}", trace.display()))
+        .args([
+            format!("OUT={d}/o1.pcap"),
+            format!("OUT2={d}/o2.pcap"),
+            "INSIDE=10.77.0.0/16".to_string(),
+        ])
+        .args(["--ft", "--threads", "2", "--seed", "3"])
+        .env_remove("FTMB_TEST_DIVERGE")
+        .envs(env.iter().copied())
+        .output()
+        .expect("run ftmb run --ft");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+/// `ftmb run --ft` reports the output logger's divergence count, and an
+/// output repeated under its key with other bytes (the test-only
+/// `FTMB_TEST_DIVERGE=1`) is a divergence that fails the run.
+#[test]
+fn run_ft_reports_divergence_and_fails_on_a_planted_one() {
+    let (code, err) = run_ft(&[]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains(", 0 divergent"), "{err}");
+    let (code, err) = run_ft(&[("FTMB_TEST_DIVERGE", "1")]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains(", 1 divergent"), "{err}");
+    assert!(err.contains("outputs diverged"), "{err}");
 }

@@ -33,7 +33,12 @@
 //!    committed but not yet polled stay and are released. Then feed the
 //!    replica's outputs through [`CommitCore::handle_replayed_output`]:
 //!    those already released (or already committed and queued) are
-//!    suppressed, the rest are held and released as usual. The replica
+//!    suppressed, the rest are held and released as usual. A suppressed
+//!    output is compared with the one released (or queued) under its key
+//!    by sink and bytes (a 64-bit fingerprint): a difference is a
+//!    **divergence**, counted ([`CommitStats::divergence`]) and its key
+//!    kept ([`CommitCore::diverged`]); the output that left stays the only
+//!    one sent. The replica
 //!    ships only log records past the stored prefix (`MAX[w] + 1` onwards).
 //!
 //! # Cost
@@ -47,7 +52,7 @@
 //! per batch.
 
 use crate::record_log::RecordLog;
-use crate::released::ReleasedSet;
+use crate::released::{fingerprint, ReleasedSet};
 use ftmb_core::depvec::DepVector;
 use ftmb_core::pal::LogRecord;
 use ftmb_core::Packet;
@@ -173,7 +178,15 @@ pub struct CommitStats {
     pub suppressed: u64,
     /// Outputs refused as unsatisfiable (see [`CommitError::DvOutOfRange`]).
     pub unsatisfiable: u64,
+    /// Outputs suppressed as duplicates whose sink or bytes differ from
+    /// the output released (or queued) under the same key: a replay that
+    /// departed from what the master sent. Never zero after a correct
+    /// failover is a failure.
+    pub divergence: u64,
 }
+
+/// Keys of divergent outputs kept for reports (the first ones).
+pub const DIVERGED_KEPT: usize = 8;
 
 /// The output logger's commit state. See the module documentation for the
 /// contract and the call order.
@@ -201,6 +214,8 @@ pub struct CommitCore {
     /// Outputs of packets at or below this id are no longer remembered:
     /// every worker's cut is past them, so no replay re-creates them.
     released_floor: u64,
+    /// The first [`DIVERGED_KEPT`] divergent (packet id, ordinal) keys.
+    diverged: Vec<(u64, u32)>,
     next_uid: u64,
     stats: CommitStats,
 }
@@ -218,6 +233,7 @@ impl CommitCore {
             ready: BinaryHeap::new(),
             released: ReleasedSet::new(),
             released_floor: 0,
+            diverged: Vec::new(),
             next_uid: 0,
             stats: CommitStats::default(),
         }
@@ -399,29 +415,56 @@ impl CommitCore {
     /// committed (its records came first, as a master ships them): if
     /// nothing is queued and `dv` is covered by MAX, count the output as
     /// handed in and released without holding it, and return true when it
-    /// must be sent (false: a duplicate, suppressed). Returns `None` when
-    /// the output does not qualify; hand it to
-    /// [`CommitCore::try_handle_output`] then. Release order differs from
-    /// the held path only in that such outputs leave in arrival order.
-    pub fn release_at_once(&mut self, packet_id: u64, ordinal: u32, dv: &[u64]) -> Option<bool> {
+    /// must be sent (false: a duplicate, suppressed, and compared with
+    /// the output released under its key). `sink` and `data` are the
+    /// output's. Returns `None` when the output does not qualify; hand it
+    /// to [`CommitCore::try_handle_output`] then. Release order differs
+    /// from the held path only in that such outputs leave in arrival order.
+    pub fn release_at_once(
+        &mut self,
+        (sink, packet_id, ordinal): (u16, u64, u32),
+        dv: &[u64],
+        data: &[u8],
+    ) -> Option<bool> {
         if !self.ready.is_empty() || !matches!(self.first_unsatisfied_in(dv), Ok(None)) {
             return None;
         }
         self.stats.outputs += 1;
-        Some(self.first_release(packet_id, ordinal))
+        Some(self.first_release(packet_id, ordinal, fingerprint(sink, data)))
     }
 
     /// Whether (packet id, ordinal) is released for the first time now
-    /// (remembered, counted as released) or was released already
-    /// (counted as suppressed). Outputs at or below the released floor
-    /// are not remembered: no replay re-creates them.
-    fn first_release(&mut self, packet_id: u64, ordinal: u32) -> bool {
-        if packet_id > self.released_floor && !self.released.insert(packet_id, ordinal) {
-            self.stats.suppressed += 1;
-            return false;
+    /// (remembered with its fingerprint `fp`, counted as released) or was
+    /// released already (counted as suppressed, and as a divergence if
+    /// `fp` differs). Outputs at or below the released floor are not
+    /// remembered: no replay re-creates them.
+    fn first_release(&mut self, packet_id: u64, ordinal: u32, fp: u64) -> bool {
+        if packet_id > self.released_floor {
+            if let Some(was) = self.released.insert(packet_id, ordinal, fp) {
+                self.stats.suppressed += 1;
+                self.compare(packet_id, ordinal, was, fp);
+                return false;
+            }
         }
         self.stats.released += 1;
         true
+    }
+
+    /// Count a divergence if an output's fingerprint `fp` differs from
+    /// `was`, the one that left (or is queued) under the same key.
+    fn compare(&mut self, packet_id: u64, ordinal: u32, was: u64, fp: u64) {
+        if was != fp {
+            self.stats.divergence += 1;
+            if self.diverged.len() < DIVERGED_KEPT {
+                self.diverged.push((packet_id, ordinal));
+            }
+        }
+    }
+
+    /// The first [`DIVERGED_KEPT`] keys (packet id, ordinal) of divergent
+    /// outputs (see [`CommitStats::divergence`]).
+    pub fn diverged(&self) -> &[(u64, u32)] {
+        &self.diverged
     }
 
     /// The next committed output to send (step 4), lowest (packet id,
@@ -432,7 +475,8 @@ impl CommitCore {
             let Some(out) = self.held.try_remove(key) else {
                 continue;
             };
-            if self.first_release(packet_id, ordinal) {
+            let fp = fingerprint(out.sink, out.pkt.data());
+            if self.first_release(packet_id, ordinal, fp) {
                 return Some(out);
             }
         }
@@ -542,21 +586,40 @@ impl CommitCore {
         packet_id <= self.released_floor || self.released.contains(packet_id, ordinal)
     }
 
-    fn is_queued(&self, packet_id: u64, ordinal: u32) -> bool {
+    /// The fingerprint of the committed output queued under (packet id,
+    /// ordinal), if one is.
+    fn queued(&self, packet_id: u64, ordinal: u32) -> Option<u64> {
         // Only at failover, and the ready queue is drained after every call.
         self.ready
             .iter()
-            .any(|Reverse(r)| (r.0, r.1) == (packet_id, ordinal))
+            .find(|Reverse(r)| (r.0, r.1) == (packet_id, ordinal))
+            .and_then(|Reverse(r)| self.held.get(r.3))
+            .map(|o| fingerprint(o.sink, o.pkt.data()))
     }
 
     /// An output re-created by the replica (step 6): suppressed if already
-    /// released or committed and queued, else held and released as usual.
+    /// released or committed and queued, and then compared with that
+    /// output by sink and bytes (a difference is a divergence); else held
+    /// and released as usual (and compared when it is polled, should the
+    /// dead master's output with its key have left meanwhile). Outputs at
+    /// or below the released floor are suppressed without a comparison:
+    /// they are no longer remembered, and no replay re-creates them.
     pub fn handle_replayed_output(&mut self, out: HeldOutput) {
-        if self.is_released(out.packet_id, out.ordinal)
-            || self.is_queued(out.packet_id, out.ordinal)
-        {
+        let (p, o) = (out.packet_id, out.ordinal);
+        let was = if p <= self.released_floor {
+            Some(None)
+        } else {
+            self.released
+                .fingerprint(p, o)
+                .or_else(|| self.queued(p, o))
+                .map(Some)
+        };
+        if let Some(was) = was {
             self.stats.outputs += 1;
             self.stats.suppressed += 1;
+            if let Some(was) = was {
+                self.compare(p, o, was, fingerprint(out.sink, out.pkt.data()));
+            }
             return;
         }
         self.handle_output(out);
@@ -795,6 +858,69 @@ mod tests {
         c.handle_replayed_output(out(3, 0, &[3]));
         assert_eq!(drain(&mut c), vec![]);
         assert_eq!(c.stats().released, 4);
+        // The replica re-created the same bytes: no divergence.
+        assert_eq!(c.stats().divergence, 0);
+        assert!(c.diverged().is_empty());
+    }
+
+    /// `out` with its bytes or its sink changed.
+    fn changed(mut o: HeldOutput, sink: bool) -> HeldOutput {
+        if sink {
+            o.sink += 1;
+        } else if let Some(b) = o.pkt.data_mut().last_mut() {
+            *b ^= 0x5a;
+        }
+        o
+    }
+
+    #[test]
+    fn a_replayed_output_that_differs_from_the_released_one_is_a_divergence() {
+        let mut c = CommitCore::new(1);
+        c.handle_log(0, 1, &recs(4)).unwrap();
+        c.handle_output(out(1, 0, &[1]));
+        c.handle_output(out(2, 0, &[1]));
+        c.handle_output(out(3, 0, &[1]));
+        assert_eq!(drain(&mut c), vec![(1, 0), (2, 0), (3, 0)]);
+        c.handle_output(out(4, 0, &[2])); // committed, still queued
+        c.handle_output(out(5, 0, &[9])); // never commits
+        assert_eq!(c.begin_failover(), 1);
+        // Same key: the same bytes are a plain duplicate; other bytes, or
+        // another sink, are divergences, against what left or is queued.
+        c.handle_replayed_output(out(1, 0, &[1]));
+        assert_eq!(c.stats().divergence, 0);
+        c.handle_replayed_output(changed(out(2, 0, &[1]), false));
+        c.handle_replayed_output(changed(out(3, 0, &[1]), true));
+        c.handle_replayed_output(changed(out(4, 0, &[2]), false));
+        // An output the dead master never released is not compared.
+        c.handle_replayed_output(changed(out(5, 0, &[1]), false));
+        assert_eq!(c.stats().divergence, 3);
+        assert_eq!(c.diverged(), &[(2, 0), (3, 0), (4, 0)]);
+        // Nothing went twice, and what left under each key is the first.
+        let polled: Vec<HeldOutput> = std::iter::from_fn(|| c.poll_release()).collect();
+        assert_eq!(polled.len(), 2);
+        assert_eq!(polled[0], out(4, 0, &[2]));
+        assert_eq!((polled[1].packet_id, polled[1].ordinal), (5, 0));
+        assert_eq!(c.stats().suppressed, 4);
+    }
+
+    #[test]
+    fn a_repeated_output_with_other_bytes_is_a_divergence_and_keys_are_bounded() {
+        let mut c = CommitCore::new(1);
+        c.handle_log(0, 1, &recs(1)).unwrap();
+        for p in 1..=20u64 {
+            assert_eq!(c.release_at_once((0, p, 0), &[1], b"abc"), Some(true));
+        }
+        assert_eq!(c.release_at_once((0, 1, 0), &[1], b"abc"), Some(false));
+        assert_eq!(c.stats().divergence, 0);
+        for p in 1..=20u64 {
+            assert_eq!(c.release_at_once((0, p, 0), &[1], b"abd"), Some(false));
+        }
+        assert_eq!(c.release_at_once((1, 1, 0), &[1], b"abc"), Some(false));
+        assert_eq!(c.stats().divergence, 21);
+        assert_eq!(c.diverged().len(), DIVERGED_KEPT);
+        // A cut past them forgets their fingerprints with their keys.
+        c.handle_snapshot_committed(&[(20, 1)]);
+        assert_eq!(c.remembered_releases(), 0);
     }
 
     #[test]
@@ -802,17 +928,17 @@ mod tests {
         let mut c = CommitCore::new(2);
         c.handle_log(0, 1, &recs(2)).unwrap();
         // Not covered: held as usual.
-        assert_eq!(c.release_at_once(1, 0, &[3]), None);
-        assert_eq!(c.release_at_once(1, 0, &[0, 0, 1]), None);
+        assert_eq!(c.release_at_once((0, 1, 0), &[3], b"x"), None);
+        assert_eq!(c.release_at_once((0, 1, 0), &[0, 0, 1], b"x"), None);
         // Covered and nothing queued: sent at once, remembered.
-        assert_eq!(c.release_at_once(2, 0, &[2, 0]), Some(true));
+        assert_eq!(c.release_at_once((0, 2, 0), &[2, 0], b"x"), Some(true));
         assert!(c.is_released(2, 0));
-        assert_eq!(c.release_at_once(2, 0, &[1]), Some(false));
+        assert_eq!(c.release_at_once((0, 2, 0), &[1], b"x"), Some(false));
         // Something committed but not polled: keep the held order.
         c.handle_output(out(3, 0, &[1]));
-        assert_eq!(c.release_at_once(4, 0, &[1]), None);
+        assert_eq!(c.release_at_once((0, 4, 0), &[1], b"x"), None);
         assert_eq!(drain(&mut c), vec![(3, 0)]);
-        assert_eq!(c.release_at_once(4, 0, &[1]), Some(true));
+        assert_eq!(c.release_at_once((0, 4, 0), &[1], b"x"), Some(true));
         let st = c.stats();
         assert_eq!((st.outputs, st.released, st.suppressed), (4, 3, 1));
     }

@@ -22,7 +22,8 @@
 //!    outputs that can never commit are dropped, replayed duplicates of
 //!    released outputs are suppressed: it remembers what it released since
 //!    the last cut in a [`released::ReleasedSet`], a window of bits by
-//!    packet id.
+//!    packet id with a fingerprint of each output's sink and bytes, and a
+//!    duplicate whose fingerprint differs is counted as a divergence.
 //!    Held outputs live in a slab; the per-worker heaps of outputs waiting
 //!    for records and the heap of committed ones hold their keys. The records
 //!    are stored per worker in a [`record_log::RecordLog`], in chunks that

@@ -71,6 +71,9 @@ pub struct OutputLoggerStats {
     pub stored_records: usize,
     /// Protocol errors (a gap in a worker's log, an impossible output).
     pub errors: u64,
+    /// Duplicates whose sink or bytes differ from the output that left
+    /// under their key (see `CommitStats::divergence`): a failure.
+    pub divergence: u64,
 }
 
 struct State {
@@ -259,7 +262,14 @@ impl OutputLogger {
             snapshots: st.snapshots,
             stored_records: st.core.stored_records(),
             errors: st.errors.len() as u64,
+            divergence: cs.divergence,
         }
+    }
+
+    /// The first keys (packet id, ordinal) of divergent outputs (see
+    /// [`OutputLoggerStats::divergence`]).
+    pub fn diverged(&self) -> Vec<(u64, u32)> {
+        self.state.lock().core.diverged().to_vec()
     }
 
     /// Per committed snapshot: how long the workers stalled for it (ns)
@@ -298,7 +308,8 @@ impl State {
         self.stage_ready();
         for o in outs.iter() {
             if !self.after_failover {
-                if let Some(send) = self.core.release_at_once(o.packet_id, o.ordinal, o.dv) {
+                let key = (o.sink, o.packet_id, o.ordinal);
+                if let Some(send) = self.core.release_at_once(key, o.dv, o.data) {
                     if send {
                         self.stage(o.sink, o.packet_id, o.ordinal, o.ts_ns, o.data);
                     }
@@ -641,6 +652,56 @@ mod tests {
         assert_eq!(*kept.lock(), want);
         assert!(ol.last_release().is_some_and(|t| t >= before));
         assert_eq!(ol.stats().held, 0);
+        assert!(ol.errors().is_empty(), "{:?}", ol.errors());
+    }
+
+    /// After a failover, a replica's output under a released key leaves
+    /// no second time; with the same bytes it is a plain duplicate, with
+    /// other bytes a divergence, counted and its key kept, and the sink
+    /// still has only the master's bytes. The same holds before a
+    /// failover, for an output re-sent on the fast path.
+    #[test]
+    fn a_replayed_output_with_other_bytes_is_counted_as_a_divergence() {
+        let (sink, kept) = kept_sink();
+        let ol = OutputLogger::new(1, vec![sink]);
+        ol.handle_shipment(
+            0,
+            &shipment(
+                0,
+                1,
+                &[pal(1, 1), pal(2, 2)],
+                &[(1, &[1], b"one"), (2, &[2], b"two"), (3, &[2], b"three")],
+            ),
+        );
+        // Re-sent with other bytes before any failover.
+        ol.handle_shipment(0, &shipment(0, 3, &[], &[(3, &[2], b"thrEe")]));
+        assert_eq!(ol.stats().divergence, 1);
+        let take = ol.begin_failover();
+        assert_eq!(take.frontier, vec![2]);
+        // The replica: packet 1 as the master made it, packet 2 not, and
+        // packet 4 new.
+        ol.handle_shipment(
+            0,
+            &shipment(
+                0,
+                3,
+                &[pal(4, 3)],
+                &[(1, &[1], b"one"), (2, &[2], b"twO"), (4, &[3], b"four")],
+            ),
+        );
+        let st = ol.stats();
+        assert_eq!((st.released, st.suppressed, st.divergence), (4, 3, 2));
+        assert_eq!(ol.diverged(), vec![(3, 0), (2, 0)]);
+        let ids: Vec<(u64, Vec<u8>)> = kept.lock().clone();
+        assert_eq!(
+            ids,
+            vec![
+                (1, b"one".to_vec()),
+                (2, b"two".to_vec()),
+                (3, b"three".to_vec()),
+                (4, b"four".to_vec())
+            ]
+        );
         assert!(ol.errors().is_empty(), "{:?}", ol.errors());
     }
 

@@ -58,6 +58,10 @@ pub struct TakeoverOptions {
     /// How long to wait for the input logger once its stream ended without
     /// end of input, before the run stops with its death.
     pub il_grace: Duration,
+    /// **Test only** (see `RunOptions::test_diverge_replay`): corrupt
+    /// every replayed output, for the output logger's divergence check to
+    /// catch. The `replica` role sets it from `FTMB_TEST_DIVERGE=1`.
+    pub test_diverge_replay: bool,
 }
 
 /// Why a takeover failed.
@@ -281,6 +285,7 @@ fn replay_then_live(
             restore: snapshot.map(Arc::new),
             snapshots: Some(SnapshotTrigger::Every(opts.snapshot_every)),
         }),
+        test_diverge_replay: opts.test_diverge_replay,
         ..RunOptions::default()
     };
     let run_start_ns = wall_ns();

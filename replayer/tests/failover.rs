@@ -2,11 +2,15 @@
 //! at a seeded random point (during processing, during a snapshot, during
 //! log shipping), a replica that restores the output logger's last
 //! committed snapshot and replays the input log after its cut under the
-//! logged records. Checks: no released output is lost or duplicated, and
-//! every released output agrees with one NAT mapping per flow; for the
+//! logged records. Checks: the replica replayed, no released output is
+//! lost or duplicated, every released output agrees with one NAT mapping
+//! per flow, no replayed output differs from the one released under its
+//! key (the output logger's divergence count is 0), and no error; for the
 //! Monitor and the load balancer (over connections to its virtual
 //! address), the replica's final counters and tables are a failure-free
-//! run's, and every connection keeps its backend.
+//! run's, and every connection keeps its backend. A replica that corrupts
+//! what it replays, and release records with a planted duplicate, loss or
+//! new mapping, show that the checks fail.
 
 use ftmb_core::config::Source;
 use ftmb_core::ft::{FtLink, FtOptions, MemoryLink, OutputBatch, SnapshotTrigger};
@@ -17,7 +21,7 @@ use ftmb_core::replay::Replay;
 use ftmb_core::runtime::{run, RunOptions};
 use ftmb_core::snapshot::Snapshot;
 use ftmb_core::trace::{generate, LinkType, PcapWriter, TraceSpec};
-use ftmb_logger::output_logger::OutputLogger;
+use ftmb_logger::output_logger::{OutputLogger, Released};
 use ftmb_replayer::{ReplayPlan, ReplayPlanFrom};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -172,6 +176,25 @@ fn reference(v: &BTreeMap<String, String>, threads: usize) -> HashSet<(u64, u32)
     link.output_keys()
 }
 
+/// What a failover released, and what the output logger counted.
+struct Recovered {
+    /// Outputs released before the failover.
+    before: usize,
+    /// Every output released, in release order.
+    rel: Vec<Released>,
+    /// Packets the replicas replayed (both, after a second failure).
+    replayed: u64,
+    /// Duplicates suppressed, and those of them that differ from what
+    /// left under their key.
+    suppressed: u64,
+    divergence: u64,
+    /// The output keys a run without failure releases (with the
+    /// reference's batching only).
+    want: Option<HashSet<(u64, u32)>>,
+    /// Each input packet's flow.
+    inputs: HashMap<u64, FlowId>,
+}
+
 /// Run the master until `budget.0` messages got through (worker 1's
 /// until `budget.1`), fail over, and check what was released. The master
 /// runs in batches of `batches.0`, the replica past the dead master's log
@@ -181,13 +204,15 @@ fn kill_and_recover(
     threads: usize,
     budget: (i64, i64),
     batches: (usize, usize),
-) -> (usize, usize) {
-    kill_and_recover_twice(v, threads, budget, batches, None)
+) -> Recovered {
+    let r = kill_and_recover_twice(v, threads, budget, batches, None, false);
+    check_released(&r).unwrap_or_else(|e| panic!("budget {budget:?}: {e}"));
+    r
 }
 
 /// A run that takes `opts` to the end, or panics after a generous
 /// deadline (a replay that waits for an access nobody will make never
-/// ends).
+/// ends). Every run checked here replays: its report must say so.
 fn run_bounded(g: ftmb_core::graph::Graph, opts: RunOptions, what: String) {
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -199,18 +224,27 @@ fn run_bounded(g: ftmb_core::graph::Graph, opts: RunOptions, what: String) {
         .unwrap_or_else(|_| panic!("replay did not finish ({what})"));
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert!(r.divergence.is_empty(), "{what}: {:?}", r.divergence);
+    assert!(
+        r.replay_elapsed.is_some(),
+        "{what}: the replica did not replay"
+    );
 }
 
 /// [`kill_and_recover`], and with `replica_budget` the first replica dies
 /// too, after that many messages and before any snapshot of its own, and
-/// a second replica takes over from the same output logger.
+/// a second replica takes over from the same output logger. With
+/// `diverge` the last replica corrupts every output it replays (the
+/// test-only `RunOptions::test_diverge_replay`), and the output logger's
+/// divergence count is returned instead of required to be 0. The
+/// released outputs are checked by the caller ([`check_released`]).
 fn kill_and_recover_twice(
     v: &BTreeMap<String, String>,
     threads: usize,
     budget: (i64, i64),
     batches: (usize, usize),
     replica_budget: Option<i64>,
-) -> (usize, usize) {
+    diverge: bool,
+) -> Recovered {
     let g = graph(v, threads);
     let ol = Arc::new(OutputLogger::new(threads, g.sinks.sinks().to_vec()));
     ol.record_releases();
@@ -231,50 +265,37 @@ fn kill_and_recover_twice(
     // over from the same snapshot, under the dead master's records and the
     // first replica's.
     let what = format!("budget {budget:?}, batches {batches:?}, replica {replica_budget:?}");
-    let take_over = |replica_link: Arc<dyn FtLink>| {
+    let take_over = |replica_link: Arc<dyn FtLink>, diverge: bool| {
         let take = ol.begin_failover();
         let mut plan = link.il.replay_plan_after(take.snapshot.as_deref(), threads);
         plan.logs = take.logs.clone();
         plan.next_seq = take.next_seq();
+        let replayed = plan.len();
         let g = graph(v, threads);
-        let opts = options(replica_link, Some(plan), take.snapshot.clone(), batches.1);
-        run_bounded(g, opts, what.clone());
+        let mut opts = options(replica_link, Some(plan), take.snapshot.clone(), batches.1);
+        opts.test_diverge_replay = diverge;
+        if replayed > 0 {
+            run_bounded(g, opts, what.clone());
+        }
+        replayed
     };
-    if let Some(b) = replica_budget {
-        take_over(Arc::new(CrashingLink::new(ol.clone(), (b, b))));
-    }
-    take_over(ol.clone());
+    // A first replica that dies may get through its whole replay (and
+    // snapshot past it) before its link does: the second then has little
+    // or nothing to replay.
+    let first = replica_budget.map_or(0, |b| {
+        take_over(Arc::new(CrashingLink::new(ol.clone(), (b, b))), false)
+    });
+    let replayed = first + take_over(ol.clone(), diverge);
     assert!(ol.errors().is_empty(), "{:?}", ol.errors());
-
-    // Nothing lost, nothing twice.
-    let rel = ol.take_releases();
-    let mut seen = HashSet::new();
-    for o in &rel {
-        assert!(
-            seen.insert((o.packet_id, o.ordinal)),
-            "output ({}, {}) released twice (budget {budget:?})",
-            o.packet_id,
-            o.ordinal
+    let st = ol.stats();
+    if !diverge {
+        assert_eq!(
+            st.divergence,
+            0,
+            "{what}: replayed outputs differ from the released ones: {:?}",
+            ol.diverged()
         );
     }
-    // Which packets have outputs depends on the batching (a reply batched
-    // with its request finds the mapping the request made); with the
-    // reference's batching the sets must match exactly.
-    if batches == (BATCH, BATCH) {
-        let want = reference(v, threads);
-        let (missing, extra) = (
-            want.difference(&seen).count(),
-            seen.difference(&want).count(),
-        );
-        assert!(
-            missing == 0 && extra == 0,
-            "released outputs differ from a run without failure (budget {budget:?}): \
-             {missing} missing, {extra} extra"
-        );
-    }
-
-    // Every released forward packet agrees with one mapping per flow, and
-    // no translated tuple serves two flows.
     let inputs: HashMap<u64, FlowId> = link
         .il
         .inputs
@@ -282,25 +303,63 @@ fn kill_and_recover_twice(
         .iter()
         .filter_map(|p| Some((p.anno.id, FlowId::of_ipv4(p.data().get(14..)?)?)))
         .collect();
+    Recovered {
+        before,
+        rel: ol.take_releases(),
+        replayed,
+        suppressed: st.suppressed,
+        divergence: st.divergence,
+        // Which packets have outputs depends on the batching (a reply
+        // batched with its request finds the mapping the request made);
+        // with the reference's batching the sets must match exactly.
+        want: (batches == (BATCH, BATCH)).then(|| reference(v, threads)),
+        inputs,
+    }
+}
+
+/// The checks of a failover's release record: nothing released twice,
+/// nothing lost or made up (against a run without failure, when there is
+/// one to compare with), and every released forward packet agrees with
+/// one mapping per flow, no translated tuple serving two flows.
+fn check_released(r: &Recovered) -> Result<(), String> {
+    let mut seen = HashSet::new();
+    for o in &r.rel {
+        if !seen.insert((o.packet_id, o.ordinal)) {
+            return Err(format!(
+                "output ({}, {}) released twice",
+                o.packet_id, o.ordinal
+            ));
+        }
+    }
+    if let Some(want) = &r.want {
+        let (missing, extra) = (
+            want.difference(&seen).count(),
+            seen.difference(want).count(),
+        );
+        if missing > 0 || extra > 0 {
+            return Err(format!(
+                "released outputs differ from a run without failure: \
+                 {missing} missing, {extra} extra"
+            ));
+        }
+    }
     let mut mapping: HashMap<FlowId, FlowId> = HashMap::new();
     let mut owner: HashMap<FlowId, FlowId> = HashMap::new();
-    for o in rel.iter().filter(|o| o.sink == 0) {
-        let orig = inputs[&o.packet_id];
-        let Some(tr) = FlowId::of_ipv4(&o.data[14..]) else {
+    for o in r.rel.iter().filter(|o| o.sink == 0) {
+        let orig = r.inputs[&o.packet_id];
+        let Some(tr) = o.data.get(14..).and_then(FlowId::of_ipv4) else {
             continue;
         };
-        assert_eq!(
-            *mapping.entry(orig).or_insert(tr),
-            tr,
-            "a flow's mapping changed across failover"
-        );
-        assert_eq!(
-            *owner.entry(tr).or_insert(orig),
-            orig,
-            "a mapping given to two flows"
-        );
+        if *mapping.entry(orig).or_insert(tr) != tr {
+            return Err(format!(
+                "a flow's mapping changed across failover: {orig:?}"
+            ));
+        }
+        if *owner.entry(tr).or_insert(orig) != orig {
+            return Err(format!("a mapping given to two flows: {tr:?}"));
+        }
     }
-    (before, rel.len())
+    Ok(())
 }
 
 /// How many messages a master of `threads` workers sends over a whole run
@@ -331,8 +390,8 @@ fn kill_anywhere_loses_and_duplicates_nothing() {
         let threads = 1 + trial % 2;
         // Budgets across the whole run, as long as a run without failure.
         let budget = (xorshift(&mut rng) % whole[threads - 1]) as i64;
-        let (before, total) = kill_and_recover(&v, threads, (budget, budget), (BATCH, BATCH));
-        if before > 0 && before < total {
+        let r = kill_and_recover(&v, threads, (budget, budget), (BATCH, BATCH));
+        if r.before > 0 && r.before < r.rel.len() && r.replayed > 0 {
             mid_run += 1;
         }
     }
@@ -397,13 +456,20 @@ fn lost_record_trials(seed: u64, default: usize, second: bool) {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default);
+    let mut replayed = 0;
     for t in 0..trials {
         let budget = (xorshift(&mut rng) % 600) as i64;
         let w1 = budget - (xorshift(&mut rng) % 40) as i64;
         let b = if t % 2 == 0 { (64, 3) } else { (3, 64) };
         let replica = second.then(|| (xorshift(&mut rng) % 400) as i64);
-        kill_and_recover_twice(&v, 2, (budget, w1), b, replica);
+        let r = kill_and_recover_twice(&v, 2, (budget, w1), b, replica, false);
+        check_released(&r).unwrap_or_else(|e| panic!("trial {t}: {e}"));
+        replayed += usize::from(r.replayed > 0);
     }
+    assert!(
+        replayed * 2 >= trials,
+        "only {replayed} of {trials} trials replayed anything"
+    );
 }
 
 /// A second failure before the first replica's first snapshot: the output
@@ -585,4 +651,69 @@ fn load_balancer_after_a_failover_keeps_every_connection_on_its_backend() {
     // `lb.connections`, `lb.backends`, `lb.balanced`, `lb.replies`.
     assert_eq!(f.printed.lines().count(), 4, "{:?}", f.printed);
     assert_eq!(f.printed, f.reference_printed);
+}
+
+/// The checks above must be able to fail. A replica that corrupts every
+/// output it replays (the test-only hook): the output logger suppresses
+/// the replayed duplicates as before, but counts each one whose bytes
+/// differ from what left as a divergence. And a release record with an
+/// output planted twice, one taken out, or a flow's mapping changed is
+/// refused by [`check_released`].
+#[test]
+fn a_planted_divergence_a_duplicate_and_a_loss_are_caught() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let v = nat_trace(dir.path(), (5_000, 400, 200), 200, 8);
+    let whole = messages_of_a_whole_run(&v, 2).max(4);
+    let mut rng = 0xd1_5e_u64;
+    let mut caught = 0;
+    for _ in 0..4 {
+        // Past the first snapshot, before the end: some replayed
+        // outputs had left already.
+        let budget = whole / 4 + (xorshift(&mut rng) % (whole as u64 / 2)) as i64;
+        let r = kill_and_recover_twice(&v, 2, (budget, budget), (BATCH, BATCH), None, true);
+        assert!(r.replayed > 0, "budget {budget}: nothing replayed");
+        assert!(r.divergence <= r.suppressed, "budget {budget}");
+        if r.suppressed > 0 {
+            assert!(
+                r.divergence > 0,
+                "budget {budget}: {} corrupted duplicates suppressed, no divergence counted",
+                r.suppressed
+            );
+            caught += 1;
+        }
+        // Still nothing twice: the corrupted duplicates did not leave.
+        let mut keys = HashSet::new();
+        assert!(r.rel.iter().all(|o| keys.insert((o.packet_id, o.ordinal))));
+    }
+    assert!(caught >= 2, "only {caught} trials had replayed duplicates");
+
+    // A correct failover passes the release checks; planted faults fail.
+    let mut r = kill_and_recover(&v, 2, (whole / 2, whole / 2), (BATCH, BATCH));
+    assert_eq!(r.divergence, 0);
+    assert!(check_released(&r).is_ok());
+    let first = r.rel[0].clone();
+    r.rel.push(first.clone());
+    assert!(check_released(&r)
+        .expect_err("a duplicate")
+        .contains("twice"));
+    r.rel.pop();
+    let lost = r.rel.pop().expect("outputs");
+    assert!(check_released(&r).expect_err("a loss").contains("missing"));
+    r.rel.push(lost);
+    // Another source port for one forward output of a flow that has
+    // several: the flow's mapping changed.
+    let mut per_flow: HashMap<FlowId, usize> = HashMap::new();
+    for o in r.rel.iter().filter(|o| o.sink == 0) {
+        *per_flow.entry(r.inputs[&o.packet_id]).or_default() += 1;
+    }
+    let i = r
+        .rel
+        .iter()
+        .rposition(|o| o.sink == 0 && per_flow[&r.inputs[&o.packet_id]] > 1)
+        .expect("a flow with two forward outputs");
+    let ihl = usize::from(r.rel[i].data[14] & 0x0f) * 4;
+    r.rel[i].data[14 + ihl] ^= 0x40;
+    assert!(check_released(&r)
+        .expect_err("a new mapping")
+        .contains("mapping"));
 }

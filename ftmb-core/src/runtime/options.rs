@@ -33,6 +33,13 @@ pub struct RunOptions {
     /// Per worker, a remote store for shared state (the remote-state
     /// baseline; see [`crate::context::RemoteState`]).
     pub remote_state: Option<RemoteStateFactory>,
+    /// **Test only**: in a replaying run, flip the last byte of every
+    /// output of every replayed packet, so that the replica's outputs
+    /// differ from what the master released under the same keys and the
+    /// output logger's divergence check has something to catch. Off by
+    /// default; only tests, and a replica started with
+    /// `FTMB_TEST_DIVERGE=1` in its environment, set it.
+    pub test_diverge_replay: bool,
 }
 
 /// Makes worker `w`'s connection to a remote state store.
@@ -59,6 +66,7 @@ impl Default for RunOptions {
             stamp_arrival: false,
             ft_unlogged: false,
             remote_state: None,
+            test_diverge_replay: false,
         }
     }
 }

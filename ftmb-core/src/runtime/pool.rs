@@ -51,7 +51,7 @@ impl WorkerPool {
             };
             pool.txs.push(tx.clone());
             let ctx = worker_ctx(w, nworkers, seed, opts, restore, replay);
-            let worker = Worker::new(
+            let mut worker = Worker::new(
                 elems,
                 ctx,
                 common,
@@ -59,6 +59,7 @@ impl WorkerPool {
                 restore,
                 replay.is_some(),
             );
+            worker.diverge_replayed = replay.is_some() && opts.test_diverge_replay;
             if w == 0 && !opts.pipeline && replay.is_none() {
                 pool.inline = Some((Box::new(worker), rx));
                 pool.queues.push(None);

@@ -55,6 +55,9 @@ pub(super) struct Worker {
     /// Replay packets may still be queued for it (until the replay's
     /// barrier reaches it).
     replaying: bool,
+    /// Test only (`RunOptions::test_diverge_replay`): corrupt the outputs
+    /// of replayed packets.
+    pub(super) diverge_replayed: bool,
 }
 
 /// A worker ships what it holds once it holds this many outputs, even with
@@ -96,6 +99,7 @@ impl Worker {
                 .and_then(|s| s.workers.get(w))
                 .map_or(0, |x| x.next_packet),
             replaying,
+            diverge_replayed: false,
         }
     }
 
@@ -161,9 +165,16 @@ impl Worker {
                 let outs = &mut sh.outputs;
                 let ordinals = &mut self.ordinals;
                 let dv = &self.ctx.dv;
+                // Replay packets all come before the replay's barrier.
+                let diverge = self.diverge_replayed && self.replaying;
                 self.ctx.sinks.drain(|sink, pkts| {
-                    for p in pkts.drain(..) {
+                    for mut p in pkts.drain(..) {
                         let ordinal = ordinals.next(p.anno.id);
+                        if diverge {
+                            if let Some(b) = p.data_mut().last_mut() {
+                                *b ^= 0xff;
+                            }
+                        }
                         outs.push((sink as u16, ordinal), &p, dv, (w, batch_seq));
                     }
                 });

@@ -58,6 +58,12 @@ pub struct OutputLoggerReport {
     /// the replica after it took over, the standby at the takeover): the
     /// output logger then exits with this error.
     pub failure: Option<String>,
+    /// Replayed (or repeated) outputs that matched one already released
+    /// by key but not by sink and bytes: a replay that departed from the
+    /// master. Anything but 0 is a failure.
+    pub divergence: u64,
+    /// The first divergent outputs' keys, (input packet id, ordinal).
+    pub divergent_outputs: Vec<(u64, u32)>,
 }
 
 /// The output logger's control link to the input logger: it opens with a
@@ -278,9 +284,19 @@ pub fn run_output_logger(
     report.suppressed = st.suppressed;
     report.snapshots = st.snapshots;
     report.errors.extend(ol.errors());
+    report.divergence = st.divergence;
+    report.divergent_outputs = ol.diverged();
+    if report.divergence > 0 {
+        tracing::error!(
+            divergence = report.divergence,
+            first = ?report.divergent_outputs,
+            "replayed outputs differ from the ones released under their keys"
+        );
+    }
     tracing::info!(
         released = report.released,
         suppressed = report.suppressed,
+        divergence = report.divergence,
         snapshots = report.snapshots,
         "done"
     );
