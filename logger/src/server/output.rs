@@ -259,25 +259,37 @@ pub fn run_output_logger(
     }
     match &report.failure {
         Some(why) => tracing::error!("{why}"),
-        None => {
-            // A clean end: the input logger and a standby that did not
-            // take over exit on this word.
-            if let Some(l) = &il_link {
-                l.end();
-            }
-            if let Some(Ok((rs, feeder))) = standby_left.map(|s| s.try_recv()) {
-                feed.stop(0);
-                let sent = match feeder.join() {
-                    Ok((w, _)) => Ok(w),
-                    Err(_) => writer(&rs),
-                }
-                .and_then(|mut w| w.send(&Message::EndOfStream).and_then(|_| w.flush()));
-                if let Err(e) = sent {
-                    tracing::warn!("the standby could not be told that the run ended: {e}");
-                }
-            }
+        None => tell_the_run_ended(il_link.as_deref(), standby_left, &feed),
+    }
+    finish_report(&ol, &mut report);
+    Ok(report)
+}
+
+/// A clean end: the input logger and a standby that did not take over
+/// exit on this word (`EndOfStream`).
+fn tell_the_run_ended(
+    il_link: Option<&IlLink>,
+    standby: Option<Receiver<(Stream, Feeder)>>,
+    feed: &StandbyFeed,
+) {
+    if let Some(l) = il_link {
+        l.end();
+    }
+    if let Some(Ok((rs, feeder))) = standby.map(|s| s.try_recv()) {
+        feed.stop(0);
+        let sent = match feeder.join() {
+            Ok((w, _)) => Ok(w),
+            Err(_) => writer(&rs),
+        }
+        .and_then(|mut w| w.send(&Message::EndOfStream).and_then(|_| w.flush()));
+        if let Err(e) = sent {
+            tracing::warn!("the standby could not be told that the run ended: {e}");
         }
     }
+}
+
+/// The run's figures, from the output logger once everything is flushed.
+fn finish_report(ol: &OutputLogger, report: &mut OutputLoggerReport) {
     ol.flush();
     let st = ol.stats();
     report.released = st.released;
@@ -300,7 +312,6 @@ pub fn run_output_logger(
         snapshots = report.snapshots,
         "done"
     );
-    Ok(report)
 }
 
 /// The heartbeat listener beside the main one, and what it heard: every
