@@ -173,7 +173,7 @@ impl SnapshotRound {
 /// one is usually a batch away), then sleeps.
 ///
 /// Its primitives come from [`crate::sync`], so that the loom model
-/// (`crate::models::round_gate`) runs this code.
+/// (`gate_round` in `crate::models`) runs this code.
 pub(crate) struct RoundGate {
     workers: usize,
     arrived: crate::sync::AtomicUsize,
