@@ -17,6 +17,20 @@ pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 #[cfg(not(loom))]
 pub(crate) use crate::spin::Backoff;
 
+/// Normal builds take the primitives themselves, no wrapper: these fail
+/// to compile if a shim type ever becomes something other than the
+/// original on the workers' path.
+#[cfg(not(loom))]
+const _: fn(parking_lot::Mutex<u8>) -> Mutex<u8> = |m| m;
+#[cfg(not(loom))]
+const _: fn(parking_lot::MutexGuard<'_, u8>) -> MutexGuard<'_, u8> = |g| g;
+#[cfg(not(loom))]
+const _: fn(parking_lot::Condvar) -> Condvar = |c| c;
+#[cfg(not(loom))]
+const _: fn(std::sync::atomic::AtomicU64) -> AtomicU64 = |a| a;
+#[cfg(not(loom))]
+const _: fn(crate::spin::Backoff) -> Backoff = |b| b;
+
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 
