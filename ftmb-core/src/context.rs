@@ -27,8 +27,8 @@ use crate::egress::{SinkHandle, SinkOutputs};
 use crate::packet::Packet;
 pub use crate::rng::Rng;
 use crate::slot::Slot;
+use crate::sync::{Mutex, MutexGuard};
 use crossbeam_utils::CachePadded;
-use parking_lot::{Mutex, MutexGuard};
 
 /// How shared-state accesses and nondeterministic reads are treated.
 #[derive(Debug, Default)]

@@ -77,7 +77,11 @@ pub mod snapshot;
 pub mod spin;
 pub mod stats;
 pub mod steer;
+pub(crate) mod sync;
 pub mod trace;
+
+#[cfg(test)]
+mod models;
 
 pub use args::{Args, FromArg, Ipv4Prefix};
 pub use config::{ConfigError, Span};

@@ -7,8 +7,8 @@
 //! each access wait for its logged turn on the variable.
 
 use crate::slot::Slot;
+use crate::sync::{Mutex, MutexGuard};
 use crossbeam_utils::CachePadded;
-use parking_lot::{Mutex, MutexGuard};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -270,7 +270,7 @@ impl LoggedAccess {
             }
             None => u64::MAX,
         };
-        let mut backoff = crate::spin::Backoff::default();
+        let mut backoff = crate::sync::Backoff::default();
         loop {
             let g = cell.lock();
             let turn = if want == u64::MAX {

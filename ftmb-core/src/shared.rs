@@ -18,8 +18,8 @@ use crate::context::Ctx;
 use crate::depvec::DepVector;
 use crate::packet::Packet;
 use crate::slot::{encode_slot, Slot};
+use crate::sync::Mutex;
 use crossbeam_utils::CachePadded;
-use parking_lot::Mutex;
 use std::any::Any;
 use std::collections::HashMap;
 use std::ops::Range;
@@ -31,7 +31,7 @@ pub struct SharedVar<T> {
     slots: Box<[CachePadded<Mutex<Slot<T>>>]>,
     /// The snapshot being captured (0: none yet); see
     /// [`SharedDyn::begin_capture`].
-    epoch: std::sync::atomic::AtomicU64,
+    epoch: crate::sync::AtomicU64,
 }
 
 /// A handle to a shared variable (cheap to clone; all clones and all
@@ -275,7 +275,7 @@ impl SharedRegistry {
                     }))
                 })
                 .collect(),
-            epoch: std::sync::atomic::AtomicU64::new(0),
+            epoch: crate::sync::AtomicU64::new(0),
         });
         self.next_id += slots as u32;
         self.by_name.insert(name.to_string(), self.vars.len());

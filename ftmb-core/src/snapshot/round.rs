@@ -171,13 +171,16 @@ impl SnapshotRound {
 /// shared state while the others stand still, then opens the gate: one
 /// hand-over per round. A worker that waits spins briefly first (the last
 /// one is usually a batch away), then sleeps.
+///
+/// Its primitives come from [`crate::sync`], so that the loom model
+/// (`gate_round` in `crate::models`) runs this code.
 pub(crate) struct RoundGate {
     workers: usize,
-    arrived: AtomicUsize,
-    open: AtomicBool,
+    arrived: crate::sync::AtomicUsize,
+    open: crate::sync::AtomicBool,
     /// Sleepers wait on `opened` under it.
-    lock: parking_lot::Mutex<()>,
-    opened: parking_lot::Condvar,
+    lock: crate::sync::Mutex<()>,
+    opened: crate::sync::Condvar,
 }
 
 impl RoundGate {
@@ -187,23 +190,23 @@ impl RoundGate {
     pub(crate) fn new(workers: usize) -> RoundGate {
         RoundGate {
             workers,
-            arrived: AtomicUsize::new(0),
-            open: AtomicBool::new(false),
-            lock: parking_lot::Mutex::new(()),
-            opened: parking_lot::Condvar::new(),
+            arrived: crate::sync::AtomicUsize::new(0),
+            open: crate::sync::AtomicBool::new(false),
+            lock: crate::sync::Mutex::new(()),
+            opened: crate::sync::Condvar::new(),
         }
     }
 
     /// Arrive: true for the last worker, which must [`RoundGate::open`] it;
     /// the others must [`RoundGate::wait`].
-    fn arrive(&self) -> bool {
+    pub(crate) fn arrive(&self) -> bool {
         self.arrived.fetch_add(1, Ordering::AcqRel) + 1 == self.workers
     }
 
-    fn wait(&self) {
-        let from = Instant::now();
-        let mut backoff = crate::spin::Backoff::default();
-        while from.elapsed() < Self::SPIN {
+    pub(crate) fn wait(&self) {
+        let mut spin = crate::sync::SpinFor::start(Self::SPIN);
+        let mut backoff = crate::sync::Backoff::default();
+        while spin.going() {
             if self.open.load(Ordering::Acquire) {
                 return;
             }
@@ -215,7 +218,7 @@ impl RoundGate {
         }
     }
 
-    fn open(&self) {
+    pub(crate) fn open(&self) {
         self.open.store(true, Ordering::Release);
         // Taken so that no sleeper is between its look and its wait.
         let _guard = self.lock.lock();
