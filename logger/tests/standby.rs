@@ -9,8 +9,8 @@ use ftmb_core::ft::FtLink;
 use ftmb_core::snapshot::{Snapshot, WorkerSnapshot};
 use ftmb_logger::client::{await_takeover, SocketLink};
 use ftmb_logger::output_logger::OutputLogger;
-use ftmb_logger::server::run_output_logger;
-use ftmb_logger::transport::{connect, Addr};
+use ftmb_logger::server::{run_output_logger, OutputLoggerReport};
+use ftmb_logger::transport::{connect, Addr, Stream};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,11 +30,20 @@ fn snapshot(id: u64) -> Snapshot {
     }
 }
 
-#[test]
-fn a_standby_that_connects_after_the_master_gets_snapshots_forwarded() {
+/// An output logger running `ol` on a fresh Unix socket, and a master
+/// connected to it (data and heartbeat links).
+struct Serving {
+    _dir: tempfile::TempDir,
+    addr: Addr,
+    logger: std::thread::JoinHandle<std::io::Result<OutputLoggerReport>>,
+    data: Stream,
+    hb: Stream,
+    master: SocketLink,
+}
+
+fn serve(ol: Arc<OutputLogger>) -> Serving {
     let dir = tempfile::tempdir().expect("temp dir");
     let addr = Addr::Unix(dir.path().join("ol.sock"));
-    let ol = Arc::new(OutputLogger::new(1, Vec::new()));
     let ol_addr = addr.clone();
     let logger = std::thread::spawn(move || {
         run_output_logger(
@@ -45,13 +54,35 @@ fn a_standby_that_connects_after_the_master_gets_snapshots_forwarded() {
             Duration::from_secs(1),
         )
     });
-    let wait = Duration::from_secs(10);
-    let data = connect(&addr, wait).expect("master connects");
-    let hb = connect(&addr.heartbeat().expect("hb address"), wait).expect("heartbeats");
+    let data = connect(&addr, WAIT).expect("master connects");
+    let hb = connect(&addr.heartbeat().expect("hb address"), WAIT).expect("heartbeats");
     let master = SocketLink::new(&data, &hb, Duration::from_millis(5)).expect("master link");
+    Serving {
+        _dir: dir,
+        addr,
+        logger,
+        data,
+        hb,
+        master,
+    }
+}
+
+/// How long a test waits for anything it expects.
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn a_standby_that_connects_after_the_master_gets_snapshots_forwarded() {
+    let Serving {
+        _dir,
+        addr,
+        logger,
+        data,
+        hb,
+        master,
+    } = serve(Arc::new(OutputLogger::new(1, Vec::new())));
 
     // The standby connects only now, and reports each snapshot it loads.
-    let standby = connect(&addr, wait).expect("standby connects");
+    let standby = connect(&addr, WAIT).expect("standby connects");
     let (loaded_tx, loaded) = crossbeam_channel::unbounded();
     let replica = std::thread::spawn(move || {
         let mut prepare = |bytes: &[u8]| {
@@ -85,7 +116,7 @@ fn a_standby_that_connects_after_the_master_gets_snapshots_forwarded() {
     master.store_snapshot(snapshot(id));
     for next in first.0 + 1..=id {
         let got = loaded
-            .recv_timeout(wait)
+            .recv_timeout(WAIT)
             .expect("every later snapshot is forwarded");
         assert_eq!(got, (next, true), "snapshots forwarded out of order");
     }
@@ -114,25 +145,17 @@ fn a_standby_that_connects_after_the_master_gets_snapshots_forwarded() {
 /// for a broken one: the standby takes over from the start of the log.
 #[test]
 fn a_snapshot_over_the_maximum_is_refused_and_never_forwarded() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let addr = Addr::Unix(dir.path().join("ol.sock"));
     let ol = Arc::new(OutputLogger::new(1, Vec::new()));
     ol.set_max_snapshot(100_000); // the snapshot is about 300 kB
-    let (ol_run, ol_addr) = (ol.clone(), addr.clone());
-    let logger = std::thread::spawn(move || {
-        run_output_logger(
-            ol_run,
-            &ol_addr,
-            None,
-            Duration::from_secs(10),
-            Duration::from_secs(1),
-        )
-    });
-    let wait = Duration::from_secs(10);
-    let data = connect(&addr, wait).expect("master connects");
-    let hb = connect(&addr.heartbeat().expect("hb address"), wait).expect("heartbeats");
-    let master = SocketLink::new(&data, &hb, Duration::from_millis(5)).expect("master link");
-    let standby = connect(&addr, wait).expect("standby connects");
+    let Serving {
+        _dir,
+        addr,
+        logger,
+        data,
+        hb,
+        master,
+    } = serve(ol.clone());
+    let standby = connect(&addr, WAIT).expect("standby connects");
     let (loaded_tx, loaded) = crossbeam_channel::unbounded();
     let (take_tx, take_rx) = crossbeam_channel::bounded(1);
     std::thread::spawn(move || {
@@ -146,7 +169,7 @@ fn a_snapshot_over_the_maximum_is_refused_and_never_forwarded() {
     // Bounded: had the snapshot been accepted, the master would still be
     // serving and no takeover would come.
     let take = take_rx
-        .recv_timeout(wait)
+        .recv_timeout(WAIT)
         .expect("a takeover: the oversize snapshot was accepted")
         .expect("takeover")
         .expect("a takeover, not the run's end");
