@@ -826,6 +826,45 @@ mod tests {
     }
 
     #[test]
+    fn records_repeated_after_a_cut_store_exactly_the_new_ones_and_count_them() {
+        let mut c = CommitCore::new(1);
+        c.handle_log(0, 1, &recs(2)).unwrap();
+        assert_eq!(c.stats().records, 2);
+        c.handle_snapshot_committed(&[(1, 5)]);
+        assert_eq!(c.frontier(), &[5]);
+        // Wholly subsumed, well below the frontier or ending on it:
+        // nothing stored, nothing counted.
+        c.handle_log(0, 2, &recs(2)).unwrap();
+        c.handle_log(0, 3, &recs(3)).unwrap();
+        assert_eq!(c.frontier(), &[5]);
+        assert_eq!(c.logs_since_cut(0).count(), 0);
+        assert_eq!(c.stats().records, 2);
+        // Ending one past the frontier: exactly that record is new.
+        c.handle_log(0, 4, &recs(3)).unwrap();
+        assert_eq!(c.frontier(), &[6]);
+        let seqs: Vec<u64> = c.logs_since_cut(0).map(|(s, _)| s).collect();
+        assert_eq!(seqs, vec![6]);
+        assert_eq!(c.stats().records, 3);
+    }
+
+    #[test]
+    fn a_failover_counts_what_it_drops_and_nothing_unreleased_reads_as_released() {
+        let mut c = CommitCore::new(1);
+        c.handle_output(out(1, 0, &[1]));
+        c.handle_output(out(2, 0, &[2]));
+        c.handle_output(out(3, 0, &[3]));
+        c.handle_log(0, 1, &recs(1)).unwrap();
+        assert_eq!(drain(&mut c), vec![(1, 0)]);
+        assert!(c.is_released(1, 0));
+        assert!(!c.is_released(2, 0), "held, not released");
+        assert!(!c.is_released(1, 1), "another ordinal of a released packet");
+        assert!(!c.is_released(9, 0), "never seen");
+        assert_eq!(c.begin_failover(), 2);
+        assert_eq!(c.stats().dropped_on_failover, 2);
+        assert!(!c.is_released(2, 0), "dropped, not released");
+    }
+
+    #[test]
     fn failover_drops_held_and_suppresses_duplicates() {
         let mut c = CommitCore::new(2);
         c.handle_log(0, 1, &recs(2)).unwrap();
