@@ -69,6 +69,16 @@ pub struct SocketLink {
     snapshot_buf: Mutex<Vec<u8>>,
 }
 
+/// A link to the output logger ended while the role was still running:
+/// the output logger died, or fenced this role off.
+fn link_lost(alive: &AtomicBool, failure: &PeerFailure, link: &str) {
+    if alive.load(Ordering::Acquire) {
+        failure.fail(format!(
+            "output logger lost: it closed the {link} link (it died, or fenced this role off)"
+        ));
+    }
+}
+
 impl SocketLink {
     /// Wrap a connected data stream; send heartbeats every `period` on
     /// `hb`, a stream of their own, so that a large frame on the data
@@ -107,13 +117,7 @@ impl SocketLink {
                 match r.next_frame() {
                     Ok(Some(_)) => continue,
                     Ok(None) | Err(_) => {
-                        if alive.load(Ordering::Acquire) {
-                            failure.fail(
-                                "output logger lost: it closed the data link (it died, \
-                                 or fenced this role off)"
-                                    .into(),
-                            );
-                        }
+                        link_lost(&alive, &failure, "data");
                         return;
                     }
                 }
@@ -134,13 +138,7 @@ impl SocketLink {
                         .and_then(|_| g.flush());
                     drop(g);
                     if ok.is_err() {
-                        if alive.load(Ordering::Acquire) {
-                            failure.fail(
-                                "output logger lost: it closed the heartbeat link (it died, \
-                                 or fenced this role off)"
-                                    .into(),
-                            );
-                        }
+                        link_lost(&alive, &failure, "heartbeat");
                         break;
                     }
                     std::thread::sleep(period);
